@@ -1,0 +1,53 @@
+"""The CloudEvents 1.0 envelope (JSON event format) every activity event travels in."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+import orjson
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+# Namespace for deterministic event ids: uuid5(EVENT_ID_NAMESPACE, source|type|natural id|rev).
+EVENT_ID_NAMESPACE = uuid.UUID("6f1c3a52-8d0e-4b8e-9a53-2f4c1d7e9b10")
+
+
+class Envelope(BaseModel):
+    """A CloudEvents 1.0 event: attributes plus the type-specific `data`."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str = Field(min_length=1, max_length=200)
+    source: str = Field(min_length=1, max_length=200)
+    type: str = Field(min_length=1, max_length=100)
+    subject: str = Field(min_length=1, max_length=200, description="The customer id.")
+    time: AwareDatetime = Field(description="When the fact happened in the source system.")
+    datacontenttype: Literal["application/json"] = "application/json"
+    dataschema: str
+    data: dict[str, Any]
+
+    def to_bytes(self) -> bytes:
+        """Serialise to the JSON bytes that go on the wire."""
+        return orjson.dumps(self.model_dump(mode="json"))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Envelope:
+        """Parse wire bytes; raises ValueError (pydantic's ValidationError) when malformed."""
+        return cls.model_validate_json(raw)
+
+
+def deterministic_event_id(source: str, event_type: str, natural_id: str, revision: int) -> str:
+    """Return the same id for the same source fact, so retries and re-uploads dedupe."""
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{source}|{event_type}|{natural_id}|{revision}"))
+
+
+def dataschema_for(event_type: str, version: int) -> str:
+    """Name the JSON Schema of one event type version (files under schemas/json/)."""
+    return f"urn:customer-classifier:schema:{event_type}:v{version}"
+
+
+def utc_iso(moment: datetime) -> str:
+    """Render an aware datetime as ISO 8601."""
+    return moment.isoformat()

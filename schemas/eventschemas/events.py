@@ -1,0 +1,212 @@
+"""One frozen model per activity event type: the `data` of an Envelope."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from eventschemas.envelope import Envelope, dataschema_for, deterministic_event_id
+
+CustomerId = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
+NaturalId = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
+CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=4)]
+
+
+class OrderStatus(StrEnum):
+    PLACED = "placed"
+    PAID = "paid"
+    FULFILLED = "fulfilled"
+    CANCELLED = "cancelled"
+
+
+class CallOutcome(StrEnum):
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
+    REJECTED = "rejected"
+    CONNECTED = "connected"
+    INTERESTED = "interested"
+    NOT_INTERESTED = "not_interested"
+    CALLBACK_REQUESTED = "callback_requested"
+    DEAL_CLOSED = "deal_closed"
+
+
+class IntentLevel(StrEnum):
+    """The agent's judgement of the customer's intent, weakest first."""
+
+    NONE = "none"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class ActivityEvent(BaseModel):
+    """Base of every activity event payload."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    TYPE: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+
+    customer_id: CustomerId
+    revision: int = Field(
+        default=0, ge=0, description="Bump when the source fact is re-sent changed."
+    )
+
+    def natural_id(self) -> str:
+        """Return the source system's id of the fact this event carries."""
+        raise NotImplementedError
+
+    def occurred_at(self) -> AwareDatetime:
+        """Return when the fact happened in the source system."""
+        raise NotImplementedError
+
+    def to_envelope(self, source: str) -> Envelope:
+        """Wrap this payload in a CloudEvents envelope with a deterministic id."""
+        return Envelope(
+            id=deterministic_event_id(source, self.TYPE, self.natural_id(), self.revision),
+            source=source,
+            type=self.TYPE,
+            subject=self.customer_id,
+            time=self.occurred_at(),
+            dataschema=dataschema_for(self.TYPE, self.VERSION),
+            data=self.model_dump(mode="json"),
+        )
+
+
+class OrderPlaced(ActivityEvent):
+    TYPE: ClassVar[str] = "order.placed"
+
+    order_id: NaturalId
+    amount: Money
+    currency: CurrencyCode
+    amount_base: Money = Field(description="The amount in the base currency.")
+    base_currency: CurrencyCode
+    placed_at: AwareDatetime
+    status: OrderStatus = OrderStatus.PLACED
+
+    def natural_id(self) -> str:
+        return self.order_id
+
+    def occurred_at(self) -> AwareDatetime:
+        return self.placed_at
+
+
+class OrderRefunded(ActivityEvent):
+    TYPE: ClassVar[str] = "order.refunded"
+
+    refund_id: NaturalId
+    order_id: NaturalId
+    amount: Money
+    currency: CurrencyCode
+    amount_base: Money
+    base_currency: CurrencyCode
+    refunded_at: AwareDatetime
+
+    def natural_id(self) -> str:
+        return self.refund_id
+
+    def occurred_at(self) -> AwareDatetime:
+        return self.refunded_at
+
+
+class OrderCancelled(ActivityEvent):
+    TYPE: ClassVar[str] = "order.cancelled"
+
+    order_id: NaturalId
+    cancelled_at: AwareDatetime
+
+    def natural_id(self) -> str:
+        return self.order_id
+
+    def occurred_at(self) -> AwareDatetime:
+        return self.cancelled_at
+
+
+class CallLogged(ActivityEvent):
+    TYPE: ClassVar[str] = "call.logged"
+
+    call_id: NaturalId
+    agent_id: str | None = None
+    direction: str = Field(default="outbound", pattern="^(inbound|outbound)$")
+    started_at: AwareDatetime
+    duration_seconds: int = Field(default=0, ge=0)
+    outcome: CallOutcome
+    intent: IntentLevel | None = None
+    notes: str | None = Field(
+        default=None, max_length=10_000, description="May hold PII; never logged."
+    )
+
+    def natural_id(self) -> str:
+        return self.call_id
+
+    def occurred_at(self) -> AwareDatetime:
+        return self.started_at
+
+
+class CrmContactUpdated(ActivityEvent):
+    """Profile attributes of a customer changed in a CRM (only the given ones change)."""
+
+    TYPE: ClassVar[str] = "crm.contact.updated"
+
+    crm_record_id: NaturalId
+    updated_at: AwareDatetime
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    tags: list[str] | None = None
+
+    def natural_id(self) -> str:
+        return f"{self.crm_record_id}@{self.updated_at.isoformat()}"
+
+    def occurred_at(self) -> AwareDatetime:
+        return self.updated_at
+
+
+class CrmCompanyUpdated(CrmContactUpdated):
+    TYPE: ClassVar[str] = "crm.company.updated"
+
+
+class CrmDealStageChanged(ActivityEvent):
+    TYPE: ClassVar[str] = "crm.deal.stage_changed"
+
+    deal_id: NaturalId
+    stage: str = Field(min_length=1, max_length=64)
+    amount_base: Money | None = None
+    changed_at: AwareDatetime
+
+    def natural_id(self) -> str:
+        return f"{self.deal_id}@{self.stage}@{self.changed_at.isoformat()}"
+
+    def occurred_at(self) -> AwareDatetime:
+        return self.changed_at
+
+
+EVENT_TYPES: dict[str, type[ActivityEvent]] = {
+    cls.TYPE: cls
+    for cls in (
+        OrderPlaced,
+        OrderRefunded,
+        OrderCancelled,
+        CallLogged,
+        CrmContactUpdated,
+        CrmCompanyUpdated,
+        CrmDealStageChanged,
+    )
+}
+
+
+class UnknownEventType(ValueError):
+    """The envelope names a type this version of the contracts does not know."""
+
+
+def parse_event(envelope: Envelope) -> ActivityEvent:
+    """Validate an envelope's data against its type's model."""
+    model = EVENT_TYPES.get(envelope.type)
+    if model is None:
+        raise UnknownEventType(f"unknown event type {envelope.type!r}")
+    event = model.model_validate(envelope.data)
+    if event.customer_id != envelope.subject:
+        raise ValueError("envelope subject does not match data.customer_id")
+    return event

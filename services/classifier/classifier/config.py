@@ -1,0 +1,59 @@
+"""Settings of the classifier service: the one place that reads the environment."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from eventschemas.topics import ACTIVITY_DLQ_TOPIC, ACTIVITY_TOPIC, CLASS_CHANGES_TOPIC
+
+
+def _shared(name: str) -> AliasChoices:
+    return AliasChoices(name.upper(), name.lower())
+
+
+class ClassifierSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CLASSIFIER_", populate_by_name=True, extra="ignore"
+    )
+
+    host: str = "127.0.0.1"
+    port: int = 8002
+    database_url: str = Field(
+        default="postgresql+asyncpg://classifier@127.0.0.1:5432/classifier",
+        validation_alias=AliasChoices("DATABASE_URL", "database_url"),
+    )
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", validation_alias=_shared("kafka_bootstrap_servers")
+    )
+    activity_topic: str = Field(
+        default=ACTIVITY_TOPIC,
+        validation_alias=AliasChoices("KAFKA_ACTIVITY_TOPIC", "activity_topic"),
+    )
+    class_changes_topic: str = Field(
+        default=CLASS_CHANGES_TOPIC,
+        validation_alias=AliasChoices("KAFKA_CLASS_CHANGES_TOPIC", "class_changes_topic"),
+    )
+    dlq_topic: str = Field(
+        default=ACTIVITY_DLQ_TOPIC, validation_alias=AliasChoices("KAFKA_DLQ_TOPIC", "dlq_topic")
+    )
+    activity_partitions: int = 6
+    class_changes_partitions: int = 6
+    dlq_partitions: int = 1
+    consumer_group: str = "classifier-worker"
+    batch_max_records: int = 2000
+    poll_timeout_ms: int = 200
+    relay_interval_seconds: float = 0.05
+    relay_batch_size: int = 1000
+    review_interval_seconds: float = 1.0
+    review_batch_size: int = 500
+    cutoffs_interval_seconds: float = 300.0
+    db_retry_max_seconds: float = 30.0
+    db_pool_size: int = 10
+    worker_metrics_port: int = Field(default=9102, description="0 disables the worker's /metrics")
+    clock_offset_seconds: float = Field(
+        default=0.0, description="Shifts the worker's clock; for tests and demos only."
+    )
+    scheme_file: str | None = Field(
+        default=None, description="YAML scheme to seed as version 1; the shipped default if unset."
+    )

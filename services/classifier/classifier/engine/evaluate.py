@@ -1,0 +1,296 @@
+"""Evaluate a compiled scheme for one customer at one instant, with explanations. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from classifier.engine.conditions import EvalContext
+from classifier.engine.facts import CustomerFacts
+from classifier.engine.features import DAY
+from classifier.engine.scheme import Band, CompiledDimension, CompiledScheme
+
+
+@dataclass(frozen=True, slots=True)
+class PriorClass:
+    """The class a customer holds now in one dimension, and since when (epoch µs)."""
+
+    cls: str
+    since: int
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """A manual class that wins until it expires (epoch µs; None = no expiry)."""
+
+    cls: str
+    expires_at: int | None = None
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class ClassResult:
+    dimension: str
+    cls: str
+    rule: str
+    explanation: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Evaluation:
+    classes: dict[str, ClassResult]
+    next_review_at: int | None
+    features: dict[str, Any]
+
+
+@dataclass(slots=True)
+class _Candidate:
+    cls: str
+    rule: str
+    summary: str
+    checks: list[dict[str, Any]]
+    flip: int | None
+    allow_backward: bool = False
+
+
+def _earliest(*flips: int | None) -> int | None:
+    known = [f for f in flips if f is not None]
+    return min(known) if known else None
+
+
+def _fallback(dim: CompiledDimension, flip: int | None, why: str) -> _Candidate:
+    cls = dim.default if dim.default is not None else dim.classes[-1]
+    return _Candidate(cls, "default", why, [], flip)
+
+
+def _by_rules(dim: CompiledDimension, ctx: EvalContext) -> _Candidate:
+    flip: int | None = None
+    for rule in dim.rules:
+        # Any rule before the match, and the match itself, can change the outcome.
+        flip = _earliest(flip, rule.when.next_flip(ctx))
+        if rule.when.test(ctx):
+            return _Candidate(
+                rule.cls,
+                rule.name,
+                rule.when.describe(ctx),
+                rule.when.checks(ctx),
+                flip,
+                rule.allow_backward,
+            )
+    return _fallback(dim, flip, "no rule matched")
+
+
+def _band_picker(bands: list[Band]) -> Callable[[Any], int]:
+    def pick(value: Any) -> int:
+        for i, band in enumerate(bands):
+            if band.min is None or (
+                isinstance(value, int | float) and not isinstance(value, bool) and value >= band.min
+            ):
+                return i
+        return -1
+
+    return pick
+
+
+def _by_bands(
+    dim: CompiledDimension,
+    ctx: EvalContext,
+    feature: str,
+    bands: list[Band],
+    prior: PriorClass | None,
+    margin: float = 0.0,
+) -> _Candidate:
+    value = ctx.value(feature)
+    pick = _band_picker(bands)
+    flip = ctx.next_flip(feature, pick, [b.min for b in bands if b.min is not None])
+    idx = pick(value)
+    check = {"feature": feature, "actual": value}
+    if margin and prior is not None and value is not None:
+        # Hysteresis: keep a better prior band while within `margin` below its minimum.
+        for band in bands:
+            if (
+                band.cls == prior.cls
+                and band.min is not None
+                and idx >= 0
+                and dim.rank_of(bands[idx].cls) > dim.rank_of(prior.cls)
+                and value >= band.min - margin
+            ):
+                return _Candidate(
+                    band.cls,
+                    "margin",
+                    f"{feature} = {value!r} is within margin "
+                    f"{margin} of {band.cls} (min {band.min})",
+                    [check],
+                    flip,
+                )
+    if idx < 0:
+        return _fallback(dim, flip, f"{feature} = {value!r} is below every band")
+    band = bands[idx]
+    summary = f"{feature} = {value!r} >= {band.min}" if band.min is not None else "catch-all band"
+    return _Candidate(
+        band.cls,
+        f"band:{band.cls}",
+        summary,
+        [{**check, "op": "gte", "expected": band.min, "result": True}],
+        flip,
+    )
+
+
+def _by_map(dim: CompiledDimension, ctx: EvalContext, prior: PriorClass | None) -> _Candidate:
+    spec = dim.spec.map
+    assert spec is not None
+    if spec.bands is not None:
+        return _by_bands(dim, ctx, spec.feature, spec.bands, prior)
+    table = {(k.lower() if spec.case_insensitive else k): v for k, v in (spec.values or {}).items()}
+
+    def lookup(value: Any) -> str | None:
+        if value is None:
+            return None
+        key = str(value).lower() if spec.case_insensitive else str(value)
+        return table.get(key)
+
+    value = ctx.value(spec.feature)
+    flip = ctx.next_flip(spec.feature, lookup, [])
+    cls = lookup(value)
+    if cls is None:
+        return _fallback(dim, flip, f"{spec.feature} = {value!r} is not in the mapping")
+    return _Candidate(
+        cls,
+        f"map:{value}",
+        f"{spec.feature} = {value!r} maps to {cls}",
+        [{"feature": spec.feature, "op": "map", "actual": value, "result": True}],
+        flip,
+    )
+
+
+def _by_rank(
+    dim: CompiledDimension, ctx: EvalContext, cutoffs: Mapping[str, Mapping[str, float]]
+) -> _Candidate:
+    spec = dim.spec.rank
+    assert spec is not None
+    cuts = cutoffs.get(dim.name)
+    if not cuts:
+        return _fallback(dim, None, "population cut-offs not computed yet")
+    ordered = [(cls, cuts[cls]) for cls in dim.classes if cls in cuts]
+
+    def pick(value: Any) -> str | None:
+        if not isinstance(value, int | float) or value <= 0:
+            return None
+        return next((cls for cls, cut in ordered if value >= cut), None)
+
+    value = ctx.value(spec.feature)
+    flip = ctx.next_flip(spec.feature, pick, [cut for _, cut in ordered])
+    cls = pick(value)
+    if cls is None:
+        return _fallback(
+            dim, flip, f"{spec.feature} = {value!r} is below every {spec.method} cut-off"
+        )
+    return _Candidate(
+        cls,
+        f"{spec.method}:{cls}",
+        f"{spec.feature} = {value!r} >= {spec.method} cut-off {cuts[cls]} for {cls}",
+        [
+            {
+                "feature": spec.feature,
+                "op": "gte",
+                "expected": cuts[cls],
+                "actual": value,
+                "result": True,
+            }
+        ],
+        flip,
+    )
+
+
+def _candidate(
+    dim: CompiledDimension,
+    ctx: EvalContext,
+    prior: PriorClass | None,
+    cutoffs: Mapping[str, Mapping[str, float]],
+) -> _Candidate:
+    if dim.kind == "rules":
+        return _by_rules(dim, ctx)
+    if dim.kind == "score":
+        spec = dim.spec.score
+        assert spec is not None
+        return _by_bands(dim, ctx, spec.feature, spec.bands, prior, spec.margin)
+    if dim.kind == "map":
+        return _by_map(dim, ctx, prior)
+    return _by_rank(dim, ctx, cutoffs)
+
+
+def evaluate_dimension(
+    dim: CompiledDimension,
+    ctx: EvalContext,
+    *,
+    prior: PriorClass | None = None,
+    override: Override | None = None,
+    cutoffs: Mapping[str, Mapping[str, float]] | None = None,
+) -> tuple[ClassResult, int | None]:
+    """Pick one class for one dimension; returns it with its next flip instant."""
+    now = ctx.now
+    if override is not None and (override.expires_at is None or override.expires_at > now):
+        explanation = {
+            "kind": "override",
+            "rule": "override",
+            "reason": override.reason,
+            "summary": f"manual override to {override.cls}",
+            "checks": [],
+            "expires_at": override.expires_at,
+        }
+        return ClassResult(dim.name, override.cls, "override", explanation), override.expires_at
+    cand = _candidate(dim, ctx, prior, cutoffs or {})
+    flip = cand.flip
+    kept_by = None
+    worse = (
+        prior is not None
+        and prior.cls in dim.classes
+        and cand.cls in dim.classes
+        and dim.rank_of(cand.cls) > dim.rank_of(prior.cls)
+    )
+    if worse and prior is not None:
+        if dim.spec.forward_only and not cand.allow_backward:
+            kept_by = "forward_only"
+        elif dim.spec.min_dwell_days and now < prior.since + int(dim.spec.min_dwell_days * DAY):
+            kept_by = "min_dwell"
+            flip = _earliest(flip, prior.since + int(dim.spec.min_dwell_days * DAY))
+    cls = prior.cls if kept_by and prior is not None else cand.cls
+    explanation: dict[str, Any] = {
+        "kind": dim.kind,
+        "rule": cand.rule,
+        "summary": cand.summary,
+        "checks": cand.checks,
+        "features": {c["feature"]: c["actual"] for c in cand.checks},
+    }
+    if kept_by:
+        explanation["kept_by"] = kept_by
+        explanation["would_be"] = cand.cls
+        explanation["summary"] = f"stays {cls} ({kept_by}); rules say {cand.cls}: {cand.summary}"
+    return ClassResult(dim.name, cls, kept_by if kept_by else cand.rule, explanation), flip
+
+
+def evaluate(
+    scheme: CompiledScheme,
+    facts: CustomerFacts,
+    now: int,
+    *,
+    previous: Mapping[str, PriorClass] | None = None,
+    overrides: Mapping[str, Override] | None = None,
+    cutoffs: Mapping[str, Mapping[str, float]] | None = None,
+) -> Evaluation:
+    """Classify one customer in every dimension at `now` (epoch µs)."""
+    ctx = EvalContext(facts, now, scheme.features)
+    previous = previous or {}
+    overrides = overrides or {}
+    classes: dict[str, ClassResult] = {}
+    review: int | None = None
+    for name, dim in scheme.dimensions.items():
+        result, flip = evaluate_dimension(
+            dim, ctx, prior=previous.get(name), override=overrides.get(name), cutoffs=cutoffs
+        )
+        classes[name] = result
+        if flip is not None and flip > now and (review is None or flip < review):
+            review = flip
+    features = {name: ctx.value(name) for name in scheme.stored_features}
+    return Evaluation(classes, review, features)

@@ -1,0 +1,221 @@
+"""A customer's facts, and folding activity events into them. Pure: no I/O.
+
+Facts are what we know happened (orders with refunds and cancellations, calls,
+CRM profile and deal stage). They are stored as a JSON document per customer
+(`to_doc` / `from_doc`), so a batch loads and saves each customer in one row.
+A refund or cancellation that arrives before its order is kept on a
+placeholder order and applied once the order arrives, so arrival order does
+not change the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from eventschemas.events import (
+    ActivityEvent,
+    CallLogged,
+    CrmContactUpdated,
+    CrmDealStageChanged,
+    OrderCancelled,
+    OrderPlaced,
+    OrderRefunded,
+)
+
+DOC_VERSION = 1
+INTENT_LEVELS = {"none": 0, "low": 1, "medium": 2, "high": 3}
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROS = timedelta(microseconds=1)
+
+
+def to_micros(moment: datetime) -> int:
+    """Exact epoch microseconds of an aware datetime (no float rounding)."""
+    return (moment - EPOCH) // MICROS
+
+
+def from_micros(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=us)
+
+
+_ts = to_micros
+_dt = from_micros
+
+
+@dataclass(slots=True)
+class OrderFact:
+    """One order; `placed_at` is None while only its refund/cancel has arrived."""
+
+    order_id: str
+    placed_at: int | None = None  # epoch microseconds
+    amount: float = 0.0  # base currency
+    status: str = "placed"
+    cancelled: bool = False
+    refunds: dict[str, tuple[int, float]] = field(default_factory=dict)  # id -> (ts, amount)
+    revision: int = -1
+
+    @property
+    def refunded(self) -> float:
+        return sum(amount for _, amount in self.refunds.values())
+
+    @property
+    def counts(self) -> bool:
+        """An order counts as a purchase once placed and not cancelled."""
+        return self.placed_at is not None and not self.cancelled
+
+    @property
+    def net_amount(self) -> float:
+        return max(self.amount - self.refunded, 0.0) if self.counts else 0.0
+
+
+@dataclass(slots=True)
+class CallFact:
+    call_id: str
+    started_at: int
+    outcome: str
+    intent: int | None
+    duration: int
+    direction: str
+
+
+@dataclass(slots=True)
+class CustomerFacts:
+    """Everything known about one customer, as plain values."""
+
+    customer_id: str
+    orders: dict[str, OrderFact] = field(default_factory=dict)
+    calls: dict[str, CallFact] = field(default_factory=dict)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    attributes_at: int = 0
+    tags: list[str] = field(default_factory=list)
+    deal_stage: str | None = None
+    deal_stage_at: int | None = None
+    deal_stages_seen: list[str] = field(default_factory=list)
+    first_seen_at: int | None = None
+
+    def _seen(self, ts: int) -> None:
+        if self.first_seen_at is None or ts < self.first_seen_at:
+            self.first_seen_at = ts
+
+    def apply(self, event: ActivityEvent) -> None:
+        """Fold one event into the facts; applying the same event twice is harmless."""
+        self._seen(_ts(event.occurred_at()))
+        match event:
+            case OrderPlaced():
+                order = self.orders.setdefault(event.order_id, OrderFact(event.order_id))
+                if event.revision >= order.revision:
+                    order.placed_at = _ts(event.placed_at)
+                    order.amount = float(event.amount_base)
+                    order.status = event.status.value
+                    order.revision = event.revision
+                    if event.status.value == "cancelled":
+                        order.cancelled = True
+            case OrderRefunded():
+                order = self.orders.setdefault(event.order_id, OrderFact(event.order_id))
+                order.refunds[event.refund_id] = (_ts(event.refunded_at), float(event.amount_base))
+            case OrderCancelled():
+                order = self.orders.setdefault(event.order_id, OrderFact(event.order_id))
+                order.cancelled = True
+            case CallLogged():
+                self.calls[event.call_id] = CallFact(
+                    call_id=event.call_id,
+                    started_at=_ts(event.started_at),
+                    outcome=event.outcome.value,
+                    intent=INTENT_LEVELS[event.intent.value] if event.intent else None,
+                    duration=event.duration_seconds,
+                    direction=event.direction,
+                )
+            case CrmContactUpdated():
+                # Last write wins by source time, so late CRM updates don't roll back.
+                ts = _ts(event.updated_at)
+                if ts >= self.attributes_at:
+                    self.attributes.update(event.attributes)
+                    if event.tags is not None:
+                        self.tags = sorted(set(event.tags))
+                    self.attributes_at = ts
+            case CrmDealStageChanged():
+                ts = _ts(event.changed_at)
+                if event.stage not in self.deal_stages_seen:
+                    self.deal_stages_seen.append(event.stage)
+                if self.deal_stage_at is None or ts >= self.deal_stage_at:
+                    self.deal_stage = event.stage
+                    self.deal_stage_at = ts
+
+    # ---- storage document ------------------------------------------------
+
+    def to_doc(self) -> dict[str, Any]:
+        """Serialise to the JSON document stored per customer."""
+        return {
+            "v": DOC_VERSION,
+            "orders": {
+                o.order_id: [
+                    o.placed_at,
+                    o.amount,
+                    o.status,
+                    o.cancelled,
+                    {k: list(v) for k, v in o.refunds.items()},
+                    o.revision,
+                ]
+                for o in self.orders.values()
+            },
+            "calls": {
+                c.call_id: [c.started_at, c.outcome, c.intent, c.duration, c.direction]
+                for c in self.calls.values()
+            },
+            "attributes": self.attributes,
+            "attributes_at": self.attributes_at,
+            "tags": self.tags,
+            "deal": [self.deal_stage, self.deal_stage_at, self.deal_stages_seen],
+            "first_seen_at": self.first_seen_at,
+        }
+
+    @classmethod
+    def from_doc(cls, customer_id: str, doc: dict[str, Any] | None) -> CustomerFacts:
+        """Rebuild facts from a stored document (None for a new customer)."""
+        facts = cls(customer_id)
+        if not doc:
+            return facts
+        for oid, (placed, amount, status, cancelled, refunds, rev) in doc["orders"].items():
+            facts.orders[oid] = OrderFact(
+                oid,
+                placed,
+                amount,
+                status,
+                cancelled,
+                {k: (v[0], v[1]) for k, v in refunds.items()},
+                rev,
+            )
+        for cid, (started, outcome, intent, duration, direction) in doc["calls"].items():
+            facts.calls[cid] = CallFact(cid, started, outcome, intent, duration, direction)
+        facts.attributes = doc["attributes"]
+        facts.attributes_at = doc["attributes_at"]
+        facts.tags = doc["tags"]
+        facts.deal_stage, facts.deal_stage_at, facts.deal_stages_seen = doc["deal"]
+        facts.first_seen_at = doc["first_seen_at"]
+        return facts
+
+    # ---- derived views used by features and aggregates -------------------
+
+    def purchases(self) -> list[OrderFact]:
+        """Orders that count as purchases, oldest first."""
+        return sorted((o for o in self.orders.values() if o.counts), key=lambda o: o.placed_at or 0)
+
+    def summary(self) -> dict[str, Any]:
+        """Lifetime aggregates stored as columns next to the document."""
+        bought = [o for o in self.orders.values() if o.counts]
+        times = [o.placed_at for o in bought if o.placed_at is not None]
+        return {
+            "order_count": len(bought),
+            "gross_revenue": round(sum(o.amount for o in bought), 4),
+            "refunded_amount": round(sum(o.refunded for o in self.orders.values()), 4),
+            "net_revenue": round(sum(o.net_amount for o in bought), 4),
+            "first_order_at": _dt(min(times)) if times else None,
+            "last_order_at": _dt(max(times)) if times else None,
+            "call_count": len(self.calls),
+            "last_call_at": _dt(max(c.started_at for c in self.calls.values()))
+            if self.calls
+            else None,
+        }

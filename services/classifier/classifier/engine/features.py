@@ -1,0 +1,423 @@
+"""Features: values computed from a customer's facts at an instant. Pure.
+
+Every feature also knows how it moves with time, so the engine can tell the
+earliest future instant at which a condition on it could change
+(`next_flip`). There are four behaviours:
+
+- static: depends on facts only (lifetime totals, CRM attributes);
+- age: whole days since an anchor instant (recency, tenure); changes at
+  anchor + k days, so a comparison flips at a computable instant;
+- window: an aggregate over facts inside a sliding window; constant between
+  the instants where a fact enters or leaves the window;
+- decay: a points score with a half-life, S(t) = S(now) * 2^(-(t-now)/h)
+  between facts, so a threshold is crossed at a computable instant.
+
+All instants are integer epoch microseconds, so boundaries are exact.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from classifier.engine.facts import CallFact, CustomerFacts, OrderFact
+
+DAY = 86_400_000_000  # microseconds
+CONNECTED_OUTCOMES = frozenset(
+    {"connected", "interested", "not_interested", "callback_requested", "deal_closed"}
+)
+INTERESTED_OUTCOMES = frozenset({"interested", "callback_requested", "deal_closed"})
+
+Truth = Callable[[Any], bool]
+
+
+class Feature:
+    """Base: a named value with a time behaviour."""
+
+    name: str
+    description: str
+
+    def value(self, facts: CustomerFacts, now: int) -> Any:
+        raise NotImplementedError
+
+    def next_flip(
+        self, facts: CustomerFacts, now: int, truth: Truth, operands: Sequence[Any]
+    ) -> int | None:
+        """Earliest instant > now at which truth(value) may differ from now; None if never."""
+        return None
+
+
+@dataclass(slots=True)
+class StaticFeature(Feature):
+    name: str
+    compute: Callable[[CustomerFacts], Any]
+    description: str = ""
+
+    def value(self, facts: CustomerFacts, now: int) -> Any:
+        return self.compute(facts)
+
+
+@dataclass(slots=True)
+class AgeFeature(Feature):
+    """Whole days elapsed since an anchor instant; None without an anchor."""
+
+    name: str
+    anchor: Callable[[CustomerFacts], int | None]
+    description: str = ""
+
+    def value(self, facts: CustomerFacts, now: int) -> int | None:
+        at = self.anchor(facts)
+        return None if at is None else (now - at) // DAY
+
+    def next_flip(
+        self, facts: CustomerFacts, now: int, truth: Truth, operands: Sequence[Any]
+    ) -> int | None:
+        at = self.anchor(facts)
+        if at is None:
+            return None
+        current = (now - at) // DAY
+        return _age_flip(at, current, truth, operands)
+
+
+def _age_flip(anchor: int, current: int, truth: Truth, operands: Sequence[Any]) -> int | None:
+    """First whole-day age > current at which the truth differs, as an instant."""
+    now_truth = truth(current)
+    candidates: set[int] = set()
+    for x in operands:
+        if isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x):
+            candidates.update({math.floor(x), math.floor(x) + 1, math.ceil(x)})
+    for k in sorted(c for c in candidates if c > current):
+        if truth(k) != now_truth:
+            return anchor + k * DAY
+    return None
+
+
+# ---- windows -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Facts with time t count when now - from_days < t <= now - to_days."""
+
+    from_days: float
+    to_days: float = 0.0
+
+    def bounds(self, now: int) -> tuple[int, int]:
+        return now - int(self.from_days * DAY), now - int(self.to_days * DAY)
+
+    def contains(self, t: int, now: int) -> bool:
+        lo, hi = self.bounds(now)
+        return lo < t <= hi
+
+    def next_change(self, times: Iterable[int], now: int) -> int | None:
+        """Earliest instant > now at which a fact enters or leaves the window."""
+        enter, leave = int(self.to_days * DAY), int(self.from_days * DAY)
+        best: int | None = None
+        for t in times:
+            for edge in (t + enter, t + leave):
+                if edge > now and (best is None or edge < best):
+                    best = edge
+        return best
+
+
+def _order_rows(facts: CustomerFacts) -> list[tuple[int, OrderFact]]:
+    return [(o.placed_at, o) for o in facts.orders.values() if o.counts and o.placed_at is not None]
+
+
+def _refund_rows(facts: CustomerFacts) -> list[tuple[int, float]]:
+    return [(ts, amt) for o in facts.orders.values() for ts, amt in o.refunds.values()]
+
+
+def _call_rows(facts: CustomerFacts) -> list[tuple[int, CallFact]]:
+    return [(c.started_at, c) for c in facts.calls.values()]
+
+
+ORDER_FIELDS: dict[str, Callable[[OrderFact], Any]] = {
+    "amount": lambda o: o.amount,
+    "net_amount": lambda o: o.net_amount,
+    "refunded": lambda o: o.refunded,
+    "status": lambda o: o.status,
+}
+CALL_FIELDS: dict[str, Callable[[CallFact], Any]] = {
+    "duration": lambda c: c.duration,
+    "intent": lambda c: c.intent,
+    "outcome": lambda c: c.outcome,
+    "direction": lambda c: c.direction,
+}
+SOURCES: dict[str, tuple[Callable[[CustomerFacts], list[tuple[int, Any]]], dict[str, Any]]] = {
+    "orders": (_order_rows, ORDER_FIELDS),
+    "refunds": (_refund_rows, {"amount": lambda r: r}),
+    "calls": (_call_rows, CALL_FIELDS),
+}
+AGGREGATES = ("count", "sum", "avg", "min", "max", "distinct", "first_days_ago", "last_days_ago")
+
+
+@dataclass(slots=True)
+class WindowFeature(Feature):
+    """An aggregate over one source's facts inside a sliding window."""
+
+    name: str
+    source: str
+    agg: str
+    window: Window
+    field: str | None = None
+    where: dict[str, frozenset[Any]] | None = None
+    description: str = ""
+
+    def _rows(self, facts: CustomerFacts) -> list[tuple[int, Any]]:
+        rows = SOURCES[self.source][0](facts)
+        if self.where:
+            fields = SOURCES[self.source][1]
+            rows = [
+                (t, r)
+                for t, r in rows
+                if all(fields[f](r) in allowed for f, allowed in self.where.items())
+            ]
+        return rows
+
+    def value(self, facts: CustomerFacts, now: int) -> Any:
+        inside = [(t, r) for t, r in self._rows(facts) if self.window.contains(t, now)]
+        if self.agg == "count":
+            return len(inside)
+        if self.agg in ("first_days_ago", "last_days_ago"):
+            if not inside:
+                return None
+            pick = min if self.agg == "first_days_ago" else max
+            return (now - pick(t for t, _ in inside)) // DAY
+        getter = SOURCES[self.source][1][self.field or "amount"]
+        values = [getter(r) for _, r in inside]
+        values = [v for v in values if v is not None]
+        if self.agg == "distinct":
+            return len(set(values))
+        if self.agg == "sum":
+            return round(sum(values), 4)
+        if not values:
+            return None
+        if self.agg == "avg":
+            return round(sum(values) / len(values), 4)
+        return min(values) if self.agg == "min" else max(values)
+
+    def next_flip(
+        self, facts: CustomerFacts, now: int, truth: Truth, operands: Sequence[Any]
+    ) -> int | None:
+        rows = self._rows(facts)
+        change = self.window.next_change((t for t, _ in rows), now)
+        if self.agg in ("first_days_ago", "last_days_ago"):
+            inside = [t for t, _ in rows if self.window.contains(t, now)]
+            if inside:
+                anchor = min(inside) if self.agg == "first_days_ago" else max(inside)
+                age = _age_flip(anchor, (now - anchor) // DAY, truth, operands)
+                change = age if change is None else min(change, age or change)
+        return change
+
+
+# ---- points score with decay ---------------------------------------------
+
+
+@dataclass(slots=True)
+class PointsFeature(Feature):
+    """CRM-style lead score: points per fact, halved every `half_life_days`."""
+
+    name: str
+    points: dict[str, float]
+    half_life_days: float
+    description: str = ""
+
+    def _events(self, facts: CustomerFacts) -> list[tuple[int, float]]:
+        pts = self.points
+        out: list[tuple[int, float]] = []
+        for o in facts.orders.values():
+            if o.counts and o.placed_at is not None and "order" in pts:
+                out.append((o.placed_at, pts["order"]))
+            if "refund" in pts:
+                out.extend((ts, pts["refund"]) for ts, _ in o.refunds.values())
+        for c in facts.calls.values():
+            p = pts.get(f"call.{c.outcome}", pts.get("call"))
+            if p is not None:
+                out.append((c.started_at, p))
+        return out
+
+    def _score(self, events: list[tuple[int, float]], now: int) -> float:
+        h = self.half_life_days * DAY
+        return round(sum(p * 2.0 ** (-(now - t) / h) for t, p in events if t <= now), 6)
+
+    def value(self, facts: CustomerFacts, now: int) -> float:
+        return self._score(self._events(facts), now)
+
+    def next_flip(
+        self, facts: CustomerFacts, now: int, truth: Truth, operands: Sequence[Any]
+    ) -> int | None:
+        events = self._events(facts)
+        future = [t for t, _ in events if t > now]
+        horizon = min(future) if future else None
+        s0 = self._score(events, now)
+        now_truth = truth(s0)
+        best = horizon
+        h = self.half_life_days * DAY
+        for x in operands:
+            if not isinstance(x, int | float) or isinstance(x, bool) or x == 0 or s0 == 0:
+                continue
+            ratio = s0 / x
+            if ratio <= 1:  # decays toward 0: never reaches a threshold beyond it
+                continue
+            guess = now + math.ceil(h * math.log2(ratio))
+            if best is not None and guess >= best:
+                continue
+            # The score is rounded and floats wobble: find the exact first
+            # differing microsecond near the analytic crossing.
+            lo, hi = max(now, guess - 2000), guess + 2000
+            if truth(self._score(events, hi)) == now_truth:
+                continue
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if truth(self._score(events, mid)) == now_truth:
+                    lo = mid
+                else:
+                    hi = mid
+            best = hi if best is None else min(best, hi)
+        return best
+
+
+# ---- the built-in catalogue ------------------------------------------------
+
+
+def _last_purchase(f: CustomerFacts) -> int | None:
+    times = [o.placed_at for o in f.orders.values() if o.counts and o.placed_at is not None]
+    return max(times) if times else None
+
+
+def _first_purchase(f: CustomerFacts) -> int | None:
+    times = [o.placed_at for o in f.orders.values() if o.counts and o.placed_at is not None]
+    return min(times) if times else None
+
+
+def _last_call(f: CustomerFacts) -> int | None:
+    return max((c.started_at for c in f.calls.values()), default=None)
+
+
+def _gross(f: CustomerFacts) -> float:
+    return round(sum(o.amount for o in f.orders.values() if o.counts), 4)
+
+
+def _refunded(f: CustomerFacts) -> float:
+    return round(sum(o.refunded for o in f.orders.values()), 4)
+
+
+def _net(f: CustomerFacts) -> float:
+    """Purchases minus all refunds; negative when refunds exceed what was kept."""
+    return round(_gross(f) - _refunded(f), 4)
+
+
+def _contribution(f: CustomerFacts) -> float:
+    cost = f.attributes.get("service_cost")
+    cost = cost if isinstance(cost, int | float) and not isinstance(cost, bool) else 0.0
+    return round(_net(f) - cost, 4)
+
+
+def _interval_days(f: CustomerFacts) -> list[float]:
+    times = sorted(t for t, _ in _order_rows(f))
+    return [(b - a) / DAY for a, b in itertools.pairwise(times)]
+
+
+def _interval_cv(f: CustomerFacts) -> float | None:
+    gaps = _interval_days(f)
+    if len(gaps) < 2:
+        return None
+    mean = statistics.fmean(gaps)
+    return round(statistics.pstdev(gaps) / mean, 4) if mean > 0 else 0.0
+
+
+def _last_outcome(f: CustomerFacts) -> str | None:
+    if not f.calls:
+        return None
+    return max(f.calls.values(), key=lambda c: (c.started_at, c.call_id)).outcome
+
+
+def _attr(key: str) -> Callable[[CustomerFacts], Any]:
+    return lambda f: f.attributes.get(key)
+
+
+def _count_orders(f: CustomerFacts) -> int:
+    return sum(1 for o in f.orders.values() if o.counts)
+
+
+def _aov(f: CustomerFacts) -> float | None:
+    n = _count_orders(f)
+    return round(_net(f) / n, 4) if n else None
+
+
+def _refund_ratio(f: CustomerFacts) -> float:
+    gross = _gross(f)
+    refunded = _refunded(f)
+    if gross == 0:
+        return 1.0 if refunded > 0 else 0.0
+    return round(refunded / gross, 4)
+
+
+def _avg_interval(f: CustomerFacts) -> float | None:
+    gaps = _interval_days(f)
+    return round(statistics.fmean(gaps), 2) if gaps else None
+
+
+def _max_intent(f: CustomerFacts) -> int | None:
+    return max((c.intent for c in f.calls.values() if c.intent is not None), default=None)
+
+
+BUILTINS: dict[str, Feature] = {
+    feature.name: feature
+    for feature in [
+        StaticFeature("order_count", _count_orders, "purchases (placed, not cancelled), lifetime"),
+        StaticFeature("gross_revenue", _gross, "purchase amounts, lifetime, base currency"),
+        StaticFeature("refunded_amount", _refunded, "refunds, lifetime"),
+        StaticFeature("net_revenue", _net, "gross revenue minus refunds (can be negative)"),
+        StaticFeature(
+            "contribution", _contribution, "net revenue minus CRM service cost (profit proxy)"
+        ),
+        StaticFeature("refund_ratio", _refund_ratio, "refunded / gross revenue"),
+        StaticFeature("avg_order_value", _aov, "net revenue / purchases"),
+        StaticFeature("avg_purchase_interval_days", _avg_interval, "mean days between purchases"),
+        StaticFeature(
+            "purchase_interval_cv",
+            _interval_cv,
+            "regularity: std/mean of days between purchases (lower = more regular)",
+        ),
+        AgeFeature("recency_days", _last_purchase, "whole days since the last purchase"),
+        AgeFeature("tenure_days", _first_purchase, "whole days since the first purchase"),
+        AgeFeature("customer_age_days", lambda f: f.first_seen_at, "days since first seen"),
+        StaticFeature("call_count", lambda f: len(f.calls), "calls, lifetime"),
+        StaticFeature(
+            "connected_calls",
+            lambda f: sum(1 for c in f.calls.values() if c.outcome in CONNECTED_OUTCOMES),
+            "calls that reached the customer, lifetime",
+        ),
+        StaticFeature(
+            "interested_calls",
+            lambda f: sum(1 for c in f.calls.values() if c.outcome in INTERESTED_OUTCOMES),
+            "calls with outcome interested, callback_requested or deal_closed",
+        ),
+        StaticFeature("last_call_outcome", _last_outcome, "outcome of the latest call"),
+        StaticFeature("max_intent", _max_intent, "highest intent seen: 0 none .. 3 high"),
+        AgeFeature("days_since_contact", _last_call, "whole days since the last call"),
+        StaticFeature("deal_stage", lambda f: f.deal_stage, "latest CRM deal stage"),
+        StaticFeature("deal_stages_seen", lambda f: list(f.deal_stages_seen), "all deal stages"),
+        StaticFeature("tags", lambda f: list(f.tags), "CRM tags"),
+        StaticFeature("industry", _attr("industry"), "CRM industry code or name"),
+        StaticFeature("employee_count", _attr("employee_count"), "CRM employee count"),
+        StaticFeature("annual_revenue", _attr("annual_revenue"), "CRM annual revenue"),
+        StaticFeature("region", _attr("region"), "CRM region"),
+        StaticFeature("need_type", _attr("need_type"), "CRM/survey need type"),
+        StaticFeature("satisfaction", _attr("satisfaction"), "latest satisfaction score"),
+        StaticFeature("service_cost", _attr("service_cost"), "service cost, base currency"),
+    ]
+}
+
+
+def attribute_feature(name: str) -> Feature | None:
+    """`attr.<key>` reads any CRM attribute, e.g. attr.key_account."""
+    if name.startswith("attr.") and len(name) > 5:
+        return StaticFeature(name, _attr(name[5:]), f"CRM attribute {name[5:]!r}")
+    return None

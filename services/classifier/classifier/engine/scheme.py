@@ -1,0 +1,323 @@
+"""Classification schemes: parse (YAML or JSON), validate with paths, compile. Pure.
+
+A scheme is data: a version, derived features, and per dimension an ordered
+list of classes (best first) plus exactly one way to pick a class:
+
+- `rules`: ordered, first match wins, each `{class, when, name?, allow_backward?}`;
+- `score`: bands on a numeric feature, `{feature, bands: [{class, min}], margin?}`;
+- `rank`: population rank on a feature, `{feature, method: pareto|percentile,
+  shares: {CLASS: cumulative share}}`; the cut-offs are computed elsewhere
+  (see population.py) and passed to evaluation;
+- `map`: attribute mapping, `{feature, values: {raw: class}}` or `{feature, bands}`.
+
+Options per dimension: `default` class, `forward_only`, `min_dwell_days`
+(hysteresis before moving to a worse class), `label` (e.g. the Chinese term).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from classifier.engine.conditions import Condition, ConditionError, compile_condition
+from classifier.engine.features import (
+    AGGREGATES,
+    BUILTINS,
+    SOURCES,
+    Feature,
+    PointsFeature,
+    Window,
+    WindowFeature,
+    attribute_feature,
+)
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+CLASS_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
+
+
+class SchemeError(ValueError):
+    """A scheme failed validation; `errors` holds one `path: problem` line each."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WindowSpec(_Model):
+    last_days: float | None = Field(default=None, gt=0)
+    from_days: float | None = Field(default=None, gt=0)
+    to_days: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> WindowSpec:
+        if (self.last_days is None) == (self.from_days is None):
+            raise ValueError("give either last_days, or from_days with to_days")
+        if self.from_days is not None and (self.to_days or 0) >= self.from_days:
+            raise ValueError("to_days must be less than from_days")
+        return self
+
+    def to_window(self) -> Window:
+        if self.last_days is not None:
+            return Window(self.last_days, 0.0)
+        return Window(self.from_days or 0.0, self.to_days or 0.0)
+
+
+class WindowFeatureSpec(_Model):
+    source: Literal["orders", "refunds", "calls"]
+    agg: Literal["count", "sum", "avg", "min", "max", "distinct", "first_days_ago", "last_days_ago"]
+    field: str | None = None
+    window: WindowSpec
+    where: dict[str, list[Any]] | None = None
+    description: str = ""
+
+
+class PointsFeatureSpec(_Model):
+    points: dict[str, float]
+    half_life_days: float = Field(gt=0)
+    description: str = ""
+
+
+class Rule(_Model):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    cls: str = Field(alias="class")
+    when: Any = None
+    name: str | None = None
+    allow_backward: bool = False
+
+
+class Band(_Model):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    cls: str = Field(alias="class")
+    min: float | None = None
+
+
+class ScoreSpec(_Model):
+    feature: str
+    bands: list[Band] = Field(min_length=1)
+    margin: float = Field(default=0, ge=0)
+
+
+class RankSpec(_Model):
+    feature: str
+    method: Literal["pareto", "percentile"] = "pareto"
+    shares: dict[str, float]
+
+
+class MapSpec(_Model):
+    feature: str
+    values: dict[str, str] | None = None
+    bands: list[Band] | None = None
+    case_insensitive: bool = True
+
+    @model_validator(mode="after")
+    def _one_form(self) -> MapSpec:
+        if (self.values is None) == (self.bands is None):
+            raise ValueError("give either values or bands")
+        return self
+
+
+class DimensionSpec(_Model):
+    label: str | None = None
+    description: str | None = None
+    classes: list[str] = Field(min_length=1)
+    default: str | None = None
+    forward_only: bool = False
+    min_dwell_days: float = Field(default=0, ge=0)
+    rules: list[Rule] | None = None
+    score: ScoreSpec | None = None
+    rank: RankSpec | None = None
+    map: MapSpec | None = None
+
+
+class SchemeSpec(_Model):
+    version: int = Field(ge=1)
+    name: str = "scheme"
+    description: str | None = None
+    key_features: list[str] = Field(default_factory=list)
+    features: dict[str, WindowFeatureSpec | PointsFeatureSpec] = Field(default_factory=dict)
+    dimensions: dict[str, DimensionSpec] = Field(min_length=1)
+
+
+# ---- compiled form ---------------------------------------------------------
+
+
+@dataclass(slots=True)
+class CompiledRule:
+    cls: str
+    name: str
+    when: Condition
+    allow_backward: bool
+
+
+@dataclass(slots=True)
+class CompiledDimension:
+    name: str
+    spec: DimensionSpec
+    kind: Literal["rules", "score", "rank", "map"]
+    classes: list[str]
+    default: str | None
+    rules: list[CompiledRule] = field(default_factory=list)
+
+    def rank_of(self, cls: str) -> int:
+        """0 for the best class; larger is worse."""
+        return self.classes.index(cls)
+
+
+@dataclass(slots=True)
+class CompiledScheme:
+    spec: SchemeSpec
+    features: dict[str, Feature]
+    dimensions: dict[str, CompiledDimension]
+
+    @property
+    def version(self) -> int:
+        return self.spec.version
+
+    @property
+    def stored_features(self) -> list[str]:
+        """Key features plus every feature a population rank is computed on."""
+        names = list(self.spec.key_features)
+        for dim in self.dimensions.values():
+            if dim.spec.rank is not None and dim.spec.rank.feature not in names:
+                names.append(dim.spec.rank.feature)
+        return names
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(root)"
+
+
+def load_scheme_text(text: str) -> Any:
+    """Parse YAML or JSON text into plain data; raises SchemeError when unreadable."""
+    try:
+        if text.lstrip().startswith("{"):
+            return json.loads(text)
+        return yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise SchemeError([f"(root): not valid YAML or JSON: {exc}"]) from exc
+
+
+def parse_scheme(raw: Any) -> CompiledScheme:
+    """Validate and compile scheme data; raises SchemeError listing every problem."""
+    if isinstance(raw, str):
+        raw = load_scheme_text(raw)
+    try:
+        spec = SchemeSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SchemeError(
+            [f"{_format_loc(tuple(e['loc']))}: {e['msg']}" for e in exc.errors()]
+        ) from exc
+    return compile_scheme(spec)
+
+
+def _compile_features(spec: SchemeSpec, errors: list[str]) -> dict[str, Feature]:
+    features: dict[str, Feature] = dict(BUILTINS)
+    for name, fs in spec.features.items():
+        path = f"features.{name}"
+        if name in BUILTINS:
+            errors.append(f"{path}: shadows the built-in feature {name!r}")
+            continue
+        if isinstance(fs, PointsFeatureSpec):
+            features[name] = PointsFeature(name, dict(fs.points), fs.half_life_days, fs.description)
+            continue
+        fields = SOURCES[fs.source][1]
+        if fs.agg not in AGGREGATES:
+            errors.append(f"{path}.agg: unknown aggregate {fs.agg!r}")
+        if fs.field is not None and fs.field not in fields:
+            errors.append(
+                f"{path}.field: {fs.source} have no field {fs.field!r} "
+                f"(use one of {', '.join(sorted(fields))})"
+            )
+        for key in fs.where or {}:
+            if key not in fields:
+                errors.append(f"{path}.where: {fs.source} have no field {key!r}")
+        where = {k: frozenset(v) for k, v in (fs.where or {}).items()}
+        features[name] = WindowFeature(
+            name, fs.source, fs.agg, fs.window.to_window(), fs.field, where or None, fs.description
+        )
+    return features
+
+
+def _check_class(cls: str, dim: DimensionSpec, path: str, errors: list[str]) -> None:
+    if cls not in dim.classes:
+        errors.append(f"{path}: unknown class {cls!r} (classes: {', '.join(dim.classes)})")
+
+
+def compile_scheme(spec: SchemeSpec) -> CompiledScheme:
+    """Check cross-references and compile conditions once for this version."""
+    errors: list[str] = []
+    features = _compile_features(spec, errors)
+
+    def resolve(name: str) -> Feature | None:
+        found = features.get(name) or attribute_feature(name)
+        if found is not None and name not in features:
+            features[name] = found
+        return found
+
+    dims: dict[str, CompiledDimension] = {}
+    for dname, dim in spec.dimensions.items():
+        path = f"dimensions.{dname}"
+        if len(set(dim.classes)) != len(dim.classes):
+            errors.append(f"{path}.classes: classes must be unique")
+        kinds = [k for k in ("rules", "score", "rank", "map") if getattr(dim, k) is not None]
+        if len(kinds) != 1:
+            errors.append(
+                f"{path}: give exactly one of rules, score, rank, map (got {kinds or 'none'})"
+            )
+            continue
+        kind = kinds[0]
+        if dim.default is not None:
+            _check_class(dim.default, dim, f"{path}.default", errors)
+        compiled = CompiledDimension(dname, dim, kind, list(dim.classes), dim.default)  # type: ignore[arg-type]
+        if dim.rules is not None:
+            for i, rule in enumerate(dim.rules):
+                rpath = f"{path}.rules[{i}]"
+                _check_class(rule.cls, dim, f"{rpath}.class", errors)
+                try:
+                    cond = compile_condition(rule.when, f"{rpath}.when", resolve)
+                except ConditionError as exc:
+                    errors.append(f"{exc.path}: {exc.message}")
+                    continue
+                compiled.rules.append(
+                    CompiledRule(rule.cls, rule.name or f"rules[{i}]", cond, rule.allow_backward)
+                )
+            if dim.default is None and not any(r.when is None for r in dim.rules):
+                errors.append(f"{path}.default: needed unless a rule without 'when' ends the list")
+        for sub in ("score", "rank", "map"):
+            sp = getattr(dim, sub)
+            if sp is None:
+                continue
+            if resolve(sp.feature) is None:
+                errors.append(f"{path}.{sub}.feature: unknown feature {sp.feature!r}")
+            for i, band in enumerate(getattr(sp, "bands", None) or []):
+                _check_class(band.cls, dim, f"{path}.{sub}.bands[{i}].class", errors)
+            for raw, cls in (getattr(sp, "values", None) or {}).items():
+                _check_class(cls, dim, f"{path}.{sub}.values.{raw}", errors)
+            if sub == "rank":
+                for cls, share in sp.shares.items():
+                    _check_class(cls, dim, f"{path}.rank.shares.{cls}", errors)
+                    if not 0 < share <= 1:
+                        errors.append(f"{path}.rank.shares.{cls}: share must be in (0, 1]")
+        dims[dname] = compiled
+    for i, name in enumerate(spec.key_features):
+        if resolve(name) is None:
+            errors.append(f"key_features[{i}]: unknown feature {name!r}")
+    if errors:
+        raise SchemeError(errors)
+    return CompiledScheme(spec, features, dims)

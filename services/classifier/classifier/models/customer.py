@@ -1,0 +1,51 @@
+"""A customer: its facts document, aggregates, key features and current classes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import DateTime, Index, Integer, Numeric, String, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from classifier.models.base import Base
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # Orders (with refunds/cancellations), calls and CRM profile as one document,
+    # so a batch loads and saves a customer in one row (see engine/facts.py).
+    facts: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    order_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    gross_revenue: Mapped[Decimal] = mapped_column(Numeric(20, 4), nullable=False, default=0)
+    refunded_amount: Mapped[Decimal] = mapped_column(Numeric(20, 4), nullable=False, default=0)
+    net_revenue: Mapped[Decimal] = mapped_column(Numeric(20, 4), nullable=False, default=0)
+    first_order_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_order_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    call_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_call_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    features: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    # {dimension: {"class", "since", "rule", "scheme_version", "explanation"}}
+    classes: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    scheme_version: Mapped[int | None] = mapped_column(Integer)
+    evaluated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_review_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_event_id: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+    __table_args__ = (
+        Index(
+            "ix_customers_next_review_at",
+            "next_review_at",
+            postgresql_where="next_review_at IS NOT NULL",
+        ),
+    )

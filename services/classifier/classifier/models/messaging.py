@@ -1,0 +1,49 @@
+"""Inbox of processed event ids and the outbox of class changes (also the change feed)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from classifier.models.base import Base
+
+
+class ProcessedEvent(Base):
+    """An event id applied once; a redelivered event with this id is skipped."""
+
+    __tablename__ = "inbox"
+
+    event_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    processed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+
+class ClassChange(Base):
+    """A class change, written with the state that caused it and relayed to Kafka."""
+
+    __tablename__ = "class_changes"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    change_id: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    customer_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    dimension: Mapped[str] = mapped_column(String(64), nullable=False)
+    old_class: Mapped[str | None] = mapped_column(String(64))
+    new_class: Mapped[str] = mapped_column(String(64), nullable=False)
+    scheme_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    reason: Mapped[str] = mapped_column(String(32), nullable=False)
+    event_id: Mapped[str | None] = mapped_column(String(200))
+    rule: Mapped[str | None] = mapped_column(String(128))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_class_changes_unpublished", "seq", postgresql_where="published_at IS NULL"),
+        Index("ix_class_changes_customer", "customer_id", "seq"),
+    )

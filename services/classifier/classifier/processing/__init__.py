@@ -1,0 +1,1 @@
+"""Applying events and time to customer state: the worker's core."""

@@ -1,0 +1,88 @@
+"""One polled batch -> one database transaction."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from classifier.db import unit_of_work
+from classifier.engine import CustomerFacts
+from classifier.processing import repository
+from classifier.processing.state import Change, CustomerState, apply_event, review_until
+from classifier.schemes.service import SchemeCache
+from eventschemas.envelope import Envelope
+from eventschemas.events import ActivityEvent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class BatchResult:
+    applied: int
+    duplicates: int
+    changes: list[Change]
+
+
+class BatchProcessor:
+    """Applies decoded events exactly once: state, history, outbox and inbox together."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], schemes: SchemeCache) -> None:
+        self._sessions = sessions
+        self._schemes = schemes
+
+    async def process(self, items: Sequence[tuple[Envelope, ActivityEvent]]) -> BatchResult:
+        """Apply events in their order; commits once, or raises and changes nothing."""
+        async with unit_of_work(self._sessions) as session:
+            return await self._process(session, items)
+
+    async def _process(
+        self, session: AsyncSession, items: Sequence[tuple[Envelope, ActivityEvent]]
+    ) -> BatchResult:
+        seen = await repository.seen_event_ids(session, [env.id for env, _ in items])
+        by_customer: dict[str, list[tuple[Envelope, ActivityEvent]]] = defaultdict(list)
+        duplicates = 0
+        for env, event in items:
+            if env.id in seen:
+                duplicates += 1
+                continue
+            seen.add(env.id)  # a duplicate inside the same batch
+            by_customer[event.customer_id].append((env, event))
+        if not by_customer:
+            return BatchResult(0, duplicates, [])
+        scheme = await self._schemes.active(session)
+        cutoffs = await repository.load_cutoffs(session, scheme.version)
+        states = await repository.load_states(session, by_customer)
+        changes: list[Change] = []
+        processed: list[tuple[str, str]] = []
+        for customer_id, events in by_customer.items():
+            state = states.get(customer_id) or CustomerState(
+                customer_id, CustomerFacts(customer_id)
+            )
+            states[customer_id] = state
+            for env, event in events:
+                changes += apply_event(state, scheme, env, event, cutoffs=cutoffs)
+                processed.append((env.id, customer_id))
+        await repository.save_states(session, states.values())
+        await repository.record_changes(session, changes)
+        await repository.mark_processed(session, processed)
+        return BatchResult(len(processed), duplicates, changes)
+
+    async def review_due(self, now: int, limit: int) -> list[Change]:
+        """Apply time-driven changes for customers whose review is due at `now`."""
+        async with unit_of_work(self._sessions) as session:
+            states = await repository.lock_due_customers(session, now, limit)
+            if not states:
+                return []
+            scheme = await self._schemes.active(session)
+            cutoffs = await repository.load_cutoffs(session, scheme.version)
+            changes: list[Change] = []
+            for state in states.values():
+                changes += review_until(state, scheme, now, cutoffs=cutoffs)
+                state.dirty = True
+            await repository.save_states(session, states.values())
+            await repository.record_changes(session, changes)
+            return changes

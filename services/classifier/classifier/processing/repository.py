@@ -1,0 +1,224 @@
+"""SQL for the worker: load and save customer state, changes, history, inbox."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from classifier.engine import CustomerFacts
+from classifier.engine.facts import from_micros, to_micros
+from classifier.models import (
+    ClassChange,
+    ClassHistory,
+    Customer,
+    CustomerClass,
+    PopulationCutoffs,
+    ProcessedEvent,
+)
+from classifier.processing.state import Change, CustomerState, instant
+
+
+async def seen_event_ids(session: AsyncSession, event_ids: Sequence[str]) -> set[str]:
+    """The ids among these that were already applied."""
+    if not event_ids:
+        return set()
+    rows = await session.scalars(
+        select(ProcessedEvent.event_id).where(ProcessedEvent.event_id.in_(event_ids))
+    )
+    return set(rows)
+
+
+def _state_from_row(row: Any) -> CustomerState:
+    return CustomerState(
+        customer_id=row.id,
+        facts=CustomerFacts.from_doc(row.id, row.facts),
+        classes=dict(row.classes),
+        features=dict(row.features),
+        scheme_version=row.scheme_version,
+        evaluated_at=to_micros(row.evaluated_at) if row.evaluated_at else None,
+        next_review_at=to_micros(row.next_review_at) if row.next_review_at else None,
+        last_event_id=row.last_event_id,
+    )
+
+
+STATE_COLUMNS = (
+    Customer.id,
+    Customer.facts,
+    Customer.classes,
+    Customer.features,
+    Customer.scheme_version,
+    Customer.evaluated_at,
+    Customer.next_review_at,
+    Customer.last_event_id,
+)
+
+
+async def load_states(
+    session: AsyncSession, customer_ids: Iterable[str], *, skip_locked: bool = False
+) -> dict[str, CustomerState]:
+    """Lock and load these customers in one query (sorted, so lock order is stable)."""
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return {}
+    stmt = (
+        select(*STATE_COLUMNS)
+        .where(Customer.id.in_(ids))
+        .order_by(Customer.id)
+        .with_for_update(skip_locked=skip_locked)
+    )
+    rows = (await session.execute(stmt)).all()
+    return {row.id: _state_from_row(row) for row in rows}
+
+
+async def lock_due_customers(
+    session: AsyncSession, now: int, limit: int
+) -> dict[str, CustomerState]:
+    """Lock up to `limit` customers whose next review is due, skipping busy ones."""
+    stmt = (
+        select(*STATE_COLUMNS)
+        .where(Customer.next_review_at <= from_micros(now))
+        .order_by(Customer.next_review_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = (await session.execute(stmt)).all()
+    return {row.id: _state_from_row(row) for row in rows}
+
+
+async def save_states(session: AsyncSession, states: Iterable[CustomerState]) -> None:
+    """Upsert every changed customer row (facts, aggregates, classes, review time)."""
+    rows = []
+    for s in states:
+        if not s.dirty:
+            continue
+        rows.append(
+            {
+                "id": s.customer_id,
+                "facts": s.facts.to_doc(),
+                **s.facts.summary(),
+                "features": s.features,
+                "classes": s.classes,
+                "scheme_version": s.scheme_version,
+                "evaluated_at": instant(s.evaluated_at),
+                "next_review_at": instant(s.next_review_at),
+                "last_event_id": s.last_event_id,
+            }
+        )
+    if not rows:
+        return
+    stmt = insert(Customer)
+    excluded = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[Customer.id],
+        set_={key: getattr(excluded, key) for key in rows[0] if key != "id"}
+        | {"updated_at": func.now()},
+    )
+    await session.execute(stmt, rows)
+
+
+async def record_changes(session: AsyncSession, changes: Sequence[Change]) -> None:
+    """Write outbox rows, current-class rows and history periods for these changes."""
+    if not changes:
+        return
+    await session.execute(
+        insert(ClassChange).on_conflict_do_nothing(),
+        [
+            {
+                "change_id": c.change_id,
+                "customer_id": c.customer_id,
+                "dimension": c.dimension,
+                "old_class": c.old_class,
+                "new_class": c.new_class,
+                "scheme_version": c.scheme_version,
+                "reason": c.reason.value,
+                "event_id": c.event_id,
+                "rule": c.rule,
+                "occurred_at": from_micros(c.at),
+            }
+            for c in changes
+        ],
+    )
+    latest: dict[tuple[str, str], Change] = {}
+    for c in changes:
+        latest[(c.customer_id, c.dimension)] = c
+    stmt = insert(CustomerClass.__table__)
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[CustomerClass.customer_id, CustomerClass.dimension],
+            set_={
+                "class": stmt.excluded["class"],
+                "since": stmt.excluded.since,
+                "scheme_version": stmt.excluded.scheme_version,
+            },
+        ),
+        [
+            {
+                "customer_id": c.customer_id,
+                "dimension": c.dimension,
+                "class": c.new_class,
+                "since": from_micros(c.at),
+                "scheme_version": c.scheme_version,
+            }
+            for c in latest.values()
+        ],
+    )
+    await _write_history(session, changes)
+
+
+async def _write_history(session: AsyncSession, changes: Sequence[Change]) -> None:
+    opened: dict[tuple[str, str], dict[str, Any]] = {}
+    to_close: list[dict[str, Any]] = []
+    new_rows: list[dict[str, Any]] = []
+    for c in changes:
+        key = (c.customer_id, c.dimension)
+        if key in opened:
+            opened[key]["valid_to"] = from_micros(c.at)
+        elif c.old_class is not None:
+            to_close.append({"c": c.customer_id, "d": c.dimension, "at": from_micros(c.at)})
+        row = {
+            "customer_id": c.customer_id,
+            "dimension": c.dimension,
+            "class": c.new_class,
+            "valid_from": from_micros(c.at),
+            "valid_to": None,
+            "change_id": c.change_id,
+            "reason": c.reason.value,
+            "scheme_version": c.scheme_version,
+        }
+        opened[key] = row
+        new_rows.append(row)
+    if to_close:
+        await session.execute(
+            update(ClassHistory)
+            .where(
+                ClassHistory.customer_id == bindparam("c"),
+                ClassHistory.dimension == bindparam("d"),
+                ClassHistory.valid_to.is_(None),
+            )
+            .values(valid_to=bindparam("at"))
+            .execution_options(synchronize_session=False),
+            to_close,
+        )
+    await session.execute(insert(ClassHistory.__table__), new_rows)
+
+
+async def mark_processed(session: AsyncSession, items: Sequence[tuple[str, str]]) -> None:
+    """Record (event id, customer id) pairs in the inbox."""
+    if items:
+        await session.execute(
+            insert(ProcessedEvent).on_conflict_do_nothing(),
+            [{"event_id": e, "customer_id": c} for e, c in items],
+        )
+
+
+async def load_cutoffs(session: AsyncSession, scheme_version: int) -> dict[str, dict[str, float]]:
+    rows = await session.execute(
+        select(PopulationCutoffs.dimension, PopulationCutoffs.cutoffs).where(
+            PopulationCutoffs.scheme_version == scheme_version
+        )
+    )
+    return {dim: dict(cuts) for dim, cuts in rows.all()}

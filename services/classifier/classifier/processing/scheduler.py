@@ -1,0 +1,146 @@
+"""Time-driven changes and population cut-offs, re-checked every few seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import UTC, datetime
+
+from sqlalchemy import Float, cast, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from classifier.clock import Clock
+from classifier.config import ClassifierSettings
+from classifier.db import unit_of_work
+from classifier.engine import compute_cutoffs, from_micros, rank_dimensions
+from classifier.metrics import CLASS_CHANGES
+from classifier.models import Customer, CustomerClass, PopulationCutoffs
+from classifier.processing.batch import BatchProcessor
+from classifier.schemes.service import SchemeCache
+
+log = logging.getLogger(__name__)
+CUTOFF_LOCK = 7_003
+
+
+class ReviewScheduler:
+    def __init__(
+        self,
+        settings: ClassifierSettings,
+        sessions: async_sessionmaker[AsyncSession],
+        processor: BatchProcessor,
+        schemes: SchemeCache,
+        clock: Clock,
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._processor = processor
+        self._schemes = schemes
+        self._clock = clock
+        self._cutoffs_due = 0.0
+
+    async def review_once(self) -> int:
+        """Apply every due time-driven change now; returns how many changes."""
+        total = 0
+        while True:
+            changes = await self._processor.review_due(
+                self._clock(), self._settings.review_batch_size
+            )
+            for c in changes:
+                CLASS_CHANGES.labels(dimension=c.dimension, reason=c.reason.value).inc()
+            total += len(changes)
+            if not changes:
+                return total
+
+    async def recompute_cutoffs(self) -> int:
+        """Recompute rank cut-offs; schedule a review for customers whose class flips."""
+        now = self._clock()
+        flagged = 0
+        async with unit_of_work(self._sessions) as session:
+            if not await session.scalar(
+                text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": CUTOFF_LOCK}
+            ):
+                return 0
+            scheme = await self._schemes.active(session)
+            for dim in rank_dimensions(scheme):
+                spec = dim.spec.rank
+                assert spec is not None
+                value = cast(Customer.features[spec.feature].astext, Float)
+                values = [v for v in await session.scalars(select(value)) if v is not None]
+                cuts = compute_cutoffs(dim, values)
+                await session.execute(
+                    insert(PopulationCutoffs)
+                    .values(
+                        dimension=dim.name,
+                        scheme_version=scheme.version,
+                        cutoffs=cuts,
+                        computed_at=datetime.now(UTC),
+                    )
+                    .on_conflict_do_update(
+                        index_elements=[PopulationCutoffs.dimension],
+                        set_={
+                            "scheme_version": scheme.version,
+                            "cutoffs": cuts,
+                            "computed_at": datetime.now(UTC),
+                        },
+                    )
+                )
+                flagged += await self._flag_flips(
+                    session,
+                    dim.name,
+                    spec.feature,
+                    [(c, cuts[c]) for c in dim.classes if c in cuts],
+                    dim.default or dim.classes[-1],
+                    now,
+                )
+        return flagged
+
+    async def _flag_flips(
+        self,
+        session: AsyncSession,
+        dimension: str,
+        feature: str,
+        cuts: list[tuple[str, float]],
+        fallback: str,
+        now: int,
+    ) -> int:
+        """Mark due for review only those customers whose rank class would change."""
+        cases = " ".join(f"WHEN v > 0 AND v >= :cut{i} THEN :cls{i}" for i in range(len(cuts)))
+        params: dict[str, object] = {
+            "dim": dimension,
+            "feature": feature,
+            "fallback": fallback,
+            "now": from_micros(now),
+        }
+        for i, (cls, cut) in enumerate(cuts):
+            params[f"cut{i}"], params[f"cls{i}"] = cut, cls
+        expected = f"CASE {cases} ELSE :fallback END" if cuts else ":fallback"
+        sql = f"""
+            UPDATE customers c SET next_review_at = :now
+            FROM (SELECT c2.id, (c2.features->>:feature)::float AS v, cc.class AS current
+                  FROM customers c2
+                  LEFT JOIN {CustomerClass.__tablename__} cc
+                    ON cc.customer_id = c2.id AND cc.dimension = :dim) s
+            WHERE c.id = s.id AND s.current IS DISTINCT FROM ({expected})
+              AND (c.next_review_at IS NULL OR c.next_review_at > :now)
+        """
+        result = await session.execute(text(sql), params)
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            try:
+                if time.monotonic() >= self._cutoffs_due:
+                    flagged = await self.recompute_cutoffs()
+                    if flagged:
+                        log.info(
+                            "population cut-offs moved; %s customers flagged for review", flagged
+                        )
+                    self._cutoffs_due = time.monotonic() + self._settings.cutoffs_interval_seconds
+                await self.review_once()
+            except Exception:
+                log.exception("review scheduler failed; retrying")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), self._settings.review_interval_seconds)

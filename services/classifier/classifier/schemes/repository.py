@@ -1,0 +1,33 @@
+"""SQL for scheme versions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from classifier.models import SchemeVersion
+
+
+async def get_active(session: AsyncSession) -> SchemeVersion | None:
+    return await session.scalar(select(SchemeVersion).where(SchemeVersion.status == "active"))
+
+
+async def get_active_version(session: AsyncSession) -> int | None:
+    return await session.scalar(
+        select(SchemeVersion.version).where(SchemeVersion.status == "active")
+    )
+
+
+async def latest_version(session: AsyncSession) -> int:
+    return (await session.scalar(select(func.max(SchemeVersion.version)))) or 0
+
+
+async def add_active(session: AsyncSession, version: int, name: str, source: str) -> SchemeVersion:
+    row = SchemeVersion(
+        version=version, name=name, source=source, status="active", activated_at=datetime.now(UTC)
+    )
+    session.add(row)
+    await session.flush()
+    return row

@@ -1,0 +1,88 @@
+"""`python -m classifier.worker`: consumer, outbox relay and review scheduler in one process.
+
+Stops cleanly on SIGTERM/SIGINT: the batch in flight either commits whole or
+rolls back, and offsets are committed only after the database commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiokafka import AIOKafkaProducer
+from prometheus_client import start_http_server
+
+from classifier.changes.relay import OutboxRelay
+from classifier.clock import system_clock
+from classifier.config import ClassifierSettings
+from classifier.consumer.runner import ActivityConsumer
+from classifier.db import make_engine, make_sessionmaker
+from classifier.logs import configure_logging
+from classifier.processing.batch import BatchProcessor
+from classifier.processing.scheduler import ReviewScheduler
+from classifier.schemes.service import SchemeCache, ensure_active_scheme
+
+log = logging.getLogger("classifier.worker")
+
+
+async def run_worker(settings: ClassifierSettings, stopping: asyncio.Event) -> None:
+    engine = make_engine(settings)
+    sessions = make_sessionmaker(engine)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=5,
+    )
+    try:
+        await ensure_active_scheme(sessions, settings.scheme_file)
+        await producer.start()
+        schemes = SchemeCache()
+        processor = BatchProcessor(sessions, schemes)
+        consumer = ActivityConsumer(settings, processor, producer, stopping=stopping)
+        relay = OutboxRelay(settings, sessions, producer)
+        scheduler = ReviewScheduler(
+            settings, sessions, processor, schemes, system_clock(settings.clock_offset_seconds)
+        )
+        tasks = [
+            asyncio.create_task(consumer.run(), name="consumer"),
+            asyncio.create_task(relay.run(stopping), name="relay"),
+            asyncio.create_task(scheduler.run(stopping), name="scheduler"),
+        ]
+        log.info(
+            "worker started (group %s, topic %s)", settings.consumer_group, settings.activity_topic
+        )
+        _done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        stopping.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for task, result in zip(tasks, results, strict=True):
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                log.error("%s stopped with %r", task.get_name(), result)
+                raise result
+    finally:
+        await producer.stop()
+        await engine.dispose()
+        log.info("worker stopped")
+
+
+def main() -> None:
+    configure_logging()
+    settings = ClassifierSettings()
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port, addr=settings.host)
+
+    async def _main() -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        await run_worker(settings, stopping)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_main())
+
+
+if __name__ == "__main__":
+    main()

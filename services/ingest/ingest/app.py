@@ -1,0 +1,42 @@
+"""The ingest service's FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from eventschemas.http import install_problem_handlers
+from ingest.config import IngestSettings
+from ingest.health.router import router as health_router
+from ingest.orders.router import router as orders_router
+from ingest.publisher import EventPublisher
+
+
+def create_app(settings: IngestSettings | None = None) -> FastAPI:
+    """Build the app; the lifespan owns the Kafka producer."""
+    settings = settings or IngestSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        publisher = EventPublisher(settings)
+        await publisher.start()
+        app.state.publisher = publisher
+        try:
+            yield
+        finally:
+            await publisher.stop()
+
+    app = FastAPI(
+        title="Customer classifier: ingest",
+        version="0.1.0",
+        description="Accepts orders, call logs and CRM webhooks and publishes them as "
+        "versioned CloudEvents on Kafka, keyed by customer.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_problem_handlers(app)
+    app.include_router(health_router)
+    app.include_router(orders_router)
+    return app

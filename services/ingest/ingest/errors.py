@@ -1,0 +1,23 @@
+"""Domain errors of the ingest service; each carries its HTTP status."""
+
+from __future__ import annotations
+
+from eventschemas.problems import InvalidInput, ServiceError
+
+__all__ = ["IngestError", "InvalidInput", "KafkaUnavailable", "PayloadTooLarge"]
+
+
+class IngestError(ServiceError):
+    """Base of ingest-specific errors."""
+
+
+class KafkaUnavailable(IngestError):
+    status = 503
+    slug = "broker-unavailable"
+    title = "Event broker unavailable; nothing was accepted, retry later"
+
+
+class PayloadTooLarge(IngestError):
+    status = 413
+    slug = "payload-too-large"
+    title = "Request body too large"

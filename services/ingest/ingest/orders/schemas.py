@@ -1,0 +1,50 @@
+"""Request and response bodies of the order endpoints."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from eventschemas.events import CustomerId, NaturalId, OrderStatus
+
+Amount = Annotated[
+    Decimal,
+    Field(ge=0, max_digits=18, decimal_places=4, description="Decimal string or number, >= 0."),
+]
+
+
+class OrderIn(BaseModel):
+    """An order as a shop or ERP sends it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_id": "SO-10001",
+                    "customer_id": "cust-42",
+                    "amount": "1299.00",
+                    "currency": "CNY",
+                    "placed_at": "2026-11-20T09:30:00+08:00",
+                    "status": "paid",
+                }
+            ]
+        },
+    )
+
+    order_id: NaturalId
+    customer_id: CustomerId
+    amount: Amount
+    currency: Annotated[str, StringConstraints(to_upper=True, pattern=r"^[A-Za-z]{3}$")]
+    placed_at: AwareDatetime
+    status: OrderStatus = OrderStatus.PLACED
+    revision: int = Field(default=0, ge=0)
+
+
+class Accepted(BaseModel):
+    """The broker acknowledged these events."""
+
+    accepted: int
+    event_ids: list[str]
