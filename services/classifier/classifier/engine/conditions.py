@@ -74,7 +74,9 @@ class EvalContext:
             v = self._cache[name] = self.features[name].value(self.facts, self.now)
             return v
 
-    def next_flip(self, name: str, truth: Callable[[Any], bool], operands: list[Any]) -> int | None:
+    def next_flip(
+        self, name: str, truth: Callable[[Any], object], operands: list[Any]
+    ) -> int | None:
         return self.features[name].next_flip(self.facts, self.now, truth, operands)
 
 

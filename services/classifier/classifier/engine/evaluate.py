@@ -231,7 +231,7 @@ def evaluate_dimension(
     """Pick one class for one dimension; returns it with its next flip instant."""
     now = ctx.now
     if override is not None and (override.expires_at is None or override.expires_at > now):
-        explanation = {
+        explanation: dict[str, Any] = {
             "kind": "override",
             "rule": "override",
             "reason": override.reason,
@@ -256,7 +256,7 @@ def evaluate_dimension(
             kept_by = "min_dwell"
             flip = _earliest(flip, prior.since + int(dim.spec.min_dwell_days * DAY))
     cls = prior.cls if kept_by and prior is not None else cand.cls
-    explanation: dict[str, Any] = {
+    explanation = {
         "kind": dim.kind,
         "rule": cand.rule,
         "summary": cand.summary,

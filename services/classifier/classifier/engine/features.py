@@ -32,7 +32,7 @@ CONNECTED_OUTCOMES = frozenset(
 )
 INTERESTED_OUTCOMES = frozenset({"interested", "callback_requested", "deal_closed"})
 
-Truth = Callable[[Any], bool]
+Truth = Callable[[Any], object]  # compared with != to detect a change
 
 
 class Feature:
@@ -243,7 +243,7 @@ class PointsFeature(Feature):
 
     def _score(self, events: list[tuple[int, float]], now: int) -> float:
         h = self.half_life_days * DAY
-        return round(sum(p * 2.0 ** (-(now - t) / h) for t, p in events if t <= now), 6)
+        return round(float(sum(p * 2.0 ** (-(now - t) / h) for t, p in events if t <= now)), 6)
 
     def value(self, facts: CustomerFacts, now: int) -> float:
         return self._score(self._events(facts), now)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +20,11 @@ from classifier.models import (
     ProcessedEvent,
 )
 from classifier.processing.state import Change, CustomerState, instant
+
+# Core tables: inserts with the column name "class" (the ORM attribute is `cls`).
+CLASSES = cast(Table, CustomerClass.__table__)
+HISTORY = cast(Table, ClassHistory.__table__)
+CHANGES = cast(Table, ClassChange.__table__)
 
 
 async def seen_event_ids(session: AsyncSession, event_ids: Sequence[str]) -> set[str]:
@@ -145,7 +150,7 @@ async def record_changes(session: AsyncSession, changes: Sequence[Change]) -> No
     latest: dict[tuple[str, str], Change] = {}
     for c in changes:
         latest[(c.customer_id, c.dimension)] = c
-    stmt = insert(CustomerClass.__table__)
+    stmt = insert(CLASSES)
     await session.execute(
         stmt.on_conflict_do_update(
             index_elements=[CustomerClass.customer_id, CustomerClass.dimension],
@@ -203,7 +208,7 @@ async def _write_history(session: AsyncSession, changes: Sequence[Change]) -> No
             .execution_options(synchronize_session=False),
             to_close,
         )
-    await session.execute(insert(ClassHistory.__table__), new_rows)
+    await session.execute(insert(HISTORY), new_rows)
 
 
 async def mark_processed(session: AsyncSession, items: Sequence[tuple[str, str]]) -> None:

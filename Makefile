@@ -1,0 +1,17 @@
+# The two commands of the README, and their companions.
+.PHONY: up test down logs status bench
+
+up:        ## install what is missing, start PostgreSQL, Kafka, ingest, classifier API + worker
+	@bash scripts/stack.sh up
+
+test:      ## lint, type-check and run the whole suite on the real stack (throw-away data)
+	@bash scripts/test.sh
+
+down:      ## stop everything `make up` started
+	@bash scripts/stack.sh down
+
+logs:      ## follow the logs of every process
+	@bash scripts/stack.sh logs
+
+status:    ## what is running
+	@bash scripts/stack.sh status

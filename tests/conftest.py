@@ -1,0 +1,116 @@
+"""Shared fixtures: a throw-away PostgreSQL database and unique Kafka topics per test.
+
+`make test` creates the database, exports TEST_DATABASE_URL and
+KAFKA_BOOTSTRAP_SERVERS, and drops the database afterwards. Unit tests need
+neither; integration and e2e tests use the real services and never mocks.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from classifier.config import ClassifierSettings
+from classifier.topics import ensure_topics
+from ingest.config import IngestSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLES = (
+    "customers",
+    "customer_classes",
+    "class_history",
+    "class_changes",
+    "inbox",
+    "population_cutoffs",
+    "schemes",
+)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        pytest.fail("TEST_DATABASE_URL is not set: run the suite with `make test`")
+    # The real migration path, as `make up` runs it.
+    subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, "DATABASE_URL": url},
+        capture_output=True,
+    )
+    return url
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+
+
+@pytest.fixture(scope="session")
+async def db_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(database_url, pool_size=5)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def sessions(db_engine: AsyncEngine) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """A clean database for each test (tables truncated before it runs)."""
+    async with db_engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY"))
+    return async_sessionmaker(db_engine, expire_on_commit=False)
+
+
+@pytest.fixture
+def unique() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+async def classifier_settings(
+    database_url: str, kafka_bootstrap: str, unique: str
+) -> ClassifierSettings:
+    """Settings with topics and a consumer group of this test's own."""
+    settings = ClassifierSettings(
+        database_url=database_url,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        activity_topic=f"test-{unique}-activity",
+        class_changes_topic=f"test-{unique}-changes",
+        dlq_topic=f"test-{unique}-dlq",
+        consumer_group=f"test-{unique}-workers",
+        activity_partitions=3,
+        class_changes_partitions=3,
+        poll_timeout_ms=50,
+        review_interval_seconds=0.2,
+        worker_metrics_port=0,
+    )
+    await ensure_topics(settings)
+    return settings
+
+
+@pytest.fixture
+def ingest_settings(classifier_settings: ClassifierSettings) -> IngestSettings:
+    return IngestSettings(
+        kafka_bootstrap_servers=classifier_settings.kafka_bootstrap_servers,
+        activity_topic=classifier_settings.activity_topic,
+        publish_timeout_seconds=5,
+    )
+
+
+@pytest.fixture
+def root() -> Iterator[Path]:
+    return ROOT
