@@ -5,7 +5,7 @@ up:        ## install what is missing, start PostgreSQL, Kafka, ingest, classifi
 	@bash scripts/stack.sh up
 
 test:      ## lint, type-check and run the whole suite on the real stack (throw-away data)
-	@bash scripts/test.sh
+	@bash scripts/test.sh $(PYTEST_ARGS)
 
 down:      ## stop everything `make up` started
 	@bash scripts/stack.sh down

@@ -1,0 +1,172 @@
+"""One order end to end across real processes: ingest -> Kafka -> worker -> PostgreSQL -> API.
+
+The three services run as separate OS processes (uvicorn and the worker
+module), exactly as `make up` starts them, with this test's own topics,
+consumer group and ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from classifier.config import ClassifierSettings
+from tests.kafka_helpers import read_topic
+
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{url} exited early:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} not ready:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def stack(
+    classifier_settings: ClassifierSettings, sessions: object, tmp_path: Path, root: Path
+) -> Iterator[dict[str, str]]:
+    ingest_port, api_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": classifier_settings.database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": classifier_settings.kafka_bootstrap_servers,
+        "KAFKA_ACTIVITY_TOPIC": classifier_settings.activity_topic,
+        "KAFKA_CLASS_CHANGES_TOPIC": classifier_settings.class_changes_topic,
+        "KAFKA_DLQ_TOPIC": classifier_settings.dlq_topic,
+        "CLASSIFIER_CONSUMER_GROUP": classifier_settings.consumer_group,
+        "CLASSIFIER_WORKER_METRICS_PORT": "0",
+    }
+    bin_dir = Path(sys.executable).parent
+    commands = {
+        "ingest": [
+            str(bin_dir / "uvicorn"),
+            "ingest.app:create_app",
+            "--factory",
+            "--port",
+            str(ingest_port),
+        ],
+        "api": [
+            str(bin_dir / "uvicorn"),
+            "classifier.app:create_app",
+            "--factory",
+            "--port",
+            str(api_port),
+        ],
+        "worker": [sys.executable, "-m", "classifier.worker"],
+    }
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    logs: dict[str, Path] = {}
+    try:
+        for name, cmd in commands.items():
+            logs[name] = tmp_path / f"{name}.log"
+            procs[name] = subprocess.Popen(
+                cmd, cwd=root, env=env, stdout=logs[name].open("wb"), stderr=subprocess.STDOUT
+            )
+        urls = {"ingest": f"http://127.0.0.1:{ingest_port}", "api": f"http://127.0.0.1:{api_port}"}
+        wait_ready(urls["ingest"] + "/readyz", procs["ingest"], logs["ingest"])
+        wait_ready(urls["api"] + "/readyz", procs["api"], logs["api"])
+        yield urls
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+        for name, proc in procs.items():
+            try:
+                code = proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise
+            # uvicorn re-raises SIGTERM after a graceful shutdown; our worker exits 0.
+            if name == "worker":
+                assert code == 0, logs[name].read_text()[-2000:]
+            else:
+                assert "Application shutdown complete" in logs[name].read_text(), name
+
+
+async def test_posted_order_shows_up_classified_and_announced(
+    stack: dict[str, str], classifier_settings: ClassifierSettings
+) -> None:
+    placed_at = (datetime.now(UTC) - timedelta(days=2)).isoformat()
+    order = {
+        "order_id": "E2E-1",
+        "customer_id": "e2e-cust",
+        "amount": 42.5,
+        "currency": "USD",
+        "placed_at": placed_at,
+        "status": "paid",
+    }
+    async with httpx.AsyncClient(timeout=10) as client:
+        accepted = await client.post(stack["ingest"] + "/v1/orders", json=order)
+        assert accepted.status_code == 202
+        event_id = accepted.json()["event_ids"][0]
+
+        deadline = time.monotonic() + 20
+        customer = await client.get(stack["api"] + "/v1/customers/e2e-cust")
+        while customer.status_code == 404 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            customer = await client.get(stack["api"] + "/v1/customers/e2e-cust")
+
+    assert customer.status_code == 200
+    body = customer.json()
+    assert body["aggregates"]["order_count"] == 1
+    assert body["aggregates"]["net_revenue"] == "42.5000"
+    behaviour = body["classes"]["purchase_behavior"]
+    assert behaviour["class"] == "occasional"
+    assert behaviour["scheme_version"] == 1
+    # Classes are evaluated at the business time of what happened (the order's
+    # placed_at), so the explanation's features are as of `evaluated_at`.
+    assert datetime.fromisoformat(body["evaluated_at"]) == datetime.fromisoformat(placed_at)
+    assert behaviour["explanation"]["checks"] == [{
+        "feature": "recency_days", "op": "lt", "expected": 365, "actual": 0, "result": True,
+    }]
+    records = await read_topic(
+        classifier_settings.kafka_bootstrap_servers,
+        classifier_settings.class_changes_topic,
+        expected=9,
+    )
+    announced = [orjson.loads(r.value) for r in records]
+    purchase = [c for c in announced if c["dimension"] == "purchase_behavior"]
+    assert purchase == [
+        {
+            **purchase[0],
+            "new_class": "occasional",
+            "old_class": None,
+            "event_id": event_id,
+            "customer_id": "e2e-cust",
+            "reason": "event",
+        }
+    ]
+
+
+async def test_unknown_customer_is_a_404_problem(stack: dict[str, str]) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.get(stack["api"] + "/v1/customers/nobody")
+
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["title"] == "Customer not found"
