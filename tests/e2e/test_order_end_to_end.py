@@ -141,9 +141,15 @@ async def test_posted_order_shows_up_classified_and_announced(
     # Classes are evaluated at the business time of what happened (the order's
     # placed_at), so the explanation's features are as of `evaluated_at`.
     assert datetime.fromisoformat(body["evaluated_at"]) == datetime.fromisoformat(placed_at)
-    assert behaviour["explanation"]["checks"] == [{
-        "feature": "recency_days", "op": "lt", "expected": 365, "actual": 0, "result": True,
-    }]
+    assert behaviour["explanation"]["checks"] == [
+        {
+            "feature": "recency_days",
+            "op": "lt",
+            "expected": 365,
+            "actual": 0,
+            "result": True,
+        }
+    ]
     records = await read_topic(
         classifier_settings.kafka_bootstrap_servers,
         classifier_settings.class_changes_topic,
