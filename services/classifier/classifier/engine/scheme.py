@@ -18,10 +18,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
 from classifier.engine.conditions import Condition, ConditionError, compile_condition
 from classifier.engine.features import (
@@ -85,6 +93,20 @@ class PointsFeatureSpec(_Model):
     description: str = ""
 
 
+def _feature_kind(raw: Any) -> str:
+    if isinstance(raw, dict):
+        return "points_feature" if "points" in raw else "window_feature"
+    return "points_feature" if isinstance(raw, PointsFeatureSpec) else "window_feature"
+
+
+FEATURE_TAGS = frozenset({"points_feature", "window_feature"})
+FeatureSpec = Annotated[
+    Annotated[WindowFeatureSpec, Tag("window_feature")]
+    | Annotated[PointsFeatureSpec, Tag("points_feature")],
+    Discriminator(_feature_kind),
+]
+
+
 class Rule(_Model):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -144,7 +166,7 @@ class SchemeSpec(_Model):
     name: str = "scheme"
     description: str | None = None
     key_features: list[str] = Field(default_factory=list)
-    features: dict[str, WindowFeatureSpec | PointsFeatureSpec] = Field(default_factory=dict)
+    features: dict[str, FeatureSpec] = Field(default_factory=dict)
     dimensions: dict[str, DimensionSpec] = Field(min_length=1)
 
 
@@ -196,6 +218,8 @@ class CompiledScheme:
 def _format_loc(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
+        if part in FEATURE_TAGS:
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
         else:
