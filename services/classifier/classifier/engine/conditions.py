@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from classifier.engine.facts import CustomerFacts
-from classifier.engine.features import Feature
+from classifier.engine.features import Feature, StaticFeature
 
 SCALAR_OPS: dict[str, Callable[[Any, Any], bool]] = {
     "eq": operator.eq,
@@ -81,6 +81,10 @@ class EvalContext:
 
 
 class Condition:
+    # False when no feature in the condition moves with time: its next flip is
+    # None without asking the features (the common case, and a hot path).
+    timed: bool = True
+
     def test(self, ctx: EvalContext) -> bool:
         raise NotImplementedError
 
@@ -110,11 +114,14 @@ class Comparison(Condition):
     op: str
     operand: Any
     truth: Callable[[Any], bool]
+    timed: bool = True
 
     def test(self, ctx: EvalContext) -> bool:
         return self.truth(ctx.value(self.feature))
 
     def next_flip(self, ctx: EvalContext) -> int | None:
+        if not self.timed:
+            return None
         operands = self.operand if isinstance(self.operand, list) else [self.operand]
         return ctx.next_flip(self.feature, self.truth, operands)
 
@@ -142,12 +149,18 @@ class Comparison(Condition):
 @dataclass(slots=True)
 class AllOf(Condition):
     parts: list[Condition]
+    timed: bool = True
+
+    def __post_init__(self) -> None:
+        self.timed = any(p.timed for p in self.parts)
 
     def test(self, ctx: EvalContext) -> bool:
         return all(p.test(ctx) for p in self.parts)
 
     def next_flip(self, ctx: EvalContext) -> int | None:
-        return _min_flip([p.next_flip(ctx) for p in self.parts])
+        if not self.timed:
+            return None
+        return _min_flip([p.next_flip(ctx) for p in self.parts if p.timed])
 
     def checks(self, ctx: EvalContext) -> list[dict[str, Any]]:
         return [c for p in self.parts for c in p.checks(ctx)]
@@ -171,6 +184,10 @@ class AnyOf(AllOf):
 @dataclass(slots=True)
 class Not(Condition):
     part: Condition
+    timed: bool = True
+
+    def __post_init__(self) -> None:
+        self.timed = self.part.timed
 
     def test(self, ctx: EvalContext) -> bool:
         return not self.part.test(ctx)
@@ -189,6 +206,8 @@ class Not(Condition):
 
 
 class Always(Condition):
+    timed = False
+
     def test(self, ctx: EvalContext) -> bool:
         return True
 
@@ -218,7 +237,8 @@ def make_truth(op: str, operand: Any, path: str) -> Callable[[Any], bool]:
         if op in ("eq", "ne"):
             return lambda v: v is not None and fn(v, operand)
         if _is_number(operand):
-            return lambda v: _is_number(v) and fn(v, operand)
+            numeric = (int, float)
+            return lambda v: v.__class__ in numeric and fn(v, operand)
         return lambda v: isinstance(v, str) and fn(v, operand)
     if op in ("in", "not_in"):
         if not isinstance(operand, list) or not operand:
@@ -275,4 +295,11 @@ def compile_condition(raw: Any, path: str, resolve: Callable[[str], Feature | No
     if len(ops) != 1:
         raise ConditionError(path, "a comparison needs exactly one operator besides 'feature'")
     op = ops[0]
-    return Comparison(name, op, raw[op], make_truth(op, raw[op], path))
+    feature = resolve(name)
+    return Comparison(
+        name,
+        op,
+        raw[op],
+        make_truth(op, raw[op], path),
+        timed=not isinstance(feature, StaticFeature),
+    )

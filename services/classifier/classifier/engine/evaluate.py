@@ -103,7 +103,11 @@ def _by_bands(
 ) -> _Candidate:
     value = ctx.value(feature)
     pick = _band_picker(bands)
-    flip = ctx.next_flip(feature, pick, [b.min for b in bands if b.min is not None])
+    flip = (
+        ctx.next_flip(feature, pick, [b.min for b in bands if b.min is not None])
+        if dim.timed_feature
+        else None
+    )
     idx = pick(value)
     check = {"feature": feature, "actual": value}
     if margin and prior is not None and value is not None:
@@ -142,16 +146,10 @@ def _by_map(dim: CompiledDimension, ctx: EvalContext, prior: PriorClass | None) 
     assert spec is not None
     if spec.bands is not None:
         return _by_bands(dim, ctx, spec.feature, spec.bands, prior)
-    table = {(k.lower() if spec.case_insensitive else k): v for k, v in (spec.values or {}).items()}
-
-    def lookup(value: Any) -> str | None:
-        if value is None:
-            return None
-        key = str(value).lower() if spec.case_insensitive else str(value)
-        return table.get(key)
-
+    lookup = dim.lookup
+    assert lookup is not None
     value = ctx.value(spec.feature)
-    flip = ctx.next_flip(spec.feature, lookup, [])
+    flip = ctx.next_flip(spec.feature, lookup, []) if dim.timed_feature else None
     cls = lookup(value)
     if cls is None:
         return _fallback(dim, flip, f"{spec.feature} = {value!r} is not in the mapping")
@@ -180,7 +178,7 @@ def _by_rank(
         return next((cls for cls, cut in ordered if value >= cut), None)
 
     value = ctx.value(spec.feature)
-    flip = ctx.next_flip(spec.feature, pick, [cut for _, cut in ordered])
+    flip = ctx.next_flip(spec.feature, pick, [c for _, c in ordered]) if dim.timed_feature else None
     cls = pick(value)
     if cls is None:
         return _fallback(

@@ -82,6 +82,41 @@ class CallFact:
 
 
 @dataclass(slots=True)
+class FactsView:
+    """Time-sorted projections of the facts, built once per change of the facts.
+
+    Features read these instead of re-deriving them, and `memo` keeps
+    per-feature derived rows (e.g. filtered, with prefix sums).
+    """
+
+    purchase_times: list[int]
+    purchases: list[OrderFact]
+    refund_times: list[int]
+    refund_amounts: list[float]
+    call_times: list[int]
+    calls: list[CallFact]
+    memo: dict[str, Any]
+
+    @classmethod
+    def build(cls, facts: CustomerFacts) -> FactsView:
+        bought = sorted(
+            (o for o in facts.orders.values() if o.counts),
+            key=lambda o: (o.placed_at or 0, o.order_id),
+        )
+        refunds = sorted(r for o in facts.orders.values() for r in o.refunds.values())
+        calls = sorted(facts.calls.values(), key=lambda c: (c.started_at, c.call_id))
+        return cls(
+            purchase_times=[o.placed_at or 0 for o in bought],
+            purchases=bought,
+            refund_times=[t for t, _ in refunds],
+            refund_amounts=[a for _, a in refunds],
+            call_times=[c.started_at for c in calls],
+            calls=calls,
+            memo={},
+        )
+
+
+@dataclass(slots=True)
 class CustomerFacts:
     """Everything known about one customer, as plain values."""
 
@@ -95,6 +130,13 @@ class CustomerFacts:
     deal_stage_at: int | None = None
     deal_stages_seen: list[str] = field(default_factory=list)
     first_seen_at: int | None = None
+    _view: FactsView | None = field(default=None, repr=False, compare=False)
+
+    def view(self) -> FactsView:
+        """The sorted projections features read; rebuilt after facts change."""
+        if self._view is None:
+            self._view = FactsView.build(self)
+        return self._view
 
     def _seen(self, ts: int) -> None:
         if self.first_seen_at is None or ts < self.first_seen_at:
@@ -102,6 +144,7 @@ class CustomerFacts:
 
     def apply(self, event: ActivityEvent) -> None:
         """Fold one event into the facts; applying the same event twice is harmless."""
+        self._view = None
         self._seen(_ts(event.occurred_at()))
         match event:
             case OrderPlaced():

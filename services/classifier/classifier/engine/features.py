@@ -20,11 +20,12 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from classifier.engine.facts import CallFact, CustomerFacts, OrderFact
+from classifier.engine.facts import CallFact, CustomerFacts, FactsView, OrderFact
 
 DAY = 86_400_000_000  # microseconds
 CONNECTED_OUTCOMES = frozenset(
@@ -106,34 +107,26 @@ class Window:
     from_days: float
     to_days: float = 0.0
 
-    def bounds(self, now: int) -> tuple[int, int]:
-        return now - int(self.from_days * DAY), now - int(self.to_days * DAY)
+    @property
+    def leave(self) -> int:
+        return int(self.from_days * DAY)
 
-    def contains(self, t: int, now: int) -> bool:
-        lo, hi = self.bounds(now)
-        return lo < t <= hi
+    @property
+    def enter(self) -> int:
+        return int(self.to_days * DAY)
 
-    def next_change(self, times: Iterable[int], now: int) -> int | None:
+    def span(self, times: list[int], now: int) -> tuple[int, int]:
+        """Index range [i, j) of the sorted `times` inside the window at `now`."""
+        return bisect_right(times, now - self.leave), bisect_right(times, now - self.enter)
+
+    def next_change(self, times: list[int], now: int) -> int | None:
         """Earliest instant > now at which a fact enters or leaves the window."""
-        enter, leave = int(self.to_days * DAY), int(self.from_days * DAY)
         best: int | None = None
-        for t in times:
-            for edge in (t + enter, t + leave):
-                if edge > now and (best is None or edge < best):
-                    best = edge
+        for offset in (self.enter, self.leave):
+            k = bisect_right(times, now - offset)  # first t with t + offset > now
+            if k < len(times) and (best is None or times[k] + offset < best):
+                best = times[k] + offset
         return best
-
-
-def _order_rows(facts: CustomerFacts) -> list[tuple[int, OrderFact]]:
-    return [(o.placed_at, o) for o in facts.orders.values() if o.counts and o.placed_at is not None]
-
-
-def _refund_rows(facts: CustomerFacts) -> list[tuple[int, float]]:
-    return [(ts, amt) for o in facts.orders.values() for ts, amt in o.refunds.values()]
-
-
-def _call_rows(facts: CustomerFacts) -> list[tuple[int, CallFact]]:
-    return [(c.started_at, c) for c in facts.calls.values()]
 
 
 ORDER_FIELDS: dict[str, Callable[[OrderFact], Any]] = {
@@ -148,10 +141,21 @@ CALL_FIELDS: dict[str, Callable[[CallFact], Any]] = {
     "outcome": lambda c: c.outcome,
     "direction": lambda c: c.direction,
 }
-SOURCES: dict[str, tuple[Callable[[CustomerFacts], list[tuple[int, Any]]], dict[str, Any]]] = {
-    "orders": (_order_rows, ORDER_FIELDS),
-    "refunds": (_refund_rows, {"amount": lambda r: r}),
-    "calls": (_call_rows, CALL_FIELDS),
+REFUND_FIELDS: dict[str, Callable[[float], Any]] = {"amount": lambda amount: amount}
+
+
+def _series(view: FactsView, source: str) -> tuple[list[int], list[Any]]:
+    if source == "orders":
+        return view.purchase_times, view.purchases
+    if source == "refunds":
+        return view.refund_times, view.refund_amounts
+    return view.call_times, view.calls
+
+
+SOURCES: dict[str, dict[str, Any]] = {
+    "orders": ORDER_FIELDS,
+    "refunds": REFUND_FIELDS,
+    "calls": CALL_FIELDS,
 }
 AGGREGATES = ("count", "sum", "avg", "min", "max", "distinct", "first_days_ago", "last_days_ago")
 
@@ -168,29 +172,35 @@ class WindowFeature(Feature):
     where: dict[str, frozenset[Any]] | None = None
     description: str = ""
 
-    def _rows(self, facts: CustomerFacts) -> list[tuple[int, Any]]:
-        rows = SOURCES[self.source][0](facts)
-        if self.where:
-            fields = SOURCES[self.source][1]
-            rows = [
-                (t, r)
-                for t, r in rows
-                if all(fields[f](r) in allowed for f, allowed in self.where.items())
-            ]
-        return rows
+    def _rows(self, facts: CustomerFacts) -> tuple[list[int], list[Any]]:
+        """Sorted times and rows of this feature's source, filtered once per facts."""
+        view = facts.view()
+        key = f"rows:{self.name}"
+        cached = view.memo.get(key)
+        if cached is None:
+            times, rows = _series(view, self.source)
+            if self.where:
+                fields = SOURCES[self.source]
+                keep = [
+                    i
+                    for i, r in enumerate(rows)
+                    if all(fields[f](r) in allowed for f, allowed in self.where.items())
+                ]
+                times, rows = [times[i] for i in keep], [rows[i] for i in keep]
+            cached = view.memo[key] = (times, rows)
+        return cached
 
     def value(self, facts: CustomerFacts, now: int) -> Any:
-        inside = [(t, r) for t, r in self._rows(facts) if self.window.contains(t, now)]
+        times, rows = self._rows(facts)
+        i, j = self.window.span(times, now)
         if self.agg == "count":
-            return len(inside)
+            return j - i
         if self.agg in ("first_days_ago", "last_days_ago"):
-            if not inside:
+            if i == j:
                 return None
-            pick = min if self.agg == "first_days_ago" else max
-            return (now - pick(t for t, _ in inside)) // DAY
-        getter = SOURCES[self.source][1][self.field or "amount"]
-        values = [getter(r) for _, r in inside]
-        values = [v for v in values if v is not None]
+            return (now - (times[i] if self.agg == "first_days_ago" else times[j - 1])) // DAY
+        getter = SOURCES[self.source][self.field or "amount"]
+        values = [v for v in map(getter, rows[i:j]) if v is not None]
         if self.agg == "distinct":
             return len(set(values))
         if self.agg == "sum":
@@ -204,15 +214,21 @@ class WindowFeature(Feature):
     def next_flip(
         self, facts: CustomerFacts, now: int, truth: Truth, operands: Sequence[Any]
     ) -> int | None:
-        rows = self._rows(facts)
-        change = self.window.next_change((t for t, _ in rows), now)
+        times, _ = self._rows(facts)
+        change = self.window.next_change(times, now)
         if self.agg in ("first_days_ago", "last_days_ago"):
-            inside = [t for t, _ in rows if self.window.contains(t, now)]
-            if inside:
-                anchor = min(inside) if self.agg == "first_days_ago" else max(inside)
+            i, j = self.window.span(times, now)
+            if i < j:
+                anchor = times[i] if self.agg == "first_days_ago" else times[j - 1]
                 age = _age_flip(anchor, (now - anchor) // DAY, truth, operands)
-                change = age if change is None else min(change, age or change)
+                change = _earliest(change, age)
         return change
+
+
+def _earliest(a: int | None, b: int | None) -> int | None:
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
 
 
 # ---- points score with decay ---------------------------------------------
@@ -228,17 +244,22 @@ class PointsFeature(Feature):
     description: str = ""
 
     def _events(self, facts: CustomerFacts) -> list[tuple[int, float]]:
+        view = facts.view()
+        key = f"points:{self.name}"
+        cached = view.memo.get(key)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
         pts = self.points
         out: list[tuple[int, float]] = []
-        for o in facts.orders.values():
-            if o.counts and o.placed_at is not None and "order" in pts:
-                out.append((o.placed_at, pts["order"]))
-            if "refund" in pts:
-                out.extend((ts, pts["refund"]) for ts, _ in o.refunds.values())
-        for c in facts.calls.values():
+        if "order" in pts:
+            out.extend((t, pts["order"]) for t in view.purchase_times)
+        if "refund" in pts:
+            out.extend((t, pts["refund"]) for t in view.refund_times)
+        for c in view.calls:
             p = pts.get(f"call.{c.outcome}", pts.get("call"))
             if p is not None:
                 out.append((c.started_at, p))
+        view.memo[key] = out
         return out
 
     def _score(self, events: list[tuple[int, float]], now: int) -> float:
@@ -285,26 +306,37 @@ class PointsFeature(Feature):
 # ---- the built-in catalogue ------------------------------------------------
 
 
+def _memo(f: CustomerFacts, key: str, compute: Callable[[FactsView], Any]) -> Any:
+    """A value derived from the facts, computed once until the facts change."""
+    view = f.view()
+    try:
+        return view.memo[key]
+    except KeyError:
+        value = view.memo[key] = compute(view)
+        return value
+
+
 def _last_purchase(f: CustomerFacts) -> int | None:
-    times = [o.placed_at for o in f.orders.values() if o.counts and o.placed_at is not None]
-    return max(times) if times else None
+    times = f.view().purchase_times
+    return times[-1] if times else None
 
 
 def _first_purchase(f: CustomerFacts) -> int | None:
-    times = [o.placed_at for o in f.orders.values() if o.counts and o.placed_at is not None]
-    return min(times) if times else None
+    times = f.view().purchase_times
+    return times[0] if times else None
 
 
 def _last_call(f: CustomerFacts) -> int | None:
-    return max((c.started_at for c in f.calls.values()), default=None)
+    times = f.view().call_times
+    return times[-1] if times else None
 
 
 def _gross(f: CustomerFacts) -> float:
-    return round(sum(o.amount for o in f.orders.values() if o.counts), 4)
+    return float(_memo(f, "gross", lambda v: round(sum(o.amount for o in v.purchases), 4)))
 
 
 def _refunded(f: CustomerFacts) -> float:
-    return round(sum(o.refunded for o in f.orders.values()), 4)
+    return float(_memo(f, "refunded", lambda v: round(sum(v.refund_amounts), 4)))
 
 
 def _net(f: CustomerFacts) -> float:
@@ -319,7 +351,7 @@ def _contribution(f: CustomerFacts) -> float:
 
 
 def _interval_days(f: CustomerFacts) -> list[float]:
-    times = sorted(t for t, _ in _order_rows(f))
+    times = f.view().purchase_times
     return [(b - a) / DAY for a, b in itertools.pairwise(times)]
 
 
@@ -332,9 +364,8 @@ def _interval_cv(f: CustomerFacts) -> float | None:
 
 
 def _last_outcome(f: CustomerFacts) -> str | None:
-    if not f.calls:
-        return None
-    return max(f.calls.values(), key=lambda c: (c.started_at, c.call_id)).outcome
+    calls = f.view().calls
+    return calls[-1].outcome if calls else None
 
 
 def _attr(key: str) -> Callable[[CustomerFacts], Any]:
@@ -342,7 +373,7 @@ def _attr(key: str) -> Callable[[CustomerFacts], Any]:
 
 
 def _count_orders(f: CustomerFacts) -> int:
-    return sum(1 for o in f.orders.values() if o.counts)
+    return len(f.view().purchase_times)
 
 
 def _aov(f: CustomerFacts) -> float | None:
@@ -365,6 +396,10 @@ def _avg_interval(f: CustomerFacts) -> float | None:
 
 def _max_intent(f: CustomerFacts) -> int | None:
     return max((c.intent for c in f.calls.values() if c.intent is not None), default=None)
+
+
+def _count_calls(outcomes: frozenset[str]) -> Callable[[CustomerFacts], int]:
+    return lambda f: sum(1 for c in f.view().calls if c.outcome in outcomes)
 
 
 BUILTINS: dict[str, Feature] = {
@@ -391,12 +426,12 @@ BUILTINS: dict[str, Feature] = {
         StaticFeature("call_count", lambda f: len(f.calls), "calls, lifetime"),
         StaticFeature(
             "connected_calls",
-            lambda f: sum(1 for c in f.calls.values() if c.outcome in CONNECTED_OUTCOMES),
+            _count_calls(CONNECTED_OUTCOMES),
             "calls that reached the customer, lifetime",
         ),
         StaticFeature(
             "interested_calls",
-            lambda f: sum(1 for c in f.calls.values() if c.outcome in INTERESTED_OUTCOMES),
+            _count_calls(INTERESTED_OUTCOMES),
             "calls with outcome interested, callback_requested or deal_closed",
         ),
         StaticFeature("last_call_outcome", _last_outcome, "outcome of the latest call"),

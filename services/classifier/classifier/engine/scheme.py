@@ -17,6 +17,7 @@ Options per dimension: `default` class, `forward_only`, `min_dwell_days`
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -28,6 +29,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -38,6 +40,7 @@ from classifier.engine.features import (
     SOURCES,
     Feature,
     PointsFeature,
+    StaticFeature,
     Window,
     WindowFeature,
     attribute_feature,
@@ -107,11 +110,63 @@ FeatureSpec = Annotated[
 ]
 
 
+CONDITION_MARK = "x-condition"  # replaced by a $ref in scheme_json_schema()
+_SCALAR = {"type": ["number", "string", "boolean"]}
+CONDITION_JSON_SCHEMA: dict[str, Any] = {
+    "description": "all / any / not, or one comparison {feature, OP: operand}; null = always",
+    "anyOf": [
+        {"type": "null"},
+        {
+            "type": "object",
+            "required": ["all"],
+            "additionalProperties": False,
+            "properties": {
+                "all": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/Condition"}}
+            },
+        },
+        {
+            "type": "object",
+            "required": ["any"],
+            "additionalProperties": False,
+            "properties": {
+                "any": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/Condition"}}
+            },
+        },
+        {
+            "type": "object",
+            "required": ["not"],
+            "additionalProperties": False,
+            "properties": {"not": {"$ref": "#/$defs/Condition"}},
+        },
+        {
+            "type": "object",
+            "required": ["feature"],
+            "additionalProperties": False,
+            "minProperties": 2,
+            "maxProperties": 2,
+            "properties": {
+                "feature": {"type": "string"},
+                **dict.fromkeys(("eq", "ne", "lt", "lte", "gt", "gte", "contains"), _SCALAR),
+                "in": {"type": "array", "minItems": 1, "items": _SCALAR},
+                "not_in": {"type": "array", "minItems": 1, "items": _SCALAR},
+                "between": {
+                    "type": "array",
+                    "items": {"type": "number"},
+                    "minItems": 2,
+                    "maxItems": 2,
+                },
+                "exists": {"type": "boolean"},
+            },
+        },
+    ],
+}
+
+
 class Rule(_Model):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     cls: str = Field(alias="class")
-    when: Any = None
+    when: Annotated[Any, WithJsonSchema({CONDITION_MARK: True})] = None
     name: str | None = None
     allow_backward: bool = False
 
@@ -189,6 +244,8 @@ class CompiledDimension:
     classes: list[str]
     default: str | None
     rules: list[CompiledRule] = field(default_factory=list)
+    lookup: Callable[[Any], str | None] | None = None  # map.values, built once
+    timed_feature: bool = True  # score/rank/map: does their feature move with time?
 
     def rank_of(self, cls: str) -> int:
         """0 for the best class; larger is worse."""
@@ -213,6 +270,25 @@ class CompiledScheme:
             if dim.spec.rank is not None and dim.spec.rank.feature not in names:
                 names.append(dim.spec.rank.feature)
         return names
+
+
+def scheme_json_schema() -> dict[str, Any]:
+    """The published JSON Schema of the scheme format."""
+
+    def link(node: Any) -> Any:
+        if isinstance(node, dict):
+            if node.get(CONDITION_MARK):
+                return {"$ref": "#/$defs/Condition"}
+            return {k: link(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [link(v) for v in node]
+        return node
+
+    schema: dict[str, Any] = link(SchemeSpec.model_json_schema(by_alias=True))
+    schema.setdefault("$defs", {})["Condition"] = CONDITION_JSON_SCHEMA
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Customer classification scheme"
+    return schema
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
@@ -260,7 +336,7 @@ def _compile_features(spec: SchemeSpec, errors: list[str]) -> dict[str, Feature]
         if isinstance(fs, PointsFeatureSpec):
             features[name] = PointsFeature(name, dict(fs.points), fs.half_life_days, fs.description)
             continue
-        fields = SOURCES[fs.source][1]
+        fields = SOURCES[fs.source]
         if fs.agg not in AGGREGATES:
             errors.append(f"{path}.agg: unknown aggregate {fs.agg!r}")
         if fs.field is not None and fs.field not in fields:
@@ -276,6 +352,18 @@ def _compile_features(spec: SchemeSpec, errors: list[str]) -> dict[str, Feature]
             name, fs.source, fs.agg, fs.window.to_window(), fs.field, where or None, fs.description
         )
     return features
+
+
+def _map_lookup(spec: MapSpec) -> Callable[[Any], str | None]:
+    fold = spec.case_insensitive
+    table = {(k.lower() if fold else k): v for k, v in (spec.values or {}).items()}
+
+    def lookup(value: Any) -> str | None:
+        if value is None:
+            return None
+        return table.get(str(value).lower() if fold else str(value))
+
+    return lookup
 
 
 def _check_class(cls: str, dim: DimensionSpec, path: str, errors: list[str]) -> None:
@@ -327,8 +415,12 @@ def compile_scheme(spec: SchemeSpec) -> CompiledScheme:
             sp = getattr(dim, sub)
             if sp is None:
                 continue
-            if resolve(sp.feature) is None:
+            feature = resolve(sp.feature)
+            if feature is None:
                 errors.append(f"{path}.{sub}.feature: unknown feature {sp.feature!r}")
+            compiled.timed_feature = not isinstance(feature, StaticFeature)
+            if sub == "map" and sp.values is not None:
+                compiled.lookup = _map_lookup(sp)
             for i, band in enumerate(getattr(sp, "bands", None) or []):
                 _check_class(band.cls, dim, f"{path}.{sub}.bands[{i}].class", errors)
             for raw, cls in (getattr(sp, "values", None) or {}).items():
