@@ -8,7 +8,7 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from classifier.engine import CustomerFacts, PriorClass, evaluate, to_micros
+from classifier.engine import CompiledScheme, CustomerFacts, PriorClass, evaluate, to_micros
 from eventschemas.events import (
     CallLogged,
     CallOutcome,
@@ -20,7 +20,11 @@ from eventschemas.events import (
 from tests.unit.engine.builders import DEFAULT, NOW
 
 DAY_US = 86_400_000_000
-days_back = st.floats(min_value=0, max_value=3 * 365, allow_nan=False)
+# Half the facts are recent, so decaying scores and short windows sit near their thresholds.
+days_back = st.one_of(
+    st.floats(min_value=0, max_value=30, allow_nan=False),
+    st.floats(min_value=0, max_value=3 * 365, allow_nan=False),
+)
 amounts = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("20000"), places=2)
 
 
@@ -86,8 +90,8 @@ def facts_of(events: list[object]) -> CustomerFacts:
     return facts
 
 
-def classes(facts: CustomerFacts, at: int) -> dict[str, str]:
-    return {d: r.cls for d, r in evaluate(DEFAULT, facts, at).classes.items()}
+def classes(facts: CustomerFacts, at: int, scheme: CompiledScheme = DEFAULT) -> dict[str, str]:
+    return {d: r.cls for d, r in evaluate(scheme, facts, at).classes.items()}
 
 
 NOW_US = to_micros(NOW)

@@ -264,7 +264,8 @@ class PointsFeature(Feature):
 
     def _score(self, events: list[tuple[int, float]], now: int) -> float:
         h = self.half_life_days * DAY
-        return round(float(sum(p * 2.0 ** (-(now - t) / h) for t, p in events if t <= now)), 6)
+        # Not rounded: decisions and the crossing search must see the same value.
+        return float(sum(p * 2.0 ** (-(now - t) / h) for t, p in events if t <= now))
 
     def value(self, facts: CustomerFacts, now: int) -> float:
         return self._score(self._events(facts), now)
