@@ -1,5 +1,5 @@
 # The two commands of the README, and their companions.
-.PHONY: up test down logs status bench
+.PHONY: up test down logs status bench-engine
 
 up:        ## install what is missing, start PostgreSQL, Kafka, ingest, classifier API + worker
 	@bash scripts/stack.sh up
@@ -15,3 +15,6 @@ logs:      ## follow the logs of every process
 
 status:    ## what is running
 	@bash scripts/stack.sh status
+
+bench-engine: ## customer evaluations/s on one core (default scheme), with a floor measured in the same run
+	@bash scripts/stack.sh install && mkdir -p bench-results && taskset -c 1 .venv/bin/python -m bench.engine --json bench-results/engine.json

@@ -18,7 +18,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from classifier.engine.facts import CustomerFacts
 from classifier.engine.features import Feature, StaticFeature
@@ -56,28 +56,38 @@ class ConditionError(ValueError):
         self.message = message
 
 
+_MISSING: Any = object()
+
+
 class EvalContext:
     """Feature values of one customer at one instant, computed at most once each."""
 
-    __slots__ = ("_cache", "facts", "features", "now")
+    __slots__ = ("_cache", "_flips", "facts", "features", "now")
 
     def __init__(self, facts: CustomerFacts, now: int, features: Mapping[str, Feature]) -> None:
         self.facts = facts
         self.now = now
         self.features = features
         self._cache: dict[str, Any] = {}
+        self._flips: dict[str, int | None] = {}
 
     def value(self, name: str) -> Any:
-        try:
-            return self._cache[name]
-        except KeyError:
+        v = self._cache.get(name, _MISSING)
+        if v is _MISSING:
             v = self._cache[name] = self.features[name].value(self.facts, self.now)
-            return v
+        return v
 
     def next_flip(
         self, name: str, truth: Callable[[Any], object], operands: list[Any]
     ) -> int | None:
-        return self.features[name].next_flip(self.facts, self.now, truth, operands)
+        feature = self.features[name]
+        if not feature.flip_depends_on_test:
+            # The next change of the value itself: the same for every comparison.
+            flip = self._flips.get(name, _MISSING)
+            if flip is _MISSING:
+                flip = self._flips[name] = feature.next_flip(self.facts, self.now, truth, operands)
+            return cast(int | None, flip)
+        return feature.next_flip(self.facts, self.now, truth, operands)
 
 
 class Condition:

@@ -41,6 +41,8 @@ class Feature:
 
     name: str
     description: str
+    # False when next_flip is where the value itself next changes, whatever the test.
+    flip_depends_on_test: bool = True
 
     def value(self, facts: CustomerFacts, now: int) -> Any:
         raise NotImplementedError
@@ -171,6 +173,10 @@ class WindowFeature(Feature):
     field: str | None = None
     where: dict[str, frozenset[Any]] | None = None
     description: str = ""
+
+    @property
+    def flip_depends_on_test(self) -> bool:  # type: ignore[override]
+        return self.agg in ("first_days_ago", "last_days_ago")
 
     def _rows(self, facts: CustomerFacts) -> tuple[list[int], list[Any]]:
         """Sorted times and rows of this feature's source, filtered once per facts."""
