@@ -48,6 +48,7 @@ class ClassifierSettings(BaseSettings):
     review_interval_seconds: float = 1.0
     review_batch_size: int = 500
     cutoffs_interval_seconds: float = 300.0
+    cutoffs_bulk_events: int = 10_000
     db_retry_max_seconds: float = 30.0
     db_pool_size: int = 10
     worker_metrics_port: int = Field(default=9102, description="0 disables the worker's /metrics")

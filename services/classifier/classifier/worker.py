@@ -15,8 +15,9 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import start_http_server
 
 from classifier.changes.relay import OutboxRelay
-from classifier.clock import system_clock
+from classifier.clock import Clock, system_clock
 from classifier.config import ClassifierSettings
+from classifier.consumer.progress import PartitionProgress
 from classifier.consumer.runner import ActivityConsumer
 from classifier.db import make_engine, make_sessionmaker
 from classifier.logs import configure_logging
@@ -27,7 +28,10 @@ from classifier.schemes.service import SchemeCache, ensure_active_scheme
 log = logging.getLogger("classifier.worker")
 
 
-async def run_worker(settings: ClassifierSettings, stopping: asyncio.Event) -> None:
+async def run_worker(
+    settings: ClassifierSettings, stopping: asyncio.Event, *, clock: Clock | None = None
+) -> None:
+    """Run consumer, relay and scheduler until `stopping` is set; `clock` is injectable."""
     engine = make_engine(settings)
     sessions = make_sessionmaker(engine)
     producer = AIOKafkaProducer(
@@ -41,10 +45,18 @@ async def run_worker(settings: ClassifierSettings, stopping: asyncio.Event) -> N
         await producer.start()
         schemes = SchemeCache()
         processor = BatchProcessor(sessions, schemes)
-        consumer = ActivityConsumer(settings, processor, producer, stopping=stopping)
+        progress = PartitionProgress()
+        consumer = ActivityConsumer(
+            settings, processor, producer, stopping=stopping, progress=progress
+        )
         relay = OutboxRelay(settings, sessions, producer)
         scheduler = ReviewScheduler(
-            settings, sessions, processor, schemes, system_clock(settings.clock_offset_seconds)
+            settings,
+            sessions,
+            processor,
+            schemes,
+            clock or system_clock(settings.clock_offset_seconds),
+            progress,
         )
         tasks = [
             asyncio.create_task(consumer.run(), name="consumer"),

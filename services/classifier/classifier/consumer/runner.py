@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from classifier.config import ClassifierSettings
 from classifier.consumer.decoding import PoisonMessage, decode
+from classifier.consumer.progress import PartitionProgress
 from classifier.metrics import (
     BATCH_SIZE,
     CLASS_CHANGES,
@@ -24,9 +25,7 @@ from classifier.metrics import (
     EVENTS_CONSUMED,
     PROCESSING_SECONDS,
 )
-from classifier.processing.batch import BatchProcessor
-from eventschemas.envelope import Envelope
-from eventschemas.events import ActivityEvent
+from classifier.processing.batch import BatchProcessor, Delivery
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +47,13 @@ class ActivityConsumer:
         producer: AIOKafkaProducer,
         *,
         stopping: asyncio.Event,
+        progress: PartitionProgress | None = None,
     ) -> None:
         self._settings = settings
         self._processor = processor
         self._producer = producer
         self._stopping = stopping
+        self.progress = progress or PartitionProgress()
         self._consumer = AIOKafkaConsumer(
             settings.activity_topic,
             bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -75,18 +76,31 @@ class ActivityConsumer:
                 )
                 if batches:
                     await self._handle(batches)
+                await self._update_progress()
         finally:
             await self._consumer.stop()
 
+    async def _update_progress(self) -> None:
+        owned = self._consumer.assignment()
+        caught: set[int] = set()
+        for tp in owned:
+            end = self._consumer.highwater(tp)
+            if end is not None and await self._consumer.position(tp) >= end:
+                caught.add(tp.partition)
+        self.progress.owned = frozenset(tp.partition for tp in owned)
+        self.progress.caught_up = frozenset(caught)
+
     async def _handle(self, batches: dict[TopicPartition, list[Any]]) -> None:
-        items: list[tuple[Envelope, ActivityEvent]] = []
+        items: list[Delivery] = []
         offsets: dict[TopicPartition, int] = {}
         for tp, records in batches.items():
             for record in records:
                 try:
-                    items.append(decode(record.value))
+                    envelope, event = decode(record.value)
                 except PoisonMessage as poison:
                     await self._dead_letter(record, poison)
+                    continue
+                items.append(Delivery(envelope, event, tp.partition))
             offsets[tp] = records[-1].offset + 1
         started = time.perf_counter()
         result = await self._apply_with_retry(items)
@@ -95,8 +109,9 @@ class ActivityConsumer:
         PROCESSING_SECONDS.observe(time.perf_counter() - started)
         BATCH_SIZE.observe(len(items))
         DUPLICATES.inc(result.duplicates)
-        for env, _ in items:
-            EVENTS_CONSUMED.labels(type=env.type).inc()
+        self.progress.events_since_cutoffs += result.applied
+        for item in items:
+            EVENTS_CONSUMED.labels(type=item.envelope.type).inc()
         for change in result.changes:
             CLASS_CHANGES.labels(dimension=change.dimension, reason=change.reason.value).inc()
         try:
@@ -109,7 +124,7 @@ class ActivityConsumer:
         if self.on_batch is not None:
             self.on_batch(len(items))
 
-    async def _apply_with_retry(self, items: list[tuple[Envelope, ActivityEvent]]) -> Any:
+    async def _apply_with_retry(self, items: list[Delivery]) -> Any:
         delay = 0.2
         while True:
             try:

@@ -35,6 +35,9 @@ class Customer(Base):
     evaluated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     next_review_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_event_id: Mapped[str | None] = mapped_column(String(200))
+    # The activity partition the customer's events arrive on: the scheduler of
+    # the worker owning that partition reviews the customer (see scheduler.py).
+    kafka_partition: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
@@ -44,7 +47,8 @@ class Customer(Base):
 
     __table_args__ = (
         Index(
-            "ix_customers_next_review_at",
+            "ix_customers_partition_review",
+            "kafka_partition",
             "next_review_at",
             postgresql_where="next_review_at IS NOT NULL",
         ),

@@ -20,6 +20,15 @@ from eventschemas.events import ActivityEvent
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One decoded activity event and the partition it came from."""
+
+    envelope: Envelope
+    event: ActivityEvent
+    partition: int | None = None
+
+
 @dataclass(slots=True)
 class BatchResult:
     applied: int
@@ -34,23 +43,21 @@ class BatchProcessor:
         self._sessions = sessions
         self._schemes = schemes
 
-    async def process(self, items: Sequence[tuple[Envelope, ActivityEvent]]) -> BatchResult:
+    async def process(self, items: Sequence[Delivery]) -> BatchResult:
         """Apply events in their order; commits once, or raises and changes nothing."""
         async with unit_of_work(self._sessions) as session:
             return await self._process(session, items)
 
-    async def _process(
-        self, session: AsyncSession, items: Sequence[tuple[Envelope, ActivityEvent]]
-    ) -> BatchResult:
-        seen = await repository.seen_event_ids(session, [env.id for env, _ in items])
-        by_customer: dict[str, list[tuple[Envelope, ActivityEvent]]] = defaultdict(list)
+    async def _process(self, session: AsyncSession, items: Sequence[Delivery]) -> BatchResult:
+        seen = await repository.seen_event_ids(session, [d.envelope.id for d in items])
+        by_customer: dict[str, list[Delivery]] = defaultdict(list)
         duplicates = 0
-        for env, event in items:
-            if env.id in seen:
+        for item in items:
+            if item.envelope.id in seen:
                 duplicates += 1
                 continue
-            seen.add(env.id)  # a duplicate inside the same batch
-            by_customer[event.customer_id].append((env, event))
+            seen.add(item.envelope.id)  # a duplicate inside the same batch
+            by_customer[item.event.customer_id].append(item)
         if not by_customer:
             return BatchResult(0, duplicates, [])
         scheme = await self._schemes.active(session)
@@ -58,23 +65,27 @@ class BatchProcessor:
         states = await repository.load_states(session, by_customer)
         changes: list[Change] = []
         processed: list[tuple[str, str]] = []
-        for customer_id, events in by_customer.items():
+        for customer_id, deliveries in by_customer.items():
             state = states.get(customer_id) or CustomerState(
                 customer_id, CustomerFacts(customer_id)
             )
             states[customer_id] = state
-            for env, event in events:
-                changes += apply_event(state, scheme, env, event, cutoffs=cutoffs)
-                processed.append((env.id, customer_id))
+            for item in deliveries:
+                changes += apply_event(state, scheme, item.envelope, item.event, cutoffs=cutoffs)
+                processed.append((item.envelope.id, customer_id))
+                if item.partition is not None:
+                    state.kafka_partition = item.partition
         await repository.save_states(session, states.values())
         await repository.record_changes(session, changes)
         await repository.mark_processed(session, processed)
         return BatchResult(len(processed), duplicates, changes)
 
-    async def review_due(self, now: int, limit: int) -> list[Change]:
-        """Apply time-driven changes for customers whose review is due at `now`."""
+    async def review_due(
+        self, now: int, limit: int, partitions: Sequence[int] | None = None
+    ) -> list[Change]:
+        """Apply time-driven changes for due customers (of these partitions, if given)."""
         async with unit_of_work(self._sessions) as session:
-            states = await repository.lock_due_customers(session, now, limit)
+            states = await repository.lock_due_customers(session, now, limit, partitions)
             if not states:
                 return []
             scheme = await self._schemes.active(session)

@@ -47,6 +47,7 @@ def _state_from_row(row: Any) -> CustomerState:
         evaluated_at=to_micros(row.evaluated_at) if row.evaluated_at else None,
         next_review_at=to_micros(row.next_review_at) if row.next_review_at else None,
         last_event_id=row.last_event_id,
+        kafka_partition=row.kafka_partition,
     )
 
 
@@ -59,6 +60,7 @@ STATE_COLUMNS = (
     Customer.evaluated_at,
     Customer.next_review_at,
     Customer.last_event_id,
+    Customer.kafka_partition,
 )
 
 
@@ -80,12 +82,15 @@ async def load_states(
 
 
 async def lock_due_customers(
-    session: AsyncSession, now: int, limit: int
+    session: AsyncSession, now: int, limit: int, partitions: Sequence[int] | None = None
 ) -> dict[str, CustomerState]:
-    """Lock up to `limit` customers whose next review is due, skipping busy ones."""
+    """Lock up to `limit` due customers (of these partitions, if given), skipping busy ones."""
+    due = Customer.next_review_at <= from_micros(now)
+    if partitions is not None:
+        due = due & Customer.kafka_partition.in_(list(partitions))
     stmt = (
         select(*STATE_COLUMNS)
-        .where(Customer.next_review_at <= from_micros(now))
+        .where(due)
         .order_by(Customer.next_review_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -111,6 +116,7 @@ async def save_states(session: AsyncSession, states: Iterable[CustomerState]) ->
                 "evaluated_at": instant(s.evaluated_at),
                 "next_review_at": instant(s.next_review_at),
                 "last_event_id": s.last_event_id,
+                "kafka_partition": s.kafka_partition,
             }
         )
     if not rows:
@@ -198,14 +204,13 @@ async def _write_history(session: AsyncSession, changes: Sequence[Change]) -> No
         new_rows.append(row)
     if to_close:
         await session.execute(
-            update(ClassHistory)
+            update(HISTORY)
             .where(
-                ClassHistory.customer_id == bindparam("c"),
-                ClassHistory.dimension == bindparam("d"),
-                ClassHistory.valid_to.is_(None),
+                HISTORY.c.customer_id == bindparam("c"),
+                HISTORY.c.dimension == bindparam("d"),
+                HISTORY.c.valid_to.is_(None),
             )
-            .values(valid_to=bindparam("at"))
-            .execution_options(synchronize_session=False),
+            .values(valid_to=bindparam("at")),
             to_close,
         )
     await session.execute(insert(HISTORY), new_rows)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from classifier.clock import Clock
 from classifier.config import ClassifierSettings
+from classifier.consumer.progress import PartitionProgress
 from classifier.db import unit_of_work
 from classifier.engine import compute_cutoffs, from_micros, rank_dimensions
 from classifier.metrics import CLASS_CHANGES
@@ -33,12 +34,14 @@ class ReviewScheduler:
         processor: BatchProcessor,
         schemes: SchemeCache,
         clock: Clock,
+        progress: PartitionProgress | None = None,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
         self._processor = processor
         self._schemes = schemes
         self._clock = clock
+        self._progress = progress
         self._cutoffs_due = 0.0
 
     async def review_once(self) -> int:
@@ -129,16 +132,29 @@ class ReviewScheduler:
         result = await session.execute(text(sql), params)
         return int(getattr(result, "rowcount", 0) or 0)
 
+    def _cutoffs_due_now(self) -> bool:
+        """On schedule, or after a bulk load once the backlog is consumed."""
+        if time.monotonic() >= self._cutoffs_due:
+            return True
+        progress = self._progress
+        return (
+            progress is not None
+            and progress.fully_caught_up
+            and progress.events_since_cutoffs >= self._settings.cutoffs_bulk_events
+        )
+
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             try:
-                if time.monotonic() >= self._cutoffs_due:
+                if self._cutoffs_due_now():
                     flagged = await self.recompute_cutoffs()
                     if flagged:
                         log.info(
                             "population cut-offs moved; %s customers flagged for review", flagged
                         )
                     self._cutoffs_due = time.monotonic() + self._settings.cutoffs_interval_seconds
+                    if self._progress is not None:
+                        self._progress.events_since_cutoffs = 0
                 await self.review_once()
             except Exception:
                 log.exception("review scheduler failed; retrying")

@@ -54,6 +54,7 @@ class CustomerState:
     evaluated_at: int | None = None
     next_review_at: int | None = None
     last_event_id: str | None = None
+    kafka_partition: int | None = None
     dirty: bool = False
 
 
