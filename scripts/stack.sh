@@ -340,6 +340,10 @@ case "${1:-up}" in
   database-url) local_database_url "${2:-$DB_NAME}" ;;
   create-database) postgres_up; ensure_database "$2" ;;
   drop-database) psql_admin -c "DROP DATABASE IF EXISTS $2 WITH (FORCE)" ;;
+  drop-extra-databases)  # throw-away databases tests and benchmarks made
+    for db in $(psql_admin -c "SELECT datname FROM pg_database WHERE datname LIKE 'classifier\_extra\_%' OR datname LIKE 'classifier\_bench\_%'"); do
+      psql_admin -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"
+    done ;;
   kafka-up) install_all; kafka_up ;;
   kafka-down) kafka_down ;;
   postgres-up) postgres_up ;;

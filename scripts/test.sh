@@ -24,7 +24,10 @@ fi
 TEST_DB="classifier_test_$(date +%s)_$$"
 cleanup() {
   local rc=$?
-  if [ -z "${DATABASE_URL:-}" ]; then "$STACK" drop-database "$TEST_DB" >/dev/null 2>&1 || true; fi
+  if [ -z "${DATABASE_URL:-}" ]; then
+    "$STACK" drop-database "$TEST_DB" >/dev/null 2>&1 || true
+    "$STACK" drop-extra-databases >/dev/null 2>&1 || true
+  fi
   [ "$kafka_was_up" = 1 ] || "$STACK" kafka-down || true
   [ "$pg_was_up" = 1 ] || "$STACK" postgres-down || true
   exit $rc

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, AwareDatetime, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eventschemas.topics import ACTIVITY_DLQ_TOPIC, ACTIVITY_TOPIC, CLASS_CHANGES_TOPIC
@@ -42,6 +42,8 @@ class ClassifierSettings(BaseSettings):
     dlq_partitions: int = 1
     consumer_group: str = "classifier-worker"
     batch_max_records: int = 2000
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
     poll_timeout_ms: int = 200
     relay_interval_seconds: float = 0.05
     relay_batch_size: int = 1000
@@ -51,9 +53,13 @@ class ClassifierSettings(BaseSettings):
     cutoffs_bulk_events: int = 10_000
     db_retry_max_seconds: float = 30.0
     db_pool_size: int = 10
+    log_level: str = "INFO"
     worker_metrics_port: int = Field(default=9102, description="0 disables the worker's /metrics")
     clock_offset_seconds: float = Field(
         default=0.0, description="Shifts the worker's clock; for tests and demos only."
+    )
+    clock_frozen_at: AwareDatetime | None = Field(
+        default=None, description="Stops the worker's clock at this instant; tests only."
     )
     scheme_file: str | None = Field(
         default=None, description="YAML scheme to seed as version 1; the shipped default if unset."

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -41,3 +42,17 @@ async def ensure_topics(settings: ClassifierSettings, topics: dict[str, int] | N
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
     asyncio.run(ensure_topics(ClassifierSettings()))
+
+
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Every partition of `topic`, from fresh broker metadata.
+
+    A consumer's own metadata cache only knows topics it subscribed to, and
+    may know part of one; reading "all partitions" from it can silently miss
+    some. Raises when the topic does not exist.
+    """
+    metadata = await consumer._client.fetch_all_metadata()
+    partitions = metadata.partitions_for_topic(topic)
+    if not partitions:
+        raise LookupError(f"topic {topic!r} does not exist")
+    return [TopicPartition(topic, p) for p in sorted(partitions)]

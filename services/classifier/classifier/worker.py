@@ -29,7 +29,11 @@ log = logging.getLogger("classifier.worker")
 
 
 async def run_worker(
-    settings: ClassifierSettings, stopping: asyncio.Event, *, clock: Clock | None = None
+    settings: ClassifierSettings,
+    stopping: asyncio.Event,
+    *,
+    clock: Clock | None = None,
+    progress: PartitionProgress | None = None,
 ) -> None:
     """Run consumer, relay and scheduler until `stopping` is set; `clock` is injectable."""
     engine = make_engine(settings)
@@ -45,7 +49,7 @@ async def run_worker(
         await producer.start()
         schemes = SchemeCache()
         processor = BatchProcessor(sessions, schemes)
-        progress = PartitionProgress()
+        progress = progress or PartitionProgress()
         consumer = ActivityConsumer(
             settings, processor, producer, stopping=stopping, progress=progress
         )
@@ -55,20 +59,29 @@ async def run_worker(
             sessions,
             processor,
             schemes,
-            clock or system_clock(settings.clock_offset_seconds),
+            clock or system_clock(settings.clock_offset_seconds, settings.clock_frozen_at),
             progress,
         )
-        tasks = [
+        relay_stop = asyncio.Event()
+        producers = [
             asyncio.create_task(consumer.run(), name="consumer"),
-            asyncio.create_task(relay.run(stopping), name="relay"),
             asyncio.create_task(scheduler.run(stopping), name="scheduler"),
         ]
+        relay_task = asyncio.create_task(relay.run(relay_stop), name="relay")
+        tasks = [*producers, relay_task]
         log.info(
             "worker started (group %s, topic %s)", settings.consumer_group, settings.activity_topic
         )
-        _done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        stop_requested = asyncio.create_task(stopping.wait())
+        # Run until asked to stop, or until a task ends (which only happens on failure).
+        await asyncio.wait([*tasks, stop_requested], return_when=asyncio.FIRST_COMPLETED)
+        stop_requested.cancel()
+        # Ordered stop: nothing new is written once consumer and scheduler are
+        # done, then the relay drains what they recorded before it exits.
         stopping.set()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
+        results = await asyncio.gather(*producers, return_exceptions=True)
+        relay_stop.set()
+        results += await asyncio.gather(relay_task, return_exceptions=True)
         for task, result in zip(tasks, results, strict=True):
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 log.error("%s stopped with %r", task.get_name(), result)
@@ -80,8 +93,8 @@ async def run_worker(
 
 
 def main() -> None:
-    configure_logging()
     settings = ClassifierSettings()
+    configure_logging(settings.log_level)
     if settings.worker_metrics_port:
         start_http_server(settings.worker_metrics_port, addr=settings.host)
 

@@ -8,7 +8,7 @@ import logging
 from datetime import UTC, datetime
 
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -16,6 +16,7 @@ from classifier.config import ClassifierSettings
 from classifier.db import unit_of_work
 from classifier.metrics import CHANGES_PUBLISHED
 from classifier.models import ClassChange
+from classifier.topics import topic_partitions
 from eventschemas.changes import ChangeReason, ClassChanged
 
 log = logging.getLogger(__name__)
@@ -82,9 +83,65 @@ class OutboxRelay:
                 .values(published_at=datetime.now(UTC))
             )
         CHANGES_PUBLISHED.inc(len(rows))
+        log.debug("relayed %s changes, seq %s..%s", len(rows), rows[0].seq, rows[-1].seq)
         return len(rows)
 
+    async def reconcile(self) -> int:
+        """Mark as published the unpublished rows already on the topic.
+
+        A relay killed after the broker acknowledged a page but before its
+        transaction marked the rows would send that page again. Pages are
+        published in order by one relay at a time, so every such row is among
+        the last `relay_batch_size` records of its partition: read them back.
+        """
+        sent = await self._recently_published_ids()
+        if not sent:
+            return 0
+        async with unit_of_work(self._sessions) as session:
+            result = await session.execute(
+                update(ClassChange)
+                .where(ClassChange.change_id.in_(sent), ClassChange.published_at.is_(None))
+                .values(published_at=datetime.now(UTC))
+                .execution_options(synchronize_session=False)
+            )
+        marked = int(getattr(result, "rowcount", 0) or 0)
+        log.info("relay reconciled %s of %s recent changes already on the topic", marked, len(sent))
+        return marked
+
+    async def _recently_published_ids(self) -> list[str]:
+        topic = self._settings.class_changes_topic
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka_bootstrap_servers, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            tps = await topic_partitions(consumer, topic)
+            consumer.assign(tps)
+            ends = await consumer.end_offsets(tps)
+            starts = await consumer.beginning_offsets(tps)
+            pending = set()
+            for tp in tps:
+                if ends[tp] > starts[tp]:
+                    consumer.seek(tp, max(starts[tp], ends[tp] - self._settings.relay_batch_size))
+                    pending.add(tp)
+            ids: list[str] = []
+            while pending:
+                batches = await consumer.getmany(*pending, timeout_ms=1000)
+                if not batches:
+                    break
+                for tp, records in batches.items():
+                    ids.extend(dict(r.headers).get("change_id", b"").decode() for r in records)
+                    if records[-1].offset + 1 >= ends[tp]:
+                        pending.discard(tp)
+            return [i for i in ids if i]
+        finally:
+            await consumer.stop()
+
     async def run(self, stopping: asyncio.Event) -> None:
+        try:
+            await self.reconcile()
+        except Exception:
+            log.exception("relay reconciliation failed; changes may be sent twice (same ids)")
         while not stopping.is_set():
             try:
                 sent = await self.relay_once()
@@ -95,3 +152,13 @@ class OutboxRelay:
             if sent < self._settings.relay_batch_size:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), self._settings.relay_interval_seconds)
+        await self.drain()
+
+    async def drain(self, within: float = 10.0) -> None:
+        """Publish what is left in the outbox before stopping (best effort, bounded)."""
+        try:
+            async with asyncio.timeout(within):
+                while await self.relay_once():
+                    pass
+        except Exception:
+            log.warning("outbox not drained at shutdown; the next start relays the rest")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from classifier.config import ClassifierSettings
@@ -61,6 +61,8 @@ class ActivityConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=settings.batch_max_records,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
@@ -84,11 +86,15 @@ class ActivityConsumer:
         owned = self._consumer.assignment()
         caught: set[int] = set()
         for tp in owned:
-            end = self._consumer.highwater(tp)
-            if end is not None and await self._consumer.position(tp) >= end:
-                caught.add(tp.partition)
+            try:
+                end = self._consumer.highwater(tp)
+                if end is not None and await self._consumer.position(tp) >= end:
+                    caught.add(tp.partition)
+            except (AssertionError, IllegalStateError):
+                # Revoked by a rebalance since assignment() was read: not ours now.
+                continue
         self.progress.owned = frozenset(tp.partition for tp in owned)
-        self.progress.caught_up = frozenset(caught)
+        self.progress.caught_up = frozenset(caught) & self.progress.owned
 
     async def _handle(self, batches: dict[TopicPartition, list[Any]]) -> None:
         items: list[Delivery] = []
@@ -166,6 +172,9 @@ class ActivityConsumer:
 
     def _record_lag(self, offsets: dict[TopicPartition, int]) -> None:
         for tp, next_offset in offsets.items():
-            end = self._consumer.highwater(tp)
+            try:
+                end = self._consumer.highwater(tp)
+            except (AssertionError, IllegalStateError):
+                continue  # revoked by a rebalance meanwhile
             if end is not None:
                 CONSUMER_LAG.labels(partition=str(tp.partition)).set(max(end - next_offset, 0))

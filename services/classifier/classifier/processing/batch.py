@@ -12,8 +12,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from classifier.db import unit_of_work
 from classifier.engine import CustomerFacts
 from classifier.processing import repository
-from classifier.processing.state import Change, CustomerState, apply_event, review_until
+from classifier.processing.state import (
+    Change,
+    CustomerState,
+    apply_event,
+    reclassify,
+    review_until,
+)
 from classifier.schemes.service import SchemeCache
+from eventschemas.changes import ChangeReason
 from eventschemas.envelope import Envelope
 from eventschemas.events import ActivityEvent
 
@@ -79,6 +86,23 @@ class BatchProcessor:
         await repository.record_changes(session, changes)
         await repository.mark_processed(session, processed)
         return BatchResult(len(processed), duplicates, changes)
+
+    async def reevaluate(
+        self, customer_ids: Sequence[str], now: int, reason: ChangeReason
+    ) -> list[Change]:
+        """Bring customers up to `now`, then re-evaluate them under the active scheme."""
+        async with unit_of_work(self._sessions) as session:
+            states = await repository.load_states(session, customer_ids)
+            scheme = await self._schemes.active(session)
+            cutoffs = await repository.load_cutoffs(session, scheme.version)
+            changes: list[Change] = []
+            for state in states.values():
+                changes += review_until(state, scheme, now, cutoffs=cutoffs)
+                at = max(now, state.evaluated_at or now)
+                changes += reclassify(state, scheme, at, reason, cutoffs=cutoffs)
+            await repository.save_states(session, states.values())
+            await repository.record_changes(session, changes)
+            return changes
 
     async def review_due(
         self, now: int, limit: int, partitions: Sequence[int] | None = None

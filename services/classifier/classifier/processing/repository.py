@@ -232,3 +232,29 @@ async def load_cutoffs(session: AsyncSession, scheme_version: int) -> dict[str, 
         )
     )
     return {dim: dict(cuts) for dim, cuts in rows.all()}
+
+
+async def customer_ids_page(session: AsyncSession, *, after: str | None, limit: int) -> list[str]:
+    """Customer ids in id order after `after` (keyset pagination, no OFFSET)."""
+    stmt = select(Customer.id).order_by(Customer.id).limit(limit)
+    if after is not None:
+        stmt = stmt.where(Customer.id > after)
+    return list(await session.scalars(stmt))
+
+
+async def count_customers(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(Customer)) or 0)
+
+
+async def is_empty(session: AsyncSession) -> bool:
+    """True when no event was ever applied to this database."""
+    applied = await session.scalar(select(ProcessedEvent.event_id).limit(1))
+    return applied is None and await count_customers(session) == 0
+
+
+async def mark_all_published(session: AsyncSession) -> int:
+    """Mark every unpublished change as published (a silent rebuild announces nothing)."""
+    result = await session.execute(
+        update(CHANGES).where(CHANGES.c.published_at.is_(None)).values(published_at=func.now())
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -42,14 +42,23 @@ class ReviewScheduler:
         self._schemes = schemes
         self._clock = clock
         self._progress = progress
-        self._cutoffs_due = 0.0
+        # First recompute on schedule, or sooner after a bulk load once caught up:
+        # never from a half-consumed backlog at start-up.
+        self._cutoffs_due = time.monotonic() + settings.cutoffs_interval_seconds
 
     async def review_once(self) -> int:
-        """Apply every due time-driven change now; returns how many changes."""
+        """Apply every due time-driven change now; returns how many changes.
+
+        With a consumer attached, only customers of partitions it owns and has
+        consumed to the end are reviewed (see PartitionProgress).
+        """
+        partitions = None if self._progress is None else sorted(self._progress.caught_up)
+        if partitions == []:
+            return 0
         total = 0
         while True:
             changes = await self._processor.review_due(
-                self._clock(), self._settings.review_batch_size
+                self._clock(), self._settings.review_batch_size, partitions
             )
             for c in changes:
                 CLASS_CHANGES.labels(dimension=c.dimension, reason=c.reason.value).inc()

@@ -1,0 +1,240 @@
+"""Crash safety, replay and scale-out of the worker, on real Kafka and PostgreSQL.
+
+Every run is compared with a clean replay of the same stream into a second
+empty database: facts, classes with explanations, history and change ids
+must come out identical.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import signal
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+
+from bench.generate import population
+from classifier.clock import system_clock
+from classifier.config import ClassifierSettings
+from classifier.consumer.progress import PartitionProgress
+from classifier.db import make_sessionmaker
+from classifier.models import ClassChange, Customer, ProcessedEvent
+from classifier.processing.replay import NotEmpty, replay
+from classifier.worker import run_worker
+from tests.kafka_helpers import eventually, publish_raw, read_topic, topic_size
+from tests.processes import service_env, start, stop, worker_command
+from tests.snapshots import create_database, drop_database, snapshot
+
+pytestmark = pytest.mark.integration
+
+
+# The stream ends on 2026-11-01; both the worker processes and the replay see
+# time stop a day later, so their catch-up to "now" is the same instant.
+STREAM_END = datetime(2026, 11, 1, tzinfo=UTC)
+FROZEN_NOW = STREAM_END + timedelta(days=1)
+
+
+def stream(seed: int, customers: int) -> list[tuple[bytes, bytes]]:
+    """A realistic stream: every customer's events in time order, customers interleaved."""
+    events = [e for _, evs in population(seed, customers, STREAM_END) for e in evs]
+    events.sort(key=lambda e: e.occurred_at())
+    return [(e.customer_id.encode(), e.to_envelope("test").to_bytes()) for e in events]
+
+
+FIELDS = (
+    "facts",
+    "classes",
+    "features",
+    "evaluated_at",
+    "next_review_at",
+    "order_count",
+    "net_revenue",
+)
+
+
+def first_difference(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """Name the first customer and field that differ, for a readable failure."""
+    for cid in sorted(set(a["customers"]) | set(b["customers"])):
+        left, right = a["customers"].get(cid), b["customers"].get(cid)
+        if left is None or right is None:
+            return f"{cid} only in one snapshot"
+        for name, x, y in zip(FIELDS, left, right, strict=True):
+            if x != y:
+
+                def story(snap: dict[str, Any], cid: str = cid) -> list[Any]:
+                    return [h[1:5] + h[6:] for h in snap["history"] if h[0] == cid]
+
+                only_a = [h for h in story(a) if h not in story(b)]
+                only_b = [h for h in story(b) if h not in story(a)]
+                return (
+                    f"{cid}.{name} differs; history only in run: {only_a}; only in replay: {only_b}"
+                )
+    return "no difference"
+
+
+async def applied_at_least(sessions: async_sessionmaker[AsyncSession], count: int) -> bool:
+    async with sessions() as session:
+        applied = await session.scalar(select(func.count()).select_from(ProcessedEvent))
+    return (applied or 0) >= count
+
+
+async def settled(sessions: async_sessionmaker[AsyncSession], expected_events: int) -> bool:
+    """Every event applied, every due review done, and every change relayed."""
+    async with sessions() as session:
+        applied = await session.scalar(select(func.count()).select_from(ProcessedEvent))
+        due = await session.scalar(
+            select(func.count()).select_from(Customer).where(Customer.next_review_at <= FROZEN_NOW)
+        )
+        unpublished = await session.scalar(
+            select(func.count()).select_from(ClassChange).where(ClassChange.published_at.is_(None))
+        )
+    return applied == expected_events and due == 0 and unpublished == 0
+
+
+@pytest.fixture
+async def clean_replay(
+    classifier_settings: ClassifierSettings,
+) -> AsyncIterator[Any]:
+    """Replays the activity topic into a second empty database and snapshots it."""
+    urls: list[str] = []
+
+    async def run() -> dict[str, Any]:
+        url = await create_database(classifier_settings.database_url)
+        urls.append(url)
+        engine = create_async_engine(url)
+        try:
+            settings = classifier_settings.model_copy(update={"database_url": url})
+            result = await replay(
+                settings, make_sessionmaker(engine), system_clock(frozen_at=FROZEN_NOW)
+            )
+            assert result.skipped_poison == 0
+        finally:
+            await engine.dispose()
+        return await snapshot(url)
+
+    yield run
+    for url in urls:
+        await drop_database(classifier_settings.database_url, url)
+
+
+async def test_sigkilled_worker_ends_exactly_like_a_clean_replay(
+    classifier_settings: ClassifierSettings,
+    sessions: async_sessionmaker[AsyncSession],
+    clean_replay: Any,
+    tmp_path: Path,
+) -> None:
+    records = stream(seed=11, customers=300)
+    bootstrap = classifier_settings.kafka_bootstrap_servers
+    await publish_raw(bootstrap, classifier_settings.activity_topic, records)
+    env = service_env(
+        classifier_settings,
+        CLASSIFIER_BATCH_MAX_RECORDS="25",
+        CLASSIFIER_REVIEW_INTERVAL_SECONDS="0.2",
+        CLASSIFIER_SESSION_TIMEOUT_MS="6000",
+        CLASSIFIER_HEARTBEAT_INTERVAL_MS="500",
+        CLASSIFIER_LOG_LEVEL="DEBUG",
+        CLASSIFIER_CLOCK_FROZEN_AT=FROZEN_NOW.isoformat(),
+    )
+    log = tmp_path / "worker.log"
+    rng = random.Random(5)
+    kill_at = sorted(rng.sample(range(50, len(records) - 50), 4))  # applied-event counts
+    for threshold in kill_at:  # several kill points, while batches are in flight
+        proc = start(worker_command(), env, log)
+        try:
+            await eventually(
+                lambda t=threshold: applied_at_least(sessions, t), within=60, interval=0.02
+            )
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+    proc = start(worker_command(), env, log)
+    try:
+        await eventually(lambda: settled(sessions, len(records)), within=120, interval=0.5)
+    finally:
+        code = stop(proc)
+    assert code == 0, log.read_text()[-3000:]
+
+    killed = await snapshot(classifier_settings.database_url)
+    replayed = await clean_replay()
+
+    assert killed["customers"] == replayed["customers"], first_difference(killed, replayed)
+    assert killed["history"] == replayed["history"]
+    assert killed["changes"] == replayed["changes"]
+    topic = classifier_settings.class_changes_topic
+    expected = len(killed["changes"])
+    records = await read_topic(bootstrap, topic, expected=expected, within=60)
+    announced = [dict(r.headers)["change_id"].decode() for r in records]
+    total_on_topic = await topic_size(bootstrap, topic)
+    missing = set(killed["changes"]) - set(announced)
+    assert len(announced) == len(set(announced)), "a change was published twice"
+    if missing:
+        shutil.copy(log, "/tmp/lost-changes-worker.log")
+        async with sessions() as session:
+            rows = (
+                await session.execute(
+                    select(ClassChange.seq, ClassChange.created_at, ClassChange.published_at)
+                    .where(ClassChange.change_id.in_(missing))
+                    .order_by(ClassChange.seq)
+                )
+            ).all()
+    assert not missing, (
+        f"{len(missing)} changes lost; read {len(records)} of {total_on_topic} records "
+        f"on the topic, expected {expected}; rows: {rows}; kills at {kill_at}"
+    )
+
+
+async def test_two_workers_split_partitions_and_one_leaving_loses_nothing(
+    classifier_settings: ClassifierSettings,
+    sessions: async_sessionmaker[AsyncSession],
+    clean_replay: Any,
+) -> None:
+    records = stream(seed=12, customers=300)
+    bootstrap = classifier_settings.kafka_bootstrap_servers
+    await publish_raw(bootstrap, classifier_settings.activity_topic, records)
+    settings = classifier_settings.model_copy(update={"batch_max_records": 10})
+    clock = system_clock(frozen_at=FROZEN_NOW)
+    stop_a, stop_b = asyncio.Event(), asyncio.Event()
+    seen_a, seen_b = PartitionProgress(), PartitionProgress()
+    worker_a = asyncio.create_task(run_worker(settings, stop_a, clock=clock, progress=seen_a))
+    worker_b = asyncio.create_task(run_worker(settings, stop_b, clock=clock, progress=seen_b))
+
+    async def split() -> bool:
+        return bool(seen_a.owned and seen_b.owned) and not seen_a.owned & seen_b.owned
+
+    try:
+        await eventually(split, within=30, interval=0.05)
+        assert seen_a.owned | seen_b.owned == {0, 1, 2}
+        assert not await settled(sessions, len(records))  # B leaves with a backlog left
+        stop_b.set()
+        await asyncio.wait_for(worker_b, timeout=30)
+        await eventually(lambda: settled(sessions, len(records)), within=120, interval=0.5)
+        assert seen_a.owned == {0, 1, 2}  # A took over B's partitions
+    finally:
+        stop_a.set()
+        stop_b.set()
+        await asyncio.wait_for(asyncio.gather(worker_a, worker_b), timeout=30)
+
+    together = await snapshot(classifier_settings.database_url)
+    alone = await clean_replay()
+
+    assert together["customers"] == alone["customers"], first_difference(together, alone)
+    assert together["history"] == alone["history"]
+    assert together["changes"] == alone["changes"]
+
+
+async def test_replay_refuses_a_database_that_holds_state(
+    classifier_settings: ClassifierSettings,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as session, session.begin():
+        session.add(ProcessedEvent(event_id="e-1", customer_id="c-1"))
+
+    with pytest.raises(NotEmpty):
+        await replay(classifier_settings, sessions, system_clock())
