@@ -25,6 +25,8 @@ from classifier.processing.state import Change, CustomerState, instant
 CLASSES = cast(Table, CustomerClass.__table__)
 HISTORY = cast(Table, ClassHistory.__table__)
 CHANGES = cast(Table, ClassChange.__table__)
+CUSTOMERS = cast(Table, Customer.__table__)
+INBOX = cast(Table, ProcessedEvent.__table__)
 
 
 async def seen_event_ids(session: AsyncSession, event_ids: Sequence[str]) -> set[str]:
@@ -121,10 +123,11 @@ async def save_states(session: AsyncSession, states: Iterable[CustomerState]) ->
         )
     if not rows:
         return
-    stmt = insert(Customer)
+    # Core, not the ORM's bulk path: executemany without per-row ORM work.
+    stmt = insert(CUSTOMERS)
     excluded = stmt.excluded
     stmt = stmt.on_conflict_do_update(
-        index_elements=[Customer.id],
+        index_elements=[CUSTOMERS.c.id],
         set_={key: getattr(excluded, key) for key in rows[0] if key != "id"}
         | {"updated_at": func.now()},
     )
@@ -135,8 +138,10 @@ async def record_changes(session: AsyncSession, changes: Sequence[Change]) -> No
     """Write outbox rows, current-class rows and history periods for these changes."""
     if not changes:
         return
+    # Core insert without ON CONFLICT: the inbox makes every change computed
+    # once, so a duplicate id is a bug to fail on, and plain inserts batch best.
     await session.execute(
-        insert(ClassChange).on_conflict_do_nothing(),
+        insert(CHANGES),
         [
             {
                 "change_id": c.change_id,
@@ -220,7 +225,7 @@ async def mark_processed(session: AsyncSession, items: Sequence[tuple[str, str]]
     """Record (event id, customer id) pairs in the inbox."""
     if items:
         await session.execute(
-            insert(ProcessedEvent).on_conflict_do_nothing(),
+            insert(INBOX).on_conflict_do_nothing(),
             [{"event_id": e, "customer_id": c} for e, c in items],
         )
 
