@@ -36,45 +36,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.generate import population
+from bench.infra import ROOT, create_database, drop_database, dsn, service_env
 from classifier.config import ClassifierSettings
 from classifier.topics import ensure_topics
 from eventschemas.events import OrderPlaced
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://")
-
-
-async def _fresh_database(base_url: str) -> str:
-    name = f"classifier_bench_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(_dsn(base_url))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = base_url.rsplit("/", 1)[0] + "/" + name
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "alembic",
-        "upgrade",
-        "head",
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": url},
-        stdout=asyncio.subprocess.DEVNULL,
-    )
-    await proc.wait()
-    return url
-
-
-async def _drop_database(base_url: str, url: str) -> None:
-    conn = await asyncpg.connect(_dsn(base_url))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 async def preload(settings: ClassifierSettings, events: int, seed: int) -> int:
@@ -120,26 +85,13 @@ async def _group_committed(settings: ClassifierSettings, group: str) -> int:
         await admin.close()
 
 
-def _worker_env(settings: ClassifierSettings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "KAFKA_ACTIVITY_TOPIC": settings.activity_topic,
-        "KAFKA_CLASS_CHANGES_TOPIC": settings.class_changes_topic,
-        "KAFKA_DLQ_TOPIC": settings.dlq_topic,
-        "CLASSIFIER_CONSUMER_GROUP": settings.consumer_group,
-        "CLASSIFIER_WORKER_METRICS_PORT": "0",
-    }
-
-
 async def _start_worker(settings: ClassifierSettings) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "classifier.worker",
         cwd=ROOT,
-        env=_worker_env(settings),
+        env=service_env(settings),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
@@ -187,7 +139,7 @@ async def drain(settings: ClassifierSettings, total: int) -> dict[str, Any]:
 
 async def raw_floor(settings: ClassifierSettings, total: int) -> dict[str, Any]:
     """Decode each event and upsert one row per customer with asyncpg: no classification."""
-    conn = await asyncpg.connect(_dsn(settings.database_url))
+    conn = await asyncpg.connect(dsn(settings.database_url))
     await conn.execute(
         "CREATE TABLE IF NOT EXISTS bench_floor "
         "(id text PRIMARY KEY, events int NOT NULL, last jsonb)"
@@ -302,7 +254,7 @@ async def freshness(settings: ClassifierSettings, rate: int, seconds: int) -> di
 
 async def run(events: int, seed: int, rate: int, seconds: int) -> dict[str, Any]:
     base = ClassifierSettings()
-    url = await _fresh_database(base.database_url)
+    url = await create_database(base.database_url, prefix="classifier_bench")
     tag = uuid.uuid4().hex[:8]
     settings = base.model_copy(
         update={
@@ -324,7 +276,7 @@ async def run(events: int, seed: int, rate: int, seconds: int) -> dict[str, Any]
         await ensure_topics(fresh_settings)
         fresh = await freshness(fresh_settings, rate, seconds)
     finally:
-        await _drop_database(base.database_url, url)
+        await drop_database(base.database_url, url)
     return {
         "benchmark": "worker",
         "cores": os.cpu_count(),

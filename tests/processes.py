@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from classifier.config import ClassifierSettings
+from bench.infra import ROOT, service_env
 
-ROOT = Path(__file__).resolve().parents[1]
+__all__ = ["ROOT", "service_env", "start", "stop", "worker_command"]
+
 BIN = Path(sys.executable).parent
-
-
-def service_env(settings: ClassifierSettings, **extra: str) -> dict[str, str]:
-    """The environment a service process needs to use these settings."""
-    return {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "KAFKA_ACTIVITY_TOPIC": settings.activity_topic,
-        "KAFKA_CLASS_CHANGES_TOPIC": settings.class_changes_topic,
-        "KAFKA_DLQ_TOPIC": settings.dlq_topic,
-        "CLASSIFIER_CONSUMER_GROUP": settings.consumer_group,
-        "CLASSIFIER_WORKER_METRICS_PORT": "0",
-        **extra,
-    }
 
 
 def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

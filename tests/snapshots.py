@@ -1,63 +1,16 @@
-"""Extra throw-away databases and comparable snapshots of classifier state."""
+"""Comparable snapshots of classifier state (extra databases come from bench.infra)."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
-import uuid
 from typing import Any
 
-import asyncpg
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from bench.infra import create_database, drop_database
 from classifier.models import ClassChange, ClassHistory, Customer
-from tests.processes import ROOT
 
-
-def _dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://")
-
-
-async def create_database(base_url: str) -> str:
-    """Create and migrate a fresh database next to `base_url`; returns its URL."""
-    name = f"classifier_extra_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(_dsn(base_url))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = base_url.rsplit("/", 1)[0] + "/" + name
-    migrate = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "alembic",
-        "upgrade",
-        "head",
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": url},
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await migrate.communicate()
-    assert migrate.returncode == 0, err.decode()
-    return url
-
-
-async def drop_database(base_url: str, url: str) -> None:
-    """Drop an extra database; an autovacuum worker may hold it for a moment."""
-    name = url.rsplit("/", 1)[1]
-    conn = await asyncpg.connect(_dsn(base_url))
-    try:
-        for _ in range(10):
-            try:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                return
-            except asyncpg.exceptions.InsufficientPrivilegeError:
-                await asyncio.sleep(0.5)  # scripts/test.sh sweeps what is left
-    finally:
-        await conn.close()
+__all__ = ["create_database", "drop_database", "snapshot"]
 
 
 async def snapshot(url: str) -> dict[str, Any]:

@@ -8,7 +8,6 @@ consumer group and ports.
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import pytest
 
 from classifier.config import ClassifierSettings
 from tests.kafka_helpers import read_topic
+from tests.processes import service_env
 
 pytestmark = pytest.mark.e2e
 
@@ -52,16 +52,7 @@ def stack(
     classifier_settings: ClassifierSettings, sessions: object, tmp_path: Path, root: Path
 ) -> Iterator[dict[str, str]]:
     ingest_port, api_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": classifier_settings.database_url,
-        "KAFKA_BOOTSTRAP_SERVERS": classifier_settings.kafka_bootstrap_servers,
-        "KAFKA_ACTIVITY_TOPIC": classifier_settings.activity_topic,
-        "KAFKA_CLASS_CHANGES_TOPIC": classifier_settings.class_changes_topic,
-        "KAFKA_DLQ_TOPIC": classifier_settings.dlq_topic,
-        "CLASSIFIER_CONSUMER_GROUP": classifier_settings.consumer_group,
-        "CLASSIFIER_WORKER_METRICS_PORT": "0",
-    }
+    env = service_env(classifier_settings)
     bin_dir = Path(sys.executable).parent
     commands = {
         "ingest": [
