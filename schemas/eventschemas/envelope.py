@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any, Literal
 
 import orjson
@@ -46,8 +45,3 @@ def deterministic_event_id(source: str, event_type: str, natural_id: str, revisi
 def dataschema_for(event_type: str, version: int) -> str:
     """Name the JSON Schema of one event type version (files under schemas/json/)."""
     return f"urn:customer-classifier:schema:{event_type}:v{version}"
-
-
-def utc_iso(moment: datetime) -> str:
-    """Render an aware datetime as ISO 8601."""
-    return moment.isoformat()

@@ -44,4 +44,3 @@ class IngestSettings(BaseSettings):
     max_clock_skew_seconds: int = 300
     publish_timeout_seconds: float = 10.0
     retry_after_seconds: int = 5
-    max_body_bytes: int = 10 * 1024 * 1024

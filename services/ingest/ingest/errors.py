@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from eventschemas.problems import InvalidInput, ServiceError
 
-__all__ = ["IngestError", "InvalidInput", "KafkaUnavailable", "PayloadTooLarge"]
+__all__ = ["IngestError", "InvalidInput", "KafkaUnavailable"]
 
 
 class IngestError(ServiceError):
@@ -15,9 +15,3 @@ class KafkaUnavailable(IngestError):
     status = 503
     slug = "broker-unavailable"
     title = "Event broker unavailable; nothing was accepted, retry later"
-
-
-class PayloadTooLarge(IngestError):
-    status = 413
-    slug = "payload-too-large"
-    title = "Request body too large"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-REQUESTS = Counter("ingest_requests_total", "HTTP requests handled", ["route", "method", "status"])
 EVENTS_PUBLISHED = Counter(
     "ingest_events_published_total", "Events acknowledged by the broker", ["type"]
 )
@@ -13,4 +12,3 @@ PUBLISH_LATENCY = Histogram(
     "Time from hand-over to broker acknowledgement",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-REJECTS = Counter("ingest_rejects_total", "Rejected requests or items", ["reason"])

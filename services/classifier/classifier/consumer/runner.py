@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -66,7 +65,6 @@ class ActivityConsumer:
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
-        self.on_batch: Callable[[int], Any] | None = None
 
     async def run(self) -> None:
         await self._consumer.start()
@@ -127,8 +125,6 @@ class ActivityConsumer:
             # events again and the inbox drops them.
             log.warning("offset commit failed after a committed batch: %s", exc)
         self._record_lag(offsets)
-        if self.on_batch is not None:
-            self.on_batch(len(items))
 
     async def _apply_with_retry(self, items: list[Delivery]) -> Any:
         delay = 0.2

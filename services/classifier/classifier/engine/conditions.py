@@ -109,9 +109,6 @@ class Condition:
     def describe(self, ctx: EvalContext) -> str:
         raise NotImplementedError
 
-    def features_used(self) -> set[str]:
-        raise NotImplementedError
-
 
 def _min_flip(flips: list[int | None]) -> int | None:
     known = [f for f in flips if f is not None]
@@ -152,9 +149,6 @@ class Comparison(Condition):
             f"{self.feature} = {ctx.value(self.feature)!r} {OP_SYMBOLS[self.op]} {self.operand!r}"
         )
 
-    def features_used(self) -> set[str]:
-        return {self.feature}
-
 
 @dataclass(slots=True)
 class AllOf(Condition):
@@ -177,9 +171,6 @@ class AllOf(Condition):
 
     def describe(self, ctx: EvalContext) -> str:
         return "(" + " and ".join(p.describe(ctx) for p in self.parts) + ")"
-
-    def features_used(self) -> set[str]:
-        return set().union(*(p.features_used() for p in self.parts))
 
 
 @dataclass(slots=True)
@@ -211,9 +202,6 @@ class Not(Condition):
     def describe(self, ctx: EvalContext) -> str:
         return f"not {self.part.describe(ctx)}"
 
-    def features_used(self) -> set[str]:
-        return self.part.features_used()
-
 
 class Always(Condition):
     timed = False
@@ -229,9 +217,6 @@ class Always(Condition):
 
     def describe(self, ctx: EvalContext) -> str:
         return "always"
-
-    def features_used(self) -> set[str]:
-        return set()
 
 
 def _is_number(x: Any) -> bool:
