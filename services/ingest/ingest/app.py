@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from eventschemas.http import install_problem_handlers
+from ingest.calls.router import router as calls_router
 from ingest.config import IngestSettings
 from ingest.health.router import router as health_router
 from ingest.orders.router import router as orders_router
@@ -17,6 +19,9 @@ from ingest.publisher import EventPublisher
 def create_app(settings: IngestSettings | None = None) -> FastAPI:
     """Build the app; the lifespan owns the Kafka producer."""
     settings = settings or IngestSettings()
+    # aiokafka logs produced payloads (call notes, phone numbers) at DEBUG:
+    # keep it above DEBUG whatever the root level is, so PII never reaches logs.
+    logging.getLogger("aiokafka").setLevel(logging.INFO)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -39,4 +44,5 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(health_router)
     app.include_router(orders_router)
+    app.include_router(calls_router)
     return app

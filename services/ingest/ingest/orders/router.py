@@ -1,25 +1,73 @@
-"""HTTP endpoints for orders."""
+"""HTTP endpoints for orders, refunds and cancellations."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Annotated
 
+from fastapi import APIRouter, Path, Request, status
+
+from eventschemas.events import NaturalId
 from eventschemas.problems import Problem
+from ingest.batch import BATCH_OPENAPI, BatchAccepted, accept_batch
 from ingest.deps import PublisherDep, SettingsDep
 from ingest.orders import service
-from ingest.orders.schemas import Accepted, OrderIn
+from ingest.orders.schemas import Accepted, CancellationIn, OrderIn, RefundIn
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
 PROBLEMS: dict[int | str, dict[str, object]] = {
-    422: {"model": Problem, "description": "Invalid order; the body names the field."},
+    422: {"model": Problem, "description": "Invalid input; the body names the field."},
     503: {"model": Problem, "description": "Broker unavailable; retry after Retry-After."},
 }
+OrderIdPath = Annotated[NaturalId, Path(description="The order's id in the source system.")]
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, responses=PROBLEMS)
 async def place_order(order: OrderIn, settings: SettingsDep, publisher: PublisherDep) -> Accepted:
     """Publish an `order.placed` event; answers once the broker acknowledged it."""
     envelope = service.order_placed(settings, order).to_envelope(settings.source)
+    await publisher.publish([envelope])
+    return Accepted(accepted=1, event_ids=[envelope.id])
+
+
+@router.post(
+    ":batch",
+    status_code=status.HTTP_202_ACCEPTED,
+    openapi_extra=BATCH_OPENAPI,
+    responses={**PROBLEMS, 413: {"model": Problem}, 415: {"model": Problem}},
+)
+async def place_orders(
+    request: Request, settings: SettingsDep, publisher: PublisherDep
+) -> BatchAccepted:
+    """Up to 1,000 orders (JSON array or NDJSON): good ones are published, bad ones reported."""
+    return await accept_batch(
+        request,
+        publisher,
+        OrderIn,
+        lambda o: service.order_placed(settings, o).to_envelope(settings.source),
+    )
+
+
+@router.post("/{order_id}/refunds", status_code=status.HTTP_202_ACCEPTED, responses=PROBLEMS)
+async def refund_order(
+    order_id: OrderIdPath, refund: RefundIn, settings: SettingsDep, publisher: PublisherDep
+) -> Accepted:
+    """Publish an `order.refunded` event (full or partial)."""
+    envelope = service.order_refunded(settings, order_id, refund).to_envelope(settings.source)
+    await publisher.publish([envelope])
+    return Accepted(accepted=1, event_ids=[envelope.id])
+
+
+@router.post("/{order_id}/cancellation", status_code=status.HTTP_202_ACCEPTED, responses=PROBLEMS)
+async def cancel_order(
+    order_id: OrderIdPath,
+    cancellation: CancellationIn,
+    settings: SettingsDep,
+    publisher: PublisherDep,
+) -> Accepted:
+    """Publish an `order.cancelled` event."""
+    envelope = service.order_cancelled(settings, order_id, cancellation).to_envelope(
+        settings.source
+    )
     await publisher.publish([envelope])
     return Accepted(accepted=1, event_ids=[envelope.id])

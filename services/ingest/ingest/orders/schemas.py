@@ -48,3 +48,39 @@ class Accepted(BaseModel):
 
     accepted: int
     event_ids: list[str]
+
+
+class RefundIn(BaseModel):
+    """A full or partial refund of an order."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "refund_id": "RF-1",
+                    "customer_id": "cust-42",
+                    "amount": "300.00",
+                    "currency": "CNY",
+                    "refunded_at": "2026-11-21T10:00:00+08:00",
+                }
+            ]
+        },
+    )
+
+    refund_id: NaturalId
+    customer_id: CustomerId
+    amount: Amount
+    currency: Annotated[str, StringConstraints(to_upper=True, pattern=r"^[A-Za-z]{3}$")]
+    refunded_at: AwareDatetime
+    revision: int = Field(default=0, ge=0)
+
+
+class CancellationIn(BaseModel):
+    """An order was cancelled: it no longer counts as a purchase."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: CustomerId
+    cancelled_at: AwareDatetime
+    revision: int = Field(default=0, ge=0)

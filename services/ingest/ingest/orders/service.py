@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from eventschemas.events import OrderPlaced
+from eventschemas.events import OrderCancelled, OrderPlaced, OrderRefunded
 from ingest.config import IngestSettings
 from ingest.errors import InvalidInput
-from ingest.orders.schemas import OrderIn
+from ingest.orders.schemas import CancellationIn, OrderIn, RefundIn
 
 FOUR_PLACES = Decimal("0.0001")
 
@@ -41,4 +41,33 @@ def order_placed(settings: IngestSettings, order: OrderIn) -> OrderPlaced:
         base_currency=settings.base_currency,
         placed_at=order.placed_at,
         status=order.status,
+    )
+
+
+def order_refunded(settings: IngestSettings, order_id: str, refund: RefundIn) -> OrderRefunded:
+    """Build the order.refunded event for a full or partial refund."""
+    check_not_future(settings, "refunded_at", refund.refunded_at)
+    return OrderRefunded(
+        customer_id=refund.customer_id,
+        revision=refund.revision,
+        refund_id=refund.refund_id,
+        order_id=order_id,
+        amount=refund.amount,
+        currency=refund.currency,
+        amount_base=to_base_currency(settings, refund.amount, refund.currency),
+        base_currency=settings.base_currency,
+        refunded_at=refund.refunded_at,
+    )
+
+
+def order_cancelled(
+    settings: IngestSettings, order_id: str, cancellation: CancellationIn
+) -> OrderCancelled:
+    """Build the order.cancelled event."""
+    check_not_future(settings, "cancelled_at", cancellation.cancelled_at)
+    return OrderCancelled(
+        customer_id=cancellation.customer_id,
+        revision=cancellation.revision,
+        order_id=order_id,
+        cancelled_at=cancellation.cancelled_at,
     )

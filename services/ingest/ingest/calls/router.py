@@ -1,0 +1,41 @@
+"""HTTP endpoints for telesales call logs."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, status
+
+from eventschemas.problems import Problem
+from ingest.batch import BATCH_OPENAPI, BatchAccepted, accept_batch
+from ingest.calls import service
+from ingest.calls.schemas import CallIn
+from ingest.deps import PublisherDep, SettingsDep
+from ingest.orders.router import PROBLEMS
+from ingest.orders.schemas import Accepted
+
+router = APIRouter(prefix="/v1/calls", tags=["calls"])
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, responses=PROBLEMS)
+async def log_call(call: CallIn, settings: SettingsDep, publisher: PublisherDep) -> Accepted:
+    """Publish a `call.logged` event; answers once the broker acknowledged it."""
+    envelope = service.call_logged(settings, call).to_envelope(settings.source)
+    await publisher.publish([envelope])
+    return Accepted(accepted=1, event_ids=[envelope.id])
+
+
+@router.post(
+    ":batch",
+    status_code=status.HTTP_202_ACCEPTED,
+    openapi_extra=BATCH_OPENAPI,
+    responses={**PROBLEMS, 413: {"model": Problem}, 415: {"model": Problem}},
+)
+async def log_calls(
+    request: Request, settings: SettingsDep, publisher: PublisherDep
+) -> BatchAccepted:
+    """Up to 1,000 call logs (JSON array or NDJSON): good ones published, bad ones reported."""
+    return await accept_batch(
+        request,
+        publisher,
+        CallIn,
+        lambda c: service.call_logged(settings, c).to_envelope(settings.source),
+    )

@@ -1,0 +1,43 @@
+"""Request bodies of the call-log endpoints."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from eventschemas.events import CallOutcome, CustomerId, IntentLevel, NaturalId
+
+
+class CallIn(BaseModel):
+    """A telesales call as a call-centre system logs it. `notes` may hold personal data."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "call_id": "CALL-991",
+                    "customer_id": "cust-42",
+                    "agent_id": "agent-7",
+                    "direction": "outbound",
+                    "started_at": "2026-11-20T14:05:00+08:00",
+                    "duration_seconds": 184,
+                    "outcome": "interested",
+                    "intent": "medium",
+                    "notes": "wants a quote for 20 units",
+                }
+            ]
+        },
+    )
+
+    call_id: NaturalId
+    customer_id: CustomerId
+    agent_id: str | None = Field(default=None, max_length=128)
+    direction: Literal["inbound", "outbound"] = "outbound"
+    started_at: AwareDatetime
+    duration_seconds: int = Field(default=0, ge=0, le=86_400)
+    outcome: CallOutcome
+    intent: IntentLevel | None = None
+    notes: str | None = Field(default=None, max_length=10_000)
+    revision: int = Field(default=0, ge=0)
