@@ -12,6 +12,7 @@ from eventschemas.http import install_problem_handlers
 from ingest.calls.router import router as calls_router
 from ingest.config import IngestSettings
 from ingest.health.router import router as health_router
+from ingest.imports.router import router as imports_router
 from ingest.orders.router import router as orders_router
 from ingest.publisher import EventPublisher
 
@@ -45,4 +46,5 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(orders_router)
     app.include_router(calls_router)
+    app.include_router(imports_router)
     return app
