@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import (
 
 from classifier.config import ClassifierSettings
 from classifier.topics import ensure_topics
+from ingest.app import create_app as create_ingest_app
 from ingest.config import IngestSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,3 +116,13 @@ def ingest_settings(classifier_settings: ClassifierSettings) -> IngestSettings:
 @pytest.fixture
 def root() -> Iterator[Path]:
     return ROOT
+
+
+@pytest.fixture
+async def ingest(ingest_settings: IngestSettings) -> AsyncIterator[httpx.AsyncClient]:
+    """The ingest app in-process (lifespan run), publishing to this test's real topic."""
+    app = create_ingest_app(ingest_settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
+            yield client

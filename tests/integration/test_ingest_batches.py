@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -39,15 +38,6 @@ CALL = {
     "intent": "medium",
     "notes": "PII-SECRET-13800138000",
 }
-
-
-@pytest.fixture
-async def ingest(ingest_settings: IngestSettings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(ingest_settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
-            yield client
 
 
 async def published(settings: IngestSettings, expected: int) -> list[Envelope]:

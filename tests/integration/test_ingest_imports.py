@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 
 from eventschemas.envelope import Envelope
-from ingest.app import create_app
 from ingest.config import IngestSettings
 from tests.kafka_helpers import read_topic, topic_size
 
@@ -23,15 +20,6 @@ ORDERS_CSV = (
     "H-5,c-3,20,USD,2025-02-03T10:00:00Z,paid,surplus\n"
     "H-6,c-2,75.5,CNY,2025-03-01T10:00:00+08:00,fulfilled\n"
 )
-
-
-@pytest.fixture
-async def ingest(ingest_settings: IngestSettings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(ingest_settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
-            yield client
 
 
 def upload(content: str | bytes) -> dict[str, tuple[str, bytes, str]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,15 +24,6 @@ ORDER = {
     "placed_at": "2026-11-01T10:00:00+01:00",
     "status": "paid",
 }
-
-
-@pytest.fixture
-async def ingest(ingest_settings: IngestSettings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(ingest_settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
-            yield client
 
 
 async def test_order_is_published_keyed_by_customer(

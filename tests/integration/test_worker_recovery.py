@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import shutil
 import signal
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -174,8 +173,8 @@ async def test_sigkilled_worker_ends_exactly_like_a_clean_replay(
     total_on_topic = await topic_size(bootstrap, topic)
     missing = set(killed["changes"]) - set(announced)
     assert len(announced) == len(set(announced)), "a change was published twice"
+    rows: list[Any] = []
     if missing:
-        shutil.copy(log, "/tmp/lost-changes-worker.log")
         async with sessions() as session:
             rows = (
                 await session.execute(
@@ -186,7 +185,8 @@ async def test_sigkilled_worker_ends_exactly_like_a_clean_replay(
             ).all()
     assert not missing, (
         f"{len(missing)} changes lost; read {len(records)} of {total_on_topic} records "
-        f"on the topic, expected {expected}; rows: {rows}; kills at {kill_at}"
+        f"on the topic, expected {expected}; rows: {rows[:5]}; kills at {kill_at}; "
+        f"worker log tail: {log.read_text()[-2000:]}"
     )
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, status
 
 from eventschemas.problems import Problem
-from ingest.batch import BATCH_OPENAPI, BatchAccepted, accept_batch
 from ingest.calls import service
 from ingest.calls.schemas import CallIn
 from ingest.deps import PublisherDep, SettingsDep
+from ingest.intake import BATCH_OPENAPI, Accepted, BatchAccepted, accept_batch, accept_one
 from ingest.orders.router import PROBLEMS
-from ingest.orders.schemas import Accepted
 
 router = APIRouter(prefix="/v1/calls", tags=["calls"])
 
@@ -18,9 +17,9 @@ router = APIRouter(prefix="/v1/calls", tags=["calls"])
 @router.post("", status_code=status.HTTP_202_ACCEPTED, responses=PROBLEMS)
 async def log_call(call: CallIn, settings: SettingsDep, publisher: PublisherDep) -> Accepted:
     """Publish a `call.logged` event; answers once the broker acknowledged it."""
-    envelope = service.call_logged(settings, call).to_envelope(settings.source)
-    await publisher.publish([envelope])
-    return Accepted(accepted=1, event_ids=[envelope.id])
+    return await accept_one(
+        publisher, service.call_logged(settings, call).to_envelope(settings.source)
+    )
 
 
 @router.post(

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Path, Request, status
 
 from eventschemas.events import NaturalId
 from eventschemas.problems import Problem
-from ingest.batch import BATCH_OPENAPI, BatchAccepted, accept_batch
 from ingest.deps import PublisherDep, SettingsDep
+from ingest.intake import BATCH_OPENAPI, Accepted, BatchAccepted, accept_batch, accept_one
 from ingest.orders import service
-from ingest.orders.schemas import Accepted, CancellationIn, OrderIn, RefundIn
+from ingest.orders.schemas import CancellationIn, OrderIn, RefundIn
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
@@ -25,9 +25,9 @@ OrderIdPath = Annotated[NaturalId, Path(description="The order's id in the sourc
 @router.post("", status_code=status.HTTP_202_ACCEPTED, responses=PROBLEMS)
 async def place_order(order: OrderIn, settings: SettingsDep, publisher: PublisherDep) -> Accepted:
     """Publish an `order.placed` event; answers once the broker acknowledged it."""
-    envelope = service.order_placed(settings, order).to_envelope(settings.source)
-    await publisher.publish([envelope])
-    return Accepted(accepted=1, event_ids=[envelope.id])
+    return await accept_one(
+        publisher, service.order_placed(settings, order).to_envelope(settings.source)
+    )
 
 
 @router.post(
@@ -53,9 +53,9 @@ async def refund_order(
     order_id: OrderIdPath, refund: RefundIn, settings: SettingsDep, publisher: PublisherDep
 ) -> Accepted:
     """Publish an `order.refunded` event (full or partial)."""
-    envelope = service.order_refunded(settings, order_id, refund).to_envelope(settings.source)
-    await publisher.publish([envelope])
-    return Accepted(accepted=1, event_ids=[envelope.id])
+    return await accept_one(
+        publisher, service.order_refunded(settings, order_id, refund).to_envelope(settings.source)
+    )
 
 
 @router.post("/{order_id}/cancellation", status_code=status.HTTP_202_ACCEPTED, responses=PROBLEMS)
@@ -66,8 +66,7 @@ async def cancel_order(
     publisher: PublisherDep,
 ) -> Accepted:
     """Publish an `order.cancelled` event."""
-    envelope = service.order_cancelled(settings, order_id, cancellation).to_envelope(
-        settings.source
+    return await accept_one(
+        publisher,
+        service.order_cancelled(settings, order_id, cancellation).to_envelope(settings.source),
     )
-    await publisher.publish([envelope])
-    return Accepted(accepted=1, event_ids=[envelope.id])

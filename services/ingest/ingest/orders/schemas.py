@@ -43,13 +43,6 @@ class OrderIn(BaseModel):
     revision: int = Field(default=0, ge=0)
 
 
-class Accepted(BaseModel):
-    """The broker acknowledged these events."""
-
-    accepted: int
-    event_ids: list[str]
-
-
 class RefundIn(BaseModel):
     """A full or partial refund of an order."""
 

@@ -1,4 +1,4 @@
-"""Batch intake shared by orders and calls: a JSON array or NDJSON, each item's fate reported."""
+"""Intake helpers shared by every endpoint: one event, or a batch (JSON array or NDJSON)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,19 @@ class BatchTooLarge(IngestError):
     status = 413
     slug = "batch-too-large"
     title = f"A batch holds at most {MAX_BATCH_ITEMS} items"
+
+
+class Accepted(BaseModel):
+    """The broker acknowledged these events."""
+
+    accepted: int
+    event_ids: list[str]
+
+
+async def accept_one(publisher: EventPublisher, envelope: Envelope) -> Accepted:
+    """Publish one event and answer with its id once the broker acknowledged it."""
+    await publisher.publish([envelope])
+    return Accepted(accepted=1, event_ids=[envelope.id])
 
 
 class Rejected(BaseModel):
