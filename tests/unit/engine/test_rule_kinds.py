@@ -10,6 +10,7 @@ from classifier.engine import (
     parse_scheme,
     to_micros,
 )
+from classifier.engine.features import aggregates
 from tests.unit.engine.builders import NOW_US, Customer, ago
 
 DAY = 86_400_000_000
@@ -179,7 +180,7 @@ def test_percentile_rank_uses_cutoffs_computed_from_the_population() -> None:
     spenders = [Customer(f"c{i}").order(amount, 5) for i, amount in enumerate([10, 20, 30, 400])]
     cutoffs = {
         "spend_rank": compute_cutoffs(
-            SCHEME.dimensions["spend_rank"], [s.facts.summary()["net_revenue"] for s in spenders]
+            SCHEME.dimensions["spend_rank"], [aggregates(s.facts)["net_revenue"] for s in spenders]
         )
     }
 

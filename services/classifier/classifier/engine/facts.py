@@ -41,10 +41,6 @@ def from_micros(us: int) -> datetime:
     return EPOCH + timedelta(microseconds=us)
 
 
-_ts = to_micros
-_dt = from_micros
-
-
 @dataclass(slots=True)
 class OrderFact:
     """One order; `placed_at` is None while only its refund/cancel has arrived."""
@@ -145,12 +141,12 @@ class CustomerFacts:
     def apply(self, event: ActivityEvent) -> None:
         """Fold one event into the facts; applying the same event twice is harmless."""
         self._view = None
-        self._seen(_ts(event.occurred_at()))
+        self._seen(to_micros(event.occurred_at()))
         match event:
             case OrderPlaced():
                 order = self.orders.setdefault(event.order_id, OrderFact(event.order_id))
                 if event.revision >= order.revision:
-                    order.placed_at = _ts(event.placed_at)
+                    order.placed_at = to_micros(event.placed_at)
                     order.amount = float(event.amount_base)
                     order.status = event.status.value
                     order.revision = event.revision
@@ -158,14 +154,17 @@ class CustomerFacts:
                         order.cancelled = True
             case OrderRefunded():
                 order = self.orders.setdefault(event.order_id, OrderFact(event.order_id))
-                order.refunds[event.refund_id] = (_ts(event.refunded_at), float(event.amount_base))
+                order.refunds[event.refund_id] = (
+                    to_micros(event.refunded_at),
+                    float(event.amount_base),
+                )
             case OrderCancelled():
                 order = self.orders.setdefault(event.order_id, OrderFact(event.order_id))
                 order.cancelled = True
             case CallLogged():
                 self.calls[event.call_id] = CallFact(
                     call_id=event.call_id,
-                    started_at=_ts(event.started_at),
+                    started_at=to_micros(event.started_at),
                     outcome=event.outcome.value,
                     intent=INTENT_LEVELS[event.intent.value] if event.intent else None,
                     duration=event.duration_seconds,
@@ -173,14 +172,14 @@ class CustomerFacts:
                 )
             case CrmContactUpdated():
                 # Last write wins by source time, so late CRM updates don't roll back.
-                ts = _ts(event.updated_at)
+                ts = to_micros(event.updated_at)
                 if ts >= self.attributes_at:
                     self.attributes.update(event.attributes)
                     if event.tags is not None:
                         self.tags = sorted(set(event.tags))
                     self.attributes_at = ts
             case CrmDealStageChanged():
-                ts = _ts(event.changed_at)
+                ts = to_micros(event.changed_at)
                 if event.stage not in self.deal_stages_seen:
                     self.deal_stages_seen.append(event.stage)
                 if self.deal_stage_at is None or ts >= self.deal_stage_at:
@@ -245,20 +244,3 @@ class CustomerFacts:
     def purchases(self) -> list[OrderFact]:
         """Orders that count as purchases, oldest first."""
         return sorted((o for o in self.orders.values() if o.counts), key=lambda o: o.placed_at or 0)
-
-    def summary(self) -> dict[str, Any]:
-        """Lifetime aggregates stored as columns next to the document."""
-        bought = [o for o in self.orders.values() if o.counts]
-        times = [o.placed_at for o in bought if o.placed_at is not None]
-        return {
-            "order_count": len(bought),
-            "gross_revenue": round(sum(o.amount for o in bought), 4),
-            "refunded_amount": round(sum(o.refunded for o in self.orders.values()), 4),
-            "net_revenue": round(sum(o.net_amount for o in bought), 4),
-            "first_order_at": _dt(min(times)) if times else None,
-            "last_order_at": _dt(max(times)) if times else None,
-            "call_count": len(self.calls),
-            "last_call_at": _dt(max(c.started_at for c in self.calls.values()))
-            if self.calls
-            else None,
-        }

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from classifier.engine.facts import CallFact, CustomerFacts, FactsView, OrderFact
+from classifier.engine.facts import CallFact, CustomerFacts, FactsView, OrderFact, from_micros
 
 DAY = 86_400_000_000  # microseconds
 CONNECTED_OUTCOMES = frozenset(
@@ -407,6 +407,25 @@ def _max_intent(f: CustomerFacts) -> int | None:
 
 def _count_calls(outcomes: frozenset[str]) -> Callable[[CustomerFacts], int]:
     return lambda f: sum(1 for c in f.view().calls if c.outcome in outcomes)
+
+
+def aggregates(f: CustomerFacts) -> dict[str, Any]:
+    """Lifetime aggregates stored as columns next to the facts document.
+
+    The same definitions as the features of the same names, so the API's
+    aggregates and an explanation's values never disagree.
+    """
+    view = f.view()
+    return {
+        "order_count": _count_orders(f),
+        "gross_revenue": _gross(f),
+        "refunded_amount": _refunded(f),
+        "net_revenue": _net(f),
+        "first_order_at": from_micros(view.purchase_times[0]) if view.purchase_times else None,
+        "last_order_at": from_micros(view.purchase_times[-1]) if view.purchase_times else None,
+        "call_count": len(view.calls),
+        "last_call_at": from_micros(view.call_times[-1]) if view.call_times else None,
+    }
 
 
 BUILTINS: dict[str, Feature] = {

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from classifier.engine import CustomerFacts
 from classifier.engine.facts import from_micros, to_micros
+from classifier.engine.features import aggregates
 from classifier.models import (
     ClassChange,
     ClassHistory,
@@ -111,7 +112,7 @@ async def save_states(session: AsyncSession, states: Iterable[CustomerState]) ->
             {
                 "id": s.customer_id,
                 "facts": s.facts.to_doc(),
-                **s.facts.summary(),
+                **aggregates(s.facts),
                 "features": s.features,
                 "classes": s.classes,
                 "scheme_version": s.scheme_version,
