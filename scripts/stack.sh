@@ -274,9 +274,9 @@ http_ok() { "$PY" -c "import sys,urllib.request; urllib.request.urlopen(sys.argv
 
 apps_up() {
   START_PORT="$INGEST_PORT" start_app ingest "ingest.app" "$VENV/bin/uvicorn" ingest.app:create_app --factory \
-    --host "$INGEST_HOST" --port "$INGEST_PORT" --no-access-log
+    --host "$INGEST_HOST" --port "$INGEST_PORT" --no-access-log --log-config "$ROOT/deploy/logging.json"
   START_PORT="$CLASSIFIER_PORT" start_app classifier-api "classifier.app" "$VENV/bin/uvicorn" classifier.app:create_app --factory \
-    --host "$CLASSIFIER_HOST" --port "$CLASSIFIER_PORT" --no-access-log
+    --host "$CLASSIFIER_HOST" --port "$CLASSIFIER_PORT" --no-access-log --log-config "$ROOT/deploy/logging.json"
   start_app classifier-worker "classifier.worker" "$PY" -m classifier.worker
   wait_for "ingest API" 60 http_ok "http://$INGEST_HOST:$INGEST_PORT/readyz"
   wait_for "classifier API" 60 http_ok "http://$CLASSIFIER_HOST:$CLASSIFIER_PORT/readyz"

@@ -8,6 +8,7 @@ neither; integration and e2e tests use the real services and never mocks.
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import uuid
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -110,6 +112,11 @@ def ingest_settings(classifier_settings: ClassifierSettings) -> IngestSettings:
         kafka_bootstrap_servers=classifier_settings.kafka_bootstrap_servers,
         activity_topic=classifier_settings.activity_topic,
         publish_timeout_seconds=5,
+        # Per-test webhook credentials, made up here: none is a real secret.
+        generic_webhook_secret=SecretStr(secrets.token_hex(16)),
+        hubspot_client_secret=SecretStr(secrets.token_hex(16)),
+        salesforce_organization_ids="00D5e000000KQ2eEAG",
+        zoho_webhook_token=SecretStr(secrets.token_urlsafe(16)),
     )
 
 

@@ -43,6 +43,21 @@ class IntentLevel(StrEnum):
     HIGH = "high"
 
 
+E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
+
+
+class Identity(BaseModel):
+    """A customer's contact points, normalised at the edge so identities can be merged.
+
+    Personal data: it travels in the event, never in logs or metrics.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    phone: E164 | None = Field(default=None, description="E.164, e.g. +8613800138000.")
+    email: str | None = Field(default=None, max_length=254, description="Lower-cased.")
+
+
 class ActivityEvent(BaseModel):
     """Base of every activity event payload."""
 
@@ -54,6 +69,9 @@ class ActivityEvent(BaseModel):
     customer_id: CustomerId
     revision: int = Field(
         default=0, ge=0, description="Bump when the source fact is re-sent changed."
+    )
+    identity: Identity | None = Field(
+        default=None, description="Normalised phone/e-mail the source gave for the customer."
     )
 
     def natural_id(self) -> str:
@@ -156,9 +174,12 @@ class CrmContactUpdated(ActivityEvent):
     updated_at: AwareDatetime
     attributes: dict[str, Any] = Field(default_factory=dict)
     tags: list[str] | None = None
+    source_event_id: NaturalId | None = Field(
+        default=None, description="The CRM's own id of this notification, when it has one."
+    )
 
     def natural_id(self) -> str:
-        return f"{self.crm_record_id}@{self.updated_at.isoformat()}"
+        return self.source_event_id or f"{self.crm_record_id}@{self.updated_at.isoformat()}"
 
     def occurred_at(self) -> AwareDatetime:
         return self.updated_at
@@ -175,9 +196,10 @@ class CrmDealStageChanged(ActivityEvent):
     stage: str = Field(min_length=1, max_length=64)
     amount_base: Money | None = None
     changed_at: AwareDatetime
+    source_event_id: NaturalId | None = None
 
     def natural_id(self) -> str:
-        return f"{self.deal_id}@{self.stage}@{self.changed_at.isoformat()}"
+        return self.source_event_id or f"{self.deal_id}@{self.stage}@{self.changed_at.isoformat()}"
 
     def occurred_at(self) -> AwareDatetime:
         return self.changed_at

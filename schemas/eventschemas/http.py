@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from eventschemas.problems import (
     PROBLEM_CONTENT_TYPE,
+    PROBLEM_TYPE_BASE,
     Problem,
     ServiceError,
     field_errors,
@@ -28,6 +29,13 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
         media_type=PROBLEM_CONTENT_TYPE,
         headers=headers,
     )
+
+
+def problem_reason(problem_type: str, status: int) -> str:
+    """A short, bounded label for a problem: its type slug, else http-<status>."""
+    if problem_type.startswith(PROBLEM_TYPE_BASE):
+        return problem_type.removeprefix(PROBLEM_TYPE_BASE)
+    return f"http-{status}"
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -52,12 +52,24 @@ def test_every_long_running_service_has_a_health_check(compose: dict[str, Any]) 
 def test_published_ports_match_the_application_defaults(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert services["ingest"]["ports"] == [f"127.0.0.1:{IngestSettings().port}:8001"]
-    assert "--port" in services["ingest"]["command"]
-    assert services["ingest"]["command"][-1] == str(IngestSettings().port)
+    assert option(services["ingest"]["command"], "--port") == str(IngestSettings().port)
     assert services["classifier-api"]["ports"] == [f"127.0.0.1:{ClassifierSettings().port}:8002"]
-    assert services["classifier-api"]["command"][-1] == str(ClassifierSettings().port)
+    assert option(services["classifier-api"]["command"], "--port") == str(ClassifierSettings().port)
     worker_port = ClassifierSettings().worker_metrics_port
     assert services["classifier-worker"]["ports"] == [f"127.0.0.1:{worker_port}:{worker_port}"]
+
+
+def option(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+@pytest.mark.parametrize("name", ["ingest", "classifier-api"])
+def test_apis_log_json_through_a_config_the_image_holds(compose: dict[str, Any], name: str) -> None:
+    command = compose["services"][name]["command"]
+    config = option(command, "--log-config")
+    assert (ROOT / config).is_file()
+    assert f"COPY {config} " in (ROOT / "deploy/docker/Dockerfile").read_text()
+    assert "--no-access-log" in command  # URLs may carry a webhook token
 
 
 @pytest.mark.parametrize("name", ["ingest", "classifier-api", "classifier-worker", "migrate"])

@@ -20,10 +20,10 @@ from classifier.config import ClassifierSettings
 from classifier.consumer.progress import PartitionProgress
 from classifier.consumer.runner import ActivityConsumer
 from classifier.db import make_engine, make_sessionmaker
-from classifier.logs import configure_logging
 from classifier.processing.batch import BatchProcessor
 from classifier.processing.scheduler import ReviewScheduler
 from classifier.schemes.service import SchemeCache, ensure_active_scheme
+from eventschemas.logs import configure_logging
 
 log = logging.getLogger("classifier.worker")
 

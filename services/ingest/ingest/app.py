@@ -13,8 +13,10 @@ from ingest.calls.router import router as calls_router
 from ingest.config import IngestSettings
 from ingest.health.router import router as health_router
 from ingest.imports.router import router as imports_router
+from ingest.middleware import BodyLimit, RequestMetrics
 from ingest.orders.router import router as orders_router
 from ingest.publisher import EventPublisher
+from ingest.webhooks.router import router as webhooks_router
 
 
 def create_app(settings: IngestSettings | None = None) -> FastAPI:
@@ -47,4 +49,12 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     app.include_router(orders_router)
     app.include_router(calls_router)
     app.include_router(imports_router)
+    app.include_router(webhooks_router)
+    # Outermost last: metrics see the 413s the size limit answers.
+    app.add_middleware(
+        BodyLimit,
+        default_limit=settings.max_body_bytes,
+        limits={"/v1/imports/": settings.max_import_bytes},
+    )
+    app.add_middleware(RequestMetrics)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eventschemas.topics import ACTIVITY_TOPIC
@@ -42,5 +42,31 @@ class IngestSettings(BaseSettings):
     base_currency: str = "USD"
     fx_rates: dict[str, Decimal] = Field(default_factory=lambda: dict(DEFAULT_FX_RATES))
     max_clock_skew_seconds: int = 300
+    default_phone_region: str = Field(
+        default="CN", description="Country of phone numbers given without a +country code."
+    )
     publish_timeout_seconds: float = 10.0
     retry_after_seconds: int = 5
+    log_level: str = "INFO"
+
+    # Request size limits (bytes): JSON bodies and webhooks, and CSV uploads.
+    max_body_bytes: int = 5 * 1024 * 1024
+    max_import_bytes: int = 200 * 1024 * 1024
+
+    # CRM webhooks. A source whose secret is unset is disabled (404).
+    webhook_max_age_seconds: int = 300
+    public_base_url: str | None = Field(
+        default=None,
+        description="Scheme and host the CRMs call (e.g. behind a TLS proxy); HubSpot "
+        "signs the full URL it called.",
+    )
+    generic_webhook_secret: SecretStr | None = None
+    hubspot_client_secret: SecretStr | None = None
+    salesforce_organization_ids: str = Field(
+        default="", description="Comma-separated ids of the Salesforce orgs allowed to send."
+    )
+    zoho_webhook_token: SecretStr | None = None
+
+    def salesforce_orgs(self) -> set[str]:
+        """Allowed org ids, as their case-sensitive 15-character form."""
+        return {o.strip()[:15] for o in self.salesforce_organization_ids.split(",") if o.strip()}

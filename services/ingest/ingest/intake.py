@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from eventschemas.envelope import Envelope
 from eventschemas.problems import FieldError, ServiceError, field_errors
 from ingest.errors import IngestError, InvalidInput
+from ingest.metrics import REJECTS
 from ingest.publisher import EventPublisher
 
 MAX_BATCH_ITEMS = 1000
@@ -139,6 +140,8 @@ async def accept_batch(
         ]
         raise NoValidItems(f"none of the {len(items)} items is valid", errors=errors)
     await publisher.publish(envelopes)
+    if rejected:
+        REJECTS.labels(reason="invalid-item").inc(len(rejected))
     return BatchAccepted(
         accepted=len(envelopes), event_ids=[e.id for e in envelopes], rejected=rejected
     )

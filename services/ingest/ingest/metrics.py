@@ -1,4 +1,4 @@
-"""Prometheus metrics of the ingest service."""
+"""Prometheus metrics of the ingest service. Labels never carry personal data."""
 
 from __future__ import annotations
 
@@ -11,4 +11,14 @@ PUBLISH_LATENCY = Histogram(
     "ingest_publish_seconds",
     "Time from hand-over to broker acknowledgement",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+REQUESTS = Counter(
+    "ingest_http_requests_total",
+    "HTTP requests answered, by route template and status",
+    ["method", "route", "status"],
+)
+REJECTS = Counter(
+    "ingest_rejects_total",
+    "Requests or items refused, by reason (problem type)",
+    ["reason"],
 )

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, ConfigDict, Field
 
-from eventschemas.events import CallOutcome, CustomerId, IntentLevel, NaturalId
+from eventschemas.events import CallOutcome, IntentLevel, NaturalId
+from ingest.identity import CustomerRef
 
 
-class CallIn(BaseModel):
+class CallIn(CustomerRef):
     """A telesales call as a call-centre system logs it. `notes` may hold personal data."""
 
     model_config = ConfigDict(
@@ -32,7 +33,6 @@ class CallIn(BaseModel):
     )
 
     call_id: NaturalId
-    customer_id: CustomerId
     agent_id: str | None = Field(default=None, max_length=128)
     direction: Literal["inbound", "outbound"] = "outbound"
     started_at: AwareDatetime

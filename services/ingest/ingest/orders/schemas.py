@@ -8,14 +8,20 @@ from typing import Annotated
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from eventschemas.events import CustomerId, NaturalId, OrderStatus
+from ingest.identity import CustomerRef
 
 Amount = Annotated[
     Decimal,
     Field(ge=0, max_digits=18, decimal_places=4, description="Decimal string or number, >= 0."),
 ]
+CurrencyIn = Annotated[
+    str,
+    StringConstraints(to_upper=True, pattern=r"^[A-Za-z]{3}$"),
+    Field(description="ISO 4217 code, e.g. CNY."),
+]
 
 
-class OrderIn(BaseModel):
+class OrderIn(CustomerRef):
     """An order as a shop or ERP sends it."""
 
     model_config = ConfigDict(
@@ -35,9 +41,8 @@ class OrderIn(BaseModel):
     )
 
     order_id: NaturalId
-    customer_id: CustomerId
     amount: Amount
-    currency: Annotated[str, StringConstraints(to_upper=True, pattern=r"^[A-Za-z]{3}$")]
+    currency: CurrencyIn
     placed_at: AwareDatetime
     status: OrderStatus = OrderStatus.PLACED
     revision: int = Field(default=0, ge=0)
@@ -64,7 +69,7 @@ class RefundIn(BaseModel):
     refund_id: NaturalId
     customer_id: CustomerId
     amount: Amount
-    currency: Annotated[str, StringConstraints(to_upper=True, pattern=r"^[A-Za-z]{3}$")]
+    currency: CurrencyIn
     refunded_at: AwareDatetime
     revision: int = Field(default=0, ge=0)
 

@@ -1,0 +1,100 @@
+"""What every CRM mapping shares: the answer, CRM field aliases, and the per-item fate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from eventschemas.events import ActivityEvent, Identity
+from ingest.identity import normalize_email, normalize_phone
+
+MAX_WEBHOOK_ITEMS = 1000
+
+# CRM field names (any case) that feed the default scheme's features, and the
+# attribute each becomes. Other fields are kept under their own (lower-cased) name.
+ATTRIBUTE_ALIASES = {
+    "industry": "industry",
+    "numberofemployees": "employee_count",
+    "no_of_employees": "employee_count",
+    "employees": "employee_count",
+    "employee_count": "employee_count",
+    "need_type": "need_type",
+    "key_account": "key_account",
+    "relationship": "relationship",
+    "region": "region",
+}
+EMAIL_FIELDS = {"email", "email__c"}
+PHONE_FIELDS = {"phone", "mobilephone", "mobile", "phone__c"}
+# Personal fields that are not needed for classification: dropped at the edge.
+PERSONAL_FIELDS = {
+    "firstname", "lastname", "first_name", "last_name", "full_name", "salutation",
+    "birthdate", "date_of_birth", "homephone", "otherphone", "fax", "secondary_email",
+    "mailingstreet", "otherstreet", "street", "mailing_street", "description",
+}  # fmt: skip
+NUMERIC_ATTRIBUTES = {"employee_count"}
+
+
+@dataclass(frozen=True)
+class Mapped:
+    """One incoming item turned into an event, or the reason it was skipped."""
+
+    event: ActivityEvent | None = None
+    ignored: str | None = None
+
+
+class IgnoredItem(BaseModel):
+    index: int
+    reason: str
+
+
+class WebhookAccepted(BaseModel):
+    """The broker acknowledged `event_ids`; `ignored` items carried nothing to classify."""
+
+    source: str
+    accepted: int
+    event_ids: list[str]
+    ignored: list[IgnoredItem]
+
+
+def _attribute_value(name: str, value: Any) -> Any:
+    if name in NUMERIC_ATTRIBUTES and isinstance(value, str):
+        try:
+            return int(float(value.replace(",", "")))
+        except ValueError:
+            return value
+    if name == "industry" and isinstance(value, str):
+        return value.strip().lower().replace(" ", "_")
+    return value
+
+
+def split_fields(
+    fields: dict[str, Any], default_region: str
+) -> tuple[dict[str, Any], Identity | None]:
+    """CRM record fields -> (attributes for the classifier, normalised identity).
+
+    Raises InvalidInput when an e-mail or phone field holds something unusable.
+    """
+    attributes: dict[str, Any] = {}
+    phone = email = None
+    for raw_name, value in fields.items():
+        name = raw_name.strip().lower()
+        if value is None or value == "":
+            continue
+        if name in EMAIL_FIELDS:
+            email = email or normalize_email(str(value), field=raw_name)
+        elif name in PHONE_FIELDS:
+            phone = phone or normalize_phone(str(value), default_region, field=raw_name)
+        elif name in PERSONAL_FIELDS:
+            continue
+        else:
+            attr = ATTRIBUTE_ALIASES.get(name, name)
+            attributes[attr] = _attribute_value(attr, value)
+    identity = Identity(phone=phone, email=email) if (phone or email) else None
+    return attributes, identity
+
+
+def from_epoch_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)

@@ -1,0 +1,121 @@
+"""`generic`: our own documented webhook format, for CRMs without a native mapping.
+
+    POST /v1/webhooks/generic
+    X-Webhook-Timestamp: <Unix seconds>
+    X-Webhook-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>." + body)>
+
+    {"events": [
+      {"type": "contact.updated", "id": "evt-1", "customer_id": "cust-42",
+       "occurred_at": "2026-11-20T10:00:00+08:00", "attributes": {"industry": "retail"},
+       "tags": ["vip"], "email": "Ann@Example.com", "phone": "138 0013 8000"},
+      {"type": "deal.stage_changed", "id": "evt-2", "customer_id": "cust-42",
+       "deal_id": "D-7", "stage": "negotiation", "amount": "5000", "currency": "CNY",
+       "occurred_at": "2026-11-20T10:05:00+08:00"}
+    ]}
+
+`id` is the sender's id of the notification: a retried delivery with the same
+id yields the same event id. The batch is validated whole (one bad event, and
+the request is refused with the field named), so a sender can simply retry.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from eventschemas.events import (
+    ActivityEvent,
+    CrmCompanyUpdated,
+    CrmContactUpdated,
+    CrmDealStageChanged,
+    NaturalId,
+)
+from ingest.config import IngestSettings
+from ingest.errors import InvalidInput
+from ingest.identity import CustomerRef
+from ingest.orders.schemas import Amount, CurrencyIn
+from ingest.orders.service import check_not_future, to_base_currency
+from ingest.webhooks.common import MAX_WEBHOOK_ITEMS, Mapped, split_fields
+
+Scalar = str | int | float | bool | None
+
+
+class GenericContactUpdated(CustomerRef):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["contact.updated"]
+    id: NaturalId = Field(description="The sender's id of this notification.")
+    occurred_at: AwareDatetime
+    attributes: dict[str, Scalar] = Field(default_factory=dict)
+    tags: list[Annotated[str, Field(max_length=64)]] | None = None
+
+
+class GenericCompanyUpdated(GenericContactUpdated):
+    type: Literal["company.updated"]  # type: ignore[assignment]
+
+
+class GenericDealStageChanged(CustomerRef):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["deal.stage_changed"]
+    id: NaturalId
+    occurred_at: AwareDatetime
+    deal_id: NaturalId
+    stage: str = Field(min_length=1, max_length=64)
+    amount: Amount | None = None
+    currency: CurrencyIn | None = None
+
+
+GenericEvent = Annotated[
+    GenericContactUpdated | GenericCompanyUpdated | GenericDealStageChanged,
+    Field(discriminator="type"),
+]
+
+
+class GenericBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[GenericEvent] = Field(min_length=1, max_length=MAX_WEBHOOK_ITEMS)
+
+
+def map_generic(settings: IngestSettings, body: Any) -> list[Mapped]:
+    """Validate the whole batch, then build one event per item."""
+    batch = GenericBatch.model_validate(body)
+    mapped = []
+    for index, item in enumerate(batch.events):
+        where = f"events[{index}]"
+        check_not_future(settings, f"{where}.occurred_at", item.occurred_at)
+        customer_id, identity = item.resolve(settings.default_phone_region)
+        event: ActivityEvent
+        if isinstance(item, GenericDealStageChanged):
+            amount_base = None
+            if item.amount is not None:
+                if item.currency is None:
+                    raise InvalidInput(f"{where}.currency", "required with amount")
+                amount_base = to_base_currency(settings, item.amount, item.currency)
+            event = CrmDealStageChanged(
+                customer_id=customer_id,
+                identity=identity,
+                deal_id=item.deal_id,
+                stage=item.stage,
+                amount_base=amount_base,
+                changed_at=item.occurred_at,
+                source_event_id=item.id,
+            )
+        else:
+            attributes, _ = split_fields(dict(item.attributes), settings.default_phone_region)
+            model: type[CrmContactUpdated] = (
+                CrmCompanyUpdated if isinstance(item, GenericCompanyUpdated) else CrmContactUpdated
+            )
+            event = model(
+                customer_id=customer_id,
+                identity=identity,
+                crm_record_id=customer_id,
+                updated_at=item.occurred_at,
+                attributes=attributes,
+                tags=item.tags,
+                source_event_id=item.id,
+            )
+        mapped.append(Mapped(event=event))
+    return mapped

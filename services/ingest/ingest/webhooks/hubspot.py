@@ -1,0 +1,98 @@
+"""`hubspot`: HubSpot webhook batches (arrays of subscription events, v3 signature).
+
+Contact and company events become `crm.contact.updated` / `crm.company.updated`
+for customers `hubspot-contact-<objectId>` / `hubspot-company-<objectId>`; a
+property change carries that one property (e-mail and phone go to the
+identity, normalised). Deal events name only the deal, not its contact, so they
+are acknowledged and listed as ignored (HubSpot would otherwise retry them);
+so are deletions, merges and association changes, which do not change classes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from eventschemas.events import CrmCompanyUpdated, CrmContactUpdated
+from ingest.config import IngestSettings
+from ingest.errors import InvalidInput
+from ingest.orders.service import check_not_future
+from ingest.webhooks.common import MAX_WEBHOOK_ITEMS, Mapped, from_epoch_ms, split_fields
+
+# objectTypeId of HubSpot's generic `object.*` subscriptions.
+OBJECT_TYPES = {"0-1": "contact", "0-2": "company", "0-3": "deal"}
+HANDLED = {"creation", "propertyChange"}
+
+
+class HubSpotEvent(BaseModel):
+    """One subscription event as HubSpot documents it (unknown fields are kept aside)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    event_id: int
+    subscription_id: int | None = None
+    portal_id: int
+    app_id: int | None = None
+    occurred_at: int = Field(description="Unix milliseconds.")
+    subscription_type: str = Field(min_length=3, max_length=100)
+    attempt_number: int | None = None
+    object_id: int
+    object_type_id: str | None = None
+    change_source: str | None = None
+    property_name: str | None = None
+    property_value: str | None = None
+
+
+def parse_batch(body: Any) -> list[HubSpotEvent]:
+    if not isinstance(body, list):
+        raise InvalidInput("body", "expected a JSON array of HubSpot subscription events")
+    if not body or len(body) > MAX_WEBHOOK_ITEMS:
+        raise InvalidInput("body", f"expected 1 to {MAX_WEBHOOK_ITEMS} events, got {len(body)}")
+    events = []
+    for index, raw in enumerate(body):
+        try:
+            events.append(HubSpotEvent.model_validate(raw))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"])
+            raise InvalidInput(f"[{index}].{field}", first["msg"]) from exc
+    return events
+
+
+def map_hubspot(settings: IngestSettings, body: Any) -> list[Mapped]:
+    mapped = []
+    for index, item in enumerate(parse_batch(body)):
+        obj, _, action = item.subscription_type.partition(".")
+        if obj == "object":
+            obj = OBJECT_TYPES.get(item.object_type_id or "", "unknown")
+        if obj not in ("contact", "company") or action not in HANDLED:
+            mapped.append(Mapped(ignored=f"{item.subscription_type} does not change classes"))
+            continue
+        occurred = from_epoch_ms(item.occurred_at)
+        check_not_future(settings, f"[{index}].occurredAt", occurred)
+        fields = {item.property_name: item.property_value} if item.property_name else {}
+        try:
+            attributes, identity = split_fields(fields, settings.default_phone_region)
+        except InvalidInput as exc:
+            mapped.append(Mapped(ignored=f"unusable value: {exc.detail}"))
+            continue
+        model: type[CrmContactUpdated] = (
+            CrmCompanyUpdated if obj == "company" else CrmContactUpdated
+        )
+        customer_id = f"hubspot-{obj}-{item.object_id}"
+        event = model(
+            customer_id=customer_id,
+            identity=identity,
+            crm_record_id=str(item.object_id),
+            updated_at=occurred,
+            attributes=attributes,
+            # eventId alone is not guaranteed unique: qualify it with what it is about.
+            source_event_id=(
+                f"{item.portal_id}:{item.subscription_type}:{item.object_id}:"
+                f"{item.property_name or ''}:{item.occurred_at}:{item.event_id}"
+            )[:128],
+        )
+        mapped.append(Mapped(event=event))
+    return mapped
