@@ -82,6 +82,12 @@ def stack(
         urls = {"ingest": f"http://127.0.0.1:{ingest_port}", "api": f"http://127.0.0.1:{api_port}"}
         wait_ready(urls["ingest"] + "/readyz", procs["ingest"], logs["ingest"])
         wait_ready(urls["api"] + "/readyz", procs["api"], logs["api"])
+        # A read key made with the operator's command-line tool, as a user would.
+        created = subprocess.run(
+            [str(bin_dir / "classifier"), "api-keys", "create", "--name", "e2e"],
+            cwd=root, env=env, capture_output=True, text=True, check=True, timeout=60,
+        )  # fmt: skip
+        urls["key"] = created.stdout.strip().splitlines()[-1]
         yield urls
     finally:
         for proc in procs.values():
@@ -97,6 +103,10 @@ def stack(
                 assert code == 0, logs[name].read_text()[-2000:]
             else:
                 assert "Application shutdown complete" in logs[name].read_text(), name
+
+
+def auth(stack: dict[str, str]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {stack['key']}"}
 
 
 async def test_posted_order_shows_up_classified_and_announced(
@@ -117,10 +127,12 @@ async def test_posted_order_shows_up_classified_and_announced(
         event_id = accepted.json()["event_ids"][0]
 
         deadline = time.monotonic() + 20
-        customer = await client.get(stack["api"] + "/v1/customers/e2e-cust")
+        customer = await client.get(stack["api"] + "/v1/customers/e2e-cust", headers=auth(stack))
         while customer.status_code == 404 and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
-            customer = await client.get(stack["api"] + "/v1/customers/e2e-cust")
+            customer = await client.get(
+                stack["api"] + "/v1/customers/e2e-cust", headers=auth(stack)
+            )
 
     assert customer.status_code == 200
     body = customer.json()
@@ -162,8 +174,26 @@ async def test_posted_order_shows_up_classified_and_announced(
 
 async def test_unknown_customer_is_a_404_problem(stack: dict[str, str]) -> None:
     async with httpx.AsyncClient(timeout=10) as client:
-        response = await client.get(stack["api"] + "/v1/customers/nobody")
+        response = await client.get(stack["api"] + "/v1/customers/nobody", headers=auth(stack))
 
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["title"] == "Customer not found"
+
+
+async def test_the_api_wants_a_key_and_the_right_scope(stack: dict[str, str]) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        anonymous = await client.get(stack["api"] + "/v1/customers/e2e-cust")
+        wrong = await client.get(
+            stack["api"] + "/v1/customers/e2e-cust", headers={"X-API-Key": "ck_nope_nope"}
+        )
+        read_only = await client.post(
+            stack["api"] + "/v1/schemes", content=b"name: x", headers={
+                **auth(stack), "content-type": "application/yaml"}
+        )  # fmt: skip
+        health = await client.get(stack["api"] + "/healthz")
+
+    assert anonymous.status_code == 401
+    assert wrong.status_code == 401
+    assert read_only.status_code == 403
+    assert health.status_code == 200

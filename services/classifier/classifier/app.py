@@ -8,11 +8,20 @@ from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaClient
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
+from classifier.auth import KeyVerifier
+from classifier.changes.router import router as changes_router
+from classifier.classes.router import router as classes_router
+from classifier.clock import system_clock
 from classifier.config import ClassifierSettings
 from classifier.customers.router import router as customers_router
 from classifier.db import make_engine, make_sessionmaker
 from classifier.health.router import router as health_router
+from classifier.processing.batch import BatchProcessor
+from classifier.schemes.api import fail_interrupted
+from classifier.schemes.router import router as schemes_router
+from classifier.schemes.service import SchemeCache
 from eventschemas.http import install_problem_handlers
 
 
@@ -23,7 +32,14 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings)
-        app.state.sessions = make_sessionmaker(engine)
+        sessions = make_sessionmaker(engine)
+        app.state.sessions = sessions
+        app.state.schemes = SchemeCache()
+        app.state.processor = BatchProcessor(sessions, app.state.schemes)
+        app.state.key_verifier = KeyVerifier(sessions, settings.api_key_cache_seconds)
+        app.state.background = set()
+        with contextlib.suppress(Exception):  # the database may not be up yet; readyz says so
+            await fail_interrupted(sessions)
         client = AIOKafkaClient(bootstrap_servers=settings.kafka_bootstrap_servers)
         with contextlib.suppress(Exception):  # readyz reports a broker that is down
             await client.bootstrap()
@@ -31,17 +47,33 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            for task in list(app.state.background):
+                task.cancel()
             await client.close()
             await engine.dispose()
 
     app = FastAPI(
         title="Customer classifier",
         version="0.1.0",
-        description="Current classes of customers per dimension, with explanations.",
+        description="Current classes of customers per dimension, with explanations; class "
+        "membership, counts and flows; a change feed and live stream; scheme lifecycle and "
+        "manual overrides. Send an API key (`Authorization: Bearer <key>` or `X-API-Key`).",
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.clock = system_clock(settings.clock_offset_seconds, settings.clock_frozen_at)
     install_problem_handlers(app)
     app.include_router(health_router)
     app.include_router(customers_router)
+    app.include_router(classes_router)
+    app.include_router(changes_router)
+    app.include_router(schemes_router)
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Last-Event-ID"],
+        )
     return app

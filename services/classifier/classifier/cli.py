@@ -1,4 +1,5 @@
-"""`classifier`: operate the classifier from the command line (replay, recompute, tail)."""
+"""`classifier`: operate the classifier from the command line (replay, recompute, tail,
+api-keys)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ import typer
 from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from sqlalchemy import select
 
+from classifier.auth import SCOPES, create_key, revoke_key
 from classifier.clock import system_clock
 from classifier.config import ClassifierSettings
 from classifier.db import make_engine, make_sessionmaker
+from classifier.models import ApiKey
 from classifier.processing import replay as replay_mod
 
 app = typer.Typer(help="Operate the customer classifier.", no_args_is_help=True)
@@ -139,3 +143,50 @@ def tail(
 
 if __name__ == "__main__":
     app()
+
+
+keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
+app.add_typer(keys_app, name="api-keys")
+
+
+async def _with_sessions(work: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
+    engine = make_engine(ClassifierSettings())
+    try:
+        return await work(make_sessionmaker(engine))
+    finally:
+        await engine.dispose()
+
+
+@keys_app.command("create")
+def create_api_key(
+    name: Annotated[str, typer.Option(help="Who or what uses the key.")],
+    scope: Annotated[str, typer.Option(help="read or admin.")] = "read",
+) -> None:
+    """Create a key; it is printed once and only its hash is stored."""
+    if scope not in SCOPES:
+        raise typer.BadParameter(f"scope must be one of {', '.join(SCOPES)}")
+    key_id, key = _run(lambda: _with_sessions(lambda s: create_key(s, name, scope)))
+    console.print(f"id: {key_id}  scope: {scope}", highlight=False)
+    typer.echo(key)
+
+
+@keys_app.command("revoke")
+def revoke_api_key(key_id: Annotated[str, typer.Argument(help="The key's id.")]) -> None:
+    """Revoke a key (effective within the API's key cache time, 10 s by default)."""
+    if not _run(lambda: _with_sessions(lambda s: revoke_key(s, key_id))):
+        console.print(f"no active key with id {key_id}")
+        raise typer.Exit(1)
+    console.print(f"revoked {key_id}")
+
+
+@keys_app.command("list")
+def list_api_keys() -> None:
+    """Keys with their id, name, scope and state (never the key itself)."""
+
+    async def rows(sessions: Any) -> list[Any]:
+        async with sessions() as session:
+            return list(await session.scalars(select(ApiKey).order_by(ApiKey.created_at)))
+
+    for key in _run(lambda: _with_sessions(rows)):
+        state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
+        typer.echo(f"{key.id}\t{key.scope}\t{state}\t{key.name}")

@@ -54,6 +54,14 @@ class ClassifierSettings(BaseSettings):
     db_retry_max_seconds: float = 30.0
     db_pool_size: int = 10
     log_level: str = "INFO"
+    auth_enabled: bool = Field(
+        default=True, description="Require API keys on /v1 (health endpoints stay open)."
+    )
+    api_key_cache_seconds: float = Field(
+        default=10.0, description="How long a verified key is trusted before re-checking."
+    )
+    cors_origins: str = Field(default="", description="Comma-separated allowed origins, or *.")
+    max_lookup_ids: int = 1000
     worker_metrics_port: int = Field(default=9102, description="0 disables the worker's /metrics")
     clock_offset_seconds: float = Field(
         default=0.0, description="Shifts the worker's clock; for tests and demos only."

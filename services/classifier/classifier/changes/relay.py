@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from sqlalchemy import select, text, update
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from classifier.config import ClassifierSettings
@@ -35,6 +34,26 @@ def to_record(row: ClassChange) -> ClassChanged:
         event_id=row.event_id,
         rule=row.rule,
         occurred_at=row.occurred_at,
+    )
+
+
+async def mark_announced(session: AsyncSession, seqs: list[int]) -> None:
+    """Mark changes published and append them to the feed, in their outbox order.
+
+    Only the relay (one at a time, under its advisory lock) calls this, so feed
+    positions are handed out in commit order: a reader never sees a position
+    appear below one it has already read.
+    """
+    if not seqs:
+        return
+    await session.execute(
+        text(
+            "UPDATE class_changes c SET published_at = now(), feed_seq = o.pos FROM ("
+            " SELECT seq, nextval('class_changes_feed_seq') AS pos FROM ("
+            "  SELECT seq FROM class_changes WHERE seq = ANY(:seqs) ORDER BY seq) s) o"
+            " WHERE c.seq = o.seq"
+        ),
+        {"seqs": sorted(seqs)},
     )
 
 
@@ -77,11 +96,7 @@ class OutboxRelay:
                 for row in rows
             ]
             await asyncio.gather(*futures)
-            await session.execute(
-                update(ClassChange)
-                .where(ClassChange.seq.in_([r.seq for r in rows]))
-                .values(published_at=datetime.now(UTC))
-            )
+            await mark_announced(session, [r.seq for r in rows])
         CHANGES_PUBLISHED.inc(len(rows))
         log.debug("relayed %s changes, seq %s..%s", len(rows), rows[0].seq, rows[-1].seq)
         return len(rows)
@@ -98,13 +113,15 @@ class OutboxRelay:
         if not sent:
             return 0
         async with unit_of_work(self._sessions) as session:
-            result = await session.execute(
-                update(ClassChange)
-                .where(ClassChange.change_id.in_(sent), ClassChange.published_at.is_(None))
-                .values(published_at=datetime.now(UTC))
-                .execution_options(synchronize_session=False)
+            seqs = list(
+                await session.scalars(
+                    select(ClassChange.seq).where(
+                        ClassChange.change_id.in_(sent), ClassChange.published_at.is_(None)
+                    )
+                )
             )
-        marked = int(getattr(result, "rowcount", 0) or 0)
+            await mark_announced(session, seqs)
+        marked = len(seqs)
         log.info("relay reconciled %s of %s recent changes already on the topic", marked, len(sent))
         return marked
 

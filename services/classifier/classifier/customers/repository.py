@@ -1,12 +1,49 @@
-"""SQL for reading customers."""
+"""SQL for reading customers: each read is one indexed query."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
-from classifier.models import Customer
+from classifier.models import ClassHistory, Customer
+
+# The facts document can be large and no API answer shows it: never load it.
+_LIGHT = defer(Customer.facts)
 
 
 async def get(session: AsyncSession, customer_id: str) -> Customer | None:
-    return await session.scalar(select(Customer).where(Customer.id == customer_id))
+    return await session.scalar(select(Customer).options(_LIGHT).where(Customer.id == customer_id))
+
+
+async def get_many(session: AsyncSession, customer_ids: Sequence[str]) -> list[Customer]:
+    stmt = select(Customer).options(_LIGHT).where(Customer.id.in_(sorted(set(customer_ids))))
+    return list(await session.scalars(stmt))
+
+
+async def exists(session: AsyncSession, customer_id: str) -> bool:
+    return (await session.scalar(select(Customer.id).where(Customer.id == customer_id))) is not None
+
+
+async def history(
+    session: AsyncSession, customer_id: str, dimension: str | None, limit: int
+) -> list[ClassHistory]:
+    stmt = select(ClassHistory).where(ClassHistory.customer_id == customer_id)
+    if dimension:
+        stmt = stmt.where(ClassHistory.dimension == dimension)
+    stmt = stmt.order_by(ClassHistory.dimension, ClassHistory.valid_from, ClassHistory.id)
+    return list(await session.scalars(stmt.limit(limit)))
+
+
+async def classes_as_of(
+    session: AsyncSession, customer_id: str, at: datetime
+) -> list[ClassHistory]:
+    stmt = select(ClassHistory).where(
+        ClassHistory.customer_id == customer_id,
+        ClassHistory.valid_from <= at,
+        (ClassHistory.valid_to.is_(None)) | (ClassHistory.valid_to > at),
+    )
+    return list(await session.scalars(stmt.order_by(ClassHistory.dimension)))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 
 class CustomerClassOut(BaseModel):
@@ -33,6 +33,16 @@ class AggregatesOut(BaseModel):
     last_call_at: datetime | None
 
 
+class OverrideOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    cls: str = Field(alias="class")
+    reason: str
+    expires_at: datetime | None
+    set_at: datetime
+    active: bool = Field(description="False once expired (it then no longer applies).")
+
+
 class CustomerOut(BaseModel):
     """One customer's classes per dimension with explanations, aggregates and key features."""
 
@@ -41,6 +51,7 @@ class CustomerOut(BaseModel):
     aggregates: AggregatesOut
     features: dict[str, Any]
     scheme_version: int | None
+    overrides: dict[str, OverrideOut] = Field(default_factory=dict)
     evaluated_at: datetime | None
     next_review_at: datetime | None
     updated_at: datetime
@@ -66,3 +77,68 @@ class CustomerOut(BaseModel):
             ]
         }
     }
+
+
+class LookupIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"ids": ["cust-42", "cust-43"]}]}
+    )
+
+    ids: list[Annotated[str, StringConstraints(min_length=1, max_length=128)]] = Field(
+        min_length=1, description="Up to 1,000 customer ids."
+    )
+
+
+class LookupOut(BaseModel):
+    customers: list[CustomerOut]
+    unknown: list[str] = Field(description="Requested ids with no customer (not an error).")
+
+
+class HistoryPeriod(BaseModel):
+    """A period during which the customer held a class: [valid_from, valid_to)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    dimension: str
+    cls: str = Field(alias="class")
+    valid_from: datetime
+    valid_to: datetime | None
+    reason: str
+    change_id: str
+    scheme_version: int
+
+
+class HistoryOut(BaseModel):
+    customer_id: str
+    periods: list[HistoryPeriod]
+
+
+class ClassAsOf(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    cls: str = Field(alias="class")
+    since: datetime
+    reason: str
+    scheme_version: int
+
+
+class ClassesAsOfOut(BaseModel):
+    customer_id: str
+    as_of: datetime
+    classes: dict[str, ClassAsOf] = Field(description="Dimensions with a class at that instant.")
+
+
+class OverrideIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra={
+            "examples": [
+                {"class": "A", "reason": "strategic account", "expires_at": "2027-01-01T00:00:00Z"}
+            ]
+        },
+    )
+
+    cls: str = Field(alias="class", min_length=1, max_length=64)
+    reason: str = Field(min_length=1, max_length=500)
+    expires_at: AwareDatetime | None = Field(default=None, description="None: until removed.")

@@ -1,12 +1,14 @@
 """ORM models; importing this module registers every table on Base.metadata."""
 
+from classifier.models.access import ApiKey
 from classifier.models.base import Base
 from classifier.models.classes import ClassHistory, CustomerClass
 from classifier.models.customer import Customer
 from classifier.models.messaging import ClassChange, ProcessedEvent
-from classifier.models.scheme import PopulationCutoffs, SchemeVersion
+from classifier.models.scheme import PopulationCutoffs, SchemeActivation, SchemeVersion
 
 __all__ = [
+    "ApiKey",
     "Base",
     "ClassChange",
     "ClassHistory",
@@ -14,5 +16,6 @@ __all__ = [
     "CustomerClass",
     "PopulationCutoffs",
     "ProcessedEvent",
+    "SchemeActivation",
     "SchemeVersion",
 ]

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, Index, Integer, Numeric, String, func
+from sqlalchemy import DateTime, Index, Integer, Numeric, String, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -31,6 +31,10 @@ class Customer(Base):
     features: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
     # {dimension: {"class", "since", "rule", "scheme_version", "explanation"}}
     classes: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    # Manual classes per dimension: {"class", "reason", "expires_at" (µs|None), "set_at" (µs)}.
+    overrides: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, nullable=False, default=dict, server_default=text("'{}'::jsonb")
+    )
     scheme_version: Mapped[int | None] = mapped_column(Integer)
     evaluated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     next_review_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -42,8 +42,13 @@ class ClassChange(Base):
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Position in the change feed, given by the (single) relay when the change is
+    # announced: the feed only ever grows at its end (no late, lower positions).
+    feed_seq: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         Index("ix_class_changes_unpublished", "seq", postgresql_where="published_at IS NULL"),
         Index("ix_class_changes_customer", "customer_id", "seq"),
+        Index("uq_class_changes_feed", "feed_seq", unique=True),
+        Index("ix_class_changes_flows", "dimension", "occurred_at"),
     )

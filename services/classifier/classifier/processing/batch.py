@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -88,11 +88,23 @@ class BatchProcessor:
         return BatchResult(len(processed), duplicates, changes)
 
     async def reevaluate(
-        self, customer_ids: Sequence[str], now: int, reason: ChangeReason
+        self,
+        customer_ids: Sequence[str],
+        now: int,
+        reason: ChangeReason,
+        *,
+        announce: bool = True,
+        prepare: Callable[[dict[str, CustomerState]], None] | None = None,
     ) -> list[Change]:
-        """Bring customers up to `now`, then re-evaluate them under the active scheme."""
+        """Bring customers up to `now`, then re-evaluate them under the active scheme.
+
+        `prepare` may edit the locked states first (e.g. set an override);
+        `announce=False` records no outbox rows (a silent re-baseline).
+        """
         async with unit_of_work(self._sessions) as session:
             states = await repository.load_states(session, customer_ids)
+            if prepare is not None:
+                prepare(states)
             scheme = await self._schemes.active(session)
             cutoffs = await repository.load_cutoffs(session, scheme.version)
             changes: list[Change] = []
@@ -101,7 +113,7 @@ class BatchProcessor:
                 at = max(now, state.evaluated_at or now)
                 changes += reclassify(state, scheme, at, reason, cutoffs=cutoffs)
             await repository.save_states(session, states.values())
-            await repository.record_changes(session, changes)
+            await repository.record_changes(session, changes, announce=announce)
             return changes
 
     async def review_due(

@@ -137,6 +137,7 @@ async def recompute(
     progress: Progress | None = None,
     page: int = 500,
     reason: ChangeReason = ChangeReason.SCHEME_CHANGE,
+    announce: bool = True,
 ) -> int:
     """Re-evaluate every customer under the active scheme at now; returns the changes."""
     processor = BatchProcessor(sessions, SchemeCache())
@@ -149,7 +150,7 @@ async def recompute(
             ids = await repository.customer_ids_page(session, after=after, limit=page)
         if not ids:
             return changes
-        changes += len(await processor.reevaluate(ids, clock(), reason))
+        changes += len(await processor.reevaluate(ids, clock(), reason, announce=announce))
         done += len(ids)
         after = ids[-1]
         if progress:

@@ -51,6 +51,7 @@ def _state_from_row(row: Any) -> CustomerState:
         next_review_at=to_micros(row.next_review_at) if row.next_review_at else None,
         last_event_id=row.last_event_id,
         kafka_partition=row.kafka_partition,
+        overrides=dict(row.overrides),
     )
 
 
@@ -64,6 +65,7 @@ STATE_COLUMNS = (
     Customer.next_review_at,
     Customer.last_event_id,
     Customer.kafka_partition,
+    Customer.overrides,
 )
 
 
@@ -120,6 +122,7 @@ async def save_states(session: AsyncSession, states: Iterable[CustomerState]) ->
                 "next_review_at": instant(s.next_review_at),
                 "last_event_id": s.last_event_id,
                 "kafka_partition": s.kafka_partition,
+                "overrides": s.overrides,
             }
         )
     if not rows:
@@ -135,30 +138,37 @@ async def save_states(session: AsyncSession, states: Iterable[CustomerState]) ->
     await session.execute(stmt, rows)
 
 
-async def record_changes(session: AsyncSession, changes: Sequence[Change]) -> None:
-    """Write outbox rows, current-class rows and history periods for these changes."""
+async def record_changes(
+    session: AsyncSession, changes: Sequence[Change], *, announce: bool = True
+) -> None:
+    """Write outbox rows, current-class rows and history periods for these changes.
+
+    `announce=False` (a silent re-baseline) keeps history and current classes
+    but writes no outbox row: nothing reaches the topic or the change feed.
+    """
     if not changes:
         return
     # Core insert without ON CONFLICT: the inbox makes every change computed
     # once, so a duplicate id is a bug to fail on, and plain inserts batch best.
-    await session.execute(
-        insert(CHANGES),
-        [
-            {
-                "change_id": c.change_id,
-                "customer_id": c.customer_id,
-                "dimension": c.dimension,
-                "old_class": c.old_class,
-                "new_class": c.new_class,
-                "scheme_version": c.scheme_version,
-                "reason": c.reason.value,
-                "event_id": c.event_id,
-                "rule": c.rule,
-                "occurred_at": from_micros(c.at),
-            }
-            for c in changes
-        ],
-    )
+    if announce:
+        await session.execute(
+            insert(CHANGES),
+            [
+                {
+                    "change_id": c.change_id,
+                    "customer_id": c.customer_id,
+                    "dimension": c.dimension,
+                    "old_class": c.old_class,
+                    "new_class": c.new_class,
+                    "scheme_version": c.scheme_version,
+                    "reason": c.reason.value,
+                    "event_id": c.event_id,
+                    "rule": c.rule,
+                    "occurred_at": from_micros(c.at),
+                }
+                for c in changes
+            ],
+        )
     latest: dict[tuple[str, str], Change] = {}
     for c in changes:
         latest[(c.customer_id, c.dimension)] = c

@@ -16,7 +16,13 @@ from classifier.clock import Clock
 from classifier.config import ClassifierSettings
 from classifier.consumer.progress import PartitionProgress
 from classifier.db import unit_of_work
-from classifier.engine import compute_cutoffs, from_micros, rank_dimensions
+from classifier.engine import (
+    CompiledScheme,
+    compute_cutoffs,
+    from_micros,
+    rank_dimensions,
+)
+from classifier.engine.scheme import CompiledDimension
 from classifier.metrics import CLASS_CHANGES
 from classifier.models import Customer, CustomerClass, PopulationCutoffs
 from classifier.processing.batch import BatchProcessor
@@ -24,6 +30,40 @@ from classifier.schemes.service import SchemeCache
 
 log = logging.getLogger(__name__)
 CUTOFF_LOCK = 7_003
+
+
+async def population_cutoffs(
+    session: AsyncSession, scheme: CompiledScheme
+) -> list[tuple[CompiledDimension, dict[str, float]]]:
+    """Cut-offs of the scheme's rank dimensions over the stored feature values."""
+    result = []
+    for dim in rank_dimensions(scheme):
+        spec = dim.spec.rank
+        assert spec is not None
+        value = cast(Customer.features[spec.feature].astext, Float)
+        values = [v for v in await session.scalars(select(value)) if v is not None]
+        result.append((dim, compute_cutoffs(dim, values)))
+    return result
+
+
+async def store_cutoffs(
+    session: AsyncSession, scheme: CompiledScheme
+) -> list[tuple[CompiledDimension, dict[str, float]]]:
+    """Compute and store the rank cut-offs the scheme's evaluations use."""
+    computed = await population_cutoffs(session, scheme)
+    for dim, cuts in computed:
+        now = datetime.now(UTC)
+        await session.execute(
+            insert(PopulationCutoffs)
+            .values(
+                dimension=dim.name, scheme_version=scheme.version, cutoffs=cuts, computed_at=now
+            )
+            .on_conflict_do_update(
+                index_elements=[PopulationCutoffs.dimension],
+                set_={"scheme_version": scheme.version, "cutoffs": cuts, "computed_at": now},
+            )
+        )
+    return computed
 
 
 class ReviewScheduler:
@@ -76,29 +116,9 @@ class ReviewScheduler:
             ):
                 return 0
             scheme = await self._schemes.active(session)
-            for dim in rank_dimensions(scheme):
+            for dim, cuts in await store_cutoffs(session, scheme):
                 spec = dim.spec.rank
                 assert spec is not None
-                value = cast(Customer.features[spec.feature].astext, Float)
-                values = [v for v in await session.scalars(select(value)) if v is not None]
-                cuts = compute_cutoffs(dim, values)
-                await session.execute(
-                    insert(PopulationCutoffs)
-                    .values(
-                        dimension=dim.name,
-                        scheme_version=scheme.version,
-                        cutoffs=cuts,
-                        computed_at=datetime.now(UTC),
-                    )
-                    .on_conflict_do_update(
-                        index_elements=[PopulationCutoffs.dimension],
-                        set_={
-                            "scheme_version": scheme.version,
-                            "cutoffs": cuts,
-                            "computed_at": datetime.now(UTC),
-                        },
-                    )
-                )
                 flagged += await self._flag_flips(
                     session,
                     dim.name,

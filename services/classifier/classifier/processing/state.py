@@ -16,6 +16,7 @@ from typing import Any
 from classifier.engine import (
     CompiledScheme,
     CustomerFacts,
+    Override,
     PriorClass,
     evaluate,
     from_micros,
@@ -55,7 +56,15 @@ class CustomerState:
     next_review_at: int | None = None
     last_event_id: str | None = None
     kafka_partition: int | None = None
+    # Manual classes: dimension -> {"class", "reason", "expires_at" (µs or None), "set_at"}.
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     dirty: bool = False
+
+    def active_overrides(self) -> dict[str, Override]:
+        return {
+            dim: Override(o["class"], o.get("expires_at"), o.get("reason", ""))
+            for dim, o in self.overrides.items()
+        }
 
 
 def change_id(
@@ -77,7 +86,14 @@ def reclassify(
 ) -> list[Change]:
     """Evaluate the scheme at `at`, store the results, and return what changed."""
     previous = {dim: PriorClass(c["class"], c["since"]) for dim, c in state.classes.items()}
-    result = evaluate(scheme, state.facts, at, previous=previous, cutoffs=cutoffs)
+    result = evaluate(
+        scheme,
+        state.facts,
+        at,
+        previous=previous,
+        cutoffs=cutoffs,
+        overrides=state.active_overrides() if state.overrides else None,
+    )
     changes: list[Change] = []
     for dim, res in result.classes.items():
         old = state.classes.get(dim)

@@ -1,0 +1,123 @@
+"""API keys: `read` or `admin` scope, stored as SHA-256 hashes, checked per request.
+
+A key is `ck_<id>_<secret>`; only its hash is stored, so the database never
+holds a usable key. Clients send `Authorization: Bearer <key>` or `X-API-Key`.
+A verified key is trusted for `api_key_cache_seconds` (revocation takes at most
+that long to bite) so hot lookups do not pay a query for the key each time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from classifier.config import ClassifierSettings
+from classifier.db import unit_of_work
+from classifier.errors import Forbidden, Unauthenticated
+from classifier.models import ApiKey
+
+SCOPES = ("read", "admin")
+_bearer = HTTPBearer(auto_error=False, description="An API key as a bearer token.")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    scope: str
+
+
+async def create_key(
+    sessions: async_sessionmaker[AsyncSession], name: str, scope: str
+) -> tuple[str, str]:
+    """Store a new key's hash; return (id, key). The key is shown once, never stored."""
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
+    key_id = secrets.token_hex(6)
+    key = f"ck_{key_id}_{secrets.token_urlsafe(24)}"
+    async with unit_of_work(sessions) as session:
+        session.add(ApiKey(id=key_id, name=name, key_hash=hash_key(key), scope=scope))
+    return key_id, key
+
+
+async def revoke_key(sessions: async_sessionmaker[AsyncSession], key_id: str) -> bool:
+    async with unit_of_work(sessions) as session:
+        result = await session.execute(
+            update(ApiKey)
+            .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=datetime.now(UTC))
+        )
+    return bool(getattr(result, "rowcount", 0))
+
+
+class KeyVerifier:
+    """Looks keys up by hash, with a short-lived cache of verified ones."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], ttl: float) -> None:
+        self._sessions = sessions
+        self._ttl = ttl
+        self._cache: dict[str, tuple[float, Principal]] = {}
+
+    async def verify(self, key: str) -> Principal | None:
+        digest = hash_key(key)
+        hit = self._cache.get(digest)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        async with self._sessions() as session:
+            row = await session.scalar(
+                select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+            )
+        if row is None:
+            self._cache.pop(digest, None)
+            return None
+        principal = Principal(row.id, row.scope)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (now + self._ttl, principal)
+        return principal
+
+
+async def current_principal(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    header: Annotated[str | None, Depends(_header)],
+) -> Principal:
+    settings = cast(ClassifierSettings, request.app.state.settings)
+    if not settings.auth_enabled:
+        return Principal("anonymous", "admin")
+    key = header or (bearer.credentials if bearer else None)
+    if not key:
+        raise Unauthenticated("send an API key: Authorization: Bearer <key> or X-API-Key")
+    verifier = cast(KeyVerifier, request.app.state.key_verifier)
+    principal = await verifier.verify(key)
+    if principal is None:
+        raise Unauthenticated("unknown or revoked API key")
+    return principal
+
+
+async def require_read(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    return principal  # both scopes may read
+
+
+async def require_admin(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    if principal.scope != "admin":
+        raise Forbidden("this operation needs an API key with the admin scope")
+    return principal
+
+
+ReadAccess = Depends(require_read)
+AdminAccess = Depends(require_admin)

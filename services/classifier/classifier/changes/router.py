@@ -1,0 +1,160 @@
+"""The change feed: cursor pages of announced class changes, and a live SSE stream.
+
+Positions (`id`) are given by the outbox relay when a change is announced on
+Kafka, in announcement order, so a reader that resumes after the last id it saw
+(a cursor, or SSE's Last-Event-ID) never misses a change and never sees one twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, cast
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from classifier.auth import ReadAccess
+from classifier.db import SessionDep
+from classifier.errors import BadRequest
+from classifier.models import ClassChange
+
+router = APIRouter(prefix="/v1/changes", tags=["changes"], dependencies=[ReadAccess])
+POLL_SECONDS = 0.25
+HEARTBEAT_SECONDS = 15.0
+
+
+class ChangeOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: int = Field(description="Feed position; resume after it.")
+    change_id: str
+    customer_id: str
+    dimension: str
+    from_class: str | None = Field(alias="from")
+    to_class: str = Field(alias="to")
+    reason: str
+    rule: str | None
+    event_id: str | None
+    scheme_version: int
+    occurred_at: datetime
+
+
+class FeedPage(BaseModel):
+    changes: list[ChangeOut]
+    next_cursor: int = Field(description="Pass as `after` to continue (also when empty).")
+
+
+def _out(row: ClassChange) -> ChangeOut:
+    assert row.feed_seq is not None
+    return ChangeOut(
+        id=row.feed_seq,
+        change_id=row.change_id,
+        customer_id=row.customer_id,
+        dimension=row.dimension,
+        from_class=row.old_class,
+        to_class=row.new_class,
+        reason=row.reason,
+        rule=row.rule,
+        event_id=row.event_id,
+        scheme_version=row.scheme_version,
+        occurred_at=row.occurred_at,
+    )
+
+
+def _query(
+    after: int, limit: int, dimension: str | None, cls: str | None, reason: str | None
+) -> Select[ClassChange]:
+    stmt = select(ClassChange).where(ClassChange.feed_seq > after)
+    if dimension:
+        stmt = stmt.where(ClassChange.dimension == dimension)
+    if cls:
+        stmt = stmt.where(ClassChange.new_class == cls)
+    if reason:
+        stmt = stmt.where(ClassChange.reason == reason)
+    return stmt.order_by(ClassChange.feed_seq).limit(limit)
+
+
+Dimension = Annotated[str | None, Query(max_length=64)]
+ClassFilter = Annotated[str | None, Query(alias="class", max_length=64, description="New class.")]
+Reason = Annotated[
+    str | None, Query(pattern="^(event|time|scheme_change|override|merge)$", description="Why.")
+]
+
+
+@router.get("")
+async def feed(
+    session: SessionDep,
+    after: Annotated[int, Query(ge=0, description="Last id seen; 0 from the start.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    dimension: Dimension = None,
+    cls: ClassFilter = None,
+    reason: Reason = None,
+) -> FeedPage:
+    """Announced class changes after a cursor, oldest first."""
+    rows = list(await session.scalars(_query(after, limit, dimension, cls, reason)))
+    return FeedPage(
+        changes=[_out(r) for r in rows], next_cursor=rows[-1].feed_seq if rows else after
+    )
+
+
+@router.get(
+    "/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "SSE stream."}},
+)
+async def stream(
+    request: Request,
+    after: Annotated[int | None, Query(ge=0, description="Start after this id.")] = None,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+    max_events: Annotated[
+        int | None, Query(ge=1, le=100_000, description="Close after this many (catch-up).")
+    ] = None,
+    dimension: Dimension = None,
+    cls: ClassFilter = None,
+    reason: Reason = None,
+) -> StreamingResponse:
+    """Live class changes as Server-Sent Events (`id` = feed position, `event:
+    class_changed`). Reconnect with `Last-Event-ID` to resume without gaps."""
+    cursor = after or 0
+    if last_event_id:
+        if not last_event_id.isdigit():
+            raise BadRequest("Last-Event-ID must be an id this stream sent")
+        cursor = max(cursor, int(last_event_id))
+    sessions = cast(async_sessionmaker[AsyncSession], request.app.state.sessions)
+
+    async def events() -> AsyncIterator[bytes]:
+        nonlocal cursor
+        sent = 0
+        idle = 0.0
+        yield b"retry: 1000\n\n"
+        while not await request.is_disconnected():
+            async with sessions() as session:
+                rows = list(await session.scalars(_query(cursor, 500, dimension, cls, reason)))
+            for row in rows:
+                change = _out(row)
+                data = orjson.dumps(change.model_dump(mode="json", by_alias=True))
+                yield b"id: %d\nevent: class_changed\ndata: %s\n\n" % (change.id, data)
+                cursor = change.id
+                sent += 1
+                if max_events is not None and sent >= max_events:
+                    return
+            if rows:
+                idle = 0.0
+                continue
+            await asyncio.sleep(POLL_SECONDS)
+            idle += POLL_SECONDS
+            if idle >= HEARTBEAT_SECONDS:
+                idle = 0.0
+                yield b": keep-alive\n\n"
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

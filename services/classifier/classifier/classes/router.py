@@ -1,0 +1,180 @@
+"""Class membership, counts and flows: answered from indexed tables."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sqlalchemy import and_, exists, func, select
+from sqlalchemy.orm import aliased
+
+from classifier.auth import ReadAccess
+from classifier.db import SessionDep
+from classifier.errors import BadRequest
+from classifier.models import ClassChange, CustomerClass
+from eventschemas.problems import Problem
+
+router = APIRouter(prefix="/v1/classes", tags=["classes"], dependencies=[ReadAccess])
+Name = Annotated[str, Path(min_length=1, max_length=64)]
+MAX_FILTERS = 8
+
+
+class Member(BaseModel):
+    customer_id: str
+    since: datetime
+
+
+class MembersOut(BaseModel):
+    dimension: str
+    cls: str = Field(alias="class")
+    filters: dict[str, str]
+    members: list[Member]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end.")
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class ClassCount(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    cls: str = Field(alias="class")
+    count: int
+
+
+class CountsOut(BaseModel):
+    dimensions: dict[str, list[ClassCount]]
+
+
+class Flow(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_class: str | None = Field(alias="from", description="null: the customer's first class.")
+    to_class: str = Field(alias="to")
+    count: int
+
+
+class FlowsOut(BaseModel):
+    dimension: str
+    since: datetime
+    until: datetime
+    flows: list[Flow]
+
+
+def _encode(customer_id: str) -> str:
+    return base64.urlsafe_b64encode(customer_id.encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise BadRequest("cursor is not one this API returned") from exc
+
+
+def _filters(where: list[str]) -> dict[str, str]:
+    filters: dict[str, str] = {}
+    if len(where) > MAX_FILTERS:
+        raise BadRequest(f"at most {MAX_FILTERS} filters")
+    for item in where:
+        dim, sep, cls = item.partition(":")
+        if not sep or not dim or not cls:
+            raise BadRequest(f"filter {item!r} is not dimension:class")
+        filters[dim] = cls
+    return filters
+
+
+@router.get(
+    "/{dimension}/{cls}/members", responses={400: {"model": Problem, "description": "Bad filter."}}
+)
+async def members(
+    dimension: Name,
+    cls: Name,
+    session: SessionDep,
+    where: Annotated[
+        list[str],
+        Query(
+            description="More dimension:class conditions, all must hold (e.g. abc_tier:A).",
+            max_length=MAX_FILTERS,
+        ),
+    ] = [],  # noqa: B006 (FastAPI copies defaults)
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> MembersOut:
+    """Customers holding a class, ordered by id, keyset-paginated (stable while classes
+    change: a page never repeats or skips customers that did not move)."""
+    filters = _filters(where)
+    stmt = select(CustomerClass.customer_id, CustomerClass.since).where(
+        CustomerClass.dimension == dimension, CustomerClass.cls == cls
+    )
+    if cursor:
+        stmt = stmt.where(CustomerClass.customer_id > _decode(cursor))
+    for dim, value in filters.items():
+        other = aliased(CustomerClass)
+        stmt = stmt.where(
+            exists().where(
+                and_(
+                    other.customer_id == CustomerClass.customer_id,
+                    other.dimension == dim,
+                    other.cls == value,
+                )
+            )
+        )
+    rows = (await session.execute(stmt.order_by(CustomerClass.customer_id).limit(limit + 1))).all()
+    page = rows[:limit]
+    return MembersOut(
+        dimension=dimension,
+        cls=cls,
+        filters=filters,
+        members=[Member(customer_id=r.customer_id, since=r.since) for r in page],
+        next_cursor=_encode(page[-1].customer_id) if len(rows) > limit else None,
+    )
+
+
+@router.get("/counts")
+async def counts(
+    session: SessionDep,
+    dimension: Annotated[str | None, Query(max_length=64)] = None,
+) -> CountsOut:
+    """How many customers hold each class, per dimension."""
+    stmt = select(CustomerClass.dimension, CustomerClass.cls, func.count()).group_by(
+        CustomerClass.dimension, CustomerClass.cls
+    )
+    if dimension:
+        stmt = stmt.where(CustomerClass.dimension == dimension)
+    result: dict[str, list[ClassCount]] = {}
+    for dim, cls, n in (await session.execute(stmt.order_by(CustomerClass.dimension))).all():
+        result.setdefault(dim, []).append(ClassCount(cls=cls, count=n))
+    return CountsOut(dimensions=result)
+
+
+@router.get("/{dimension}/flows", responses={400: {"model": Problem}})
+async def flows(
+    dimension: Name,
+    session: SessionDep,
+    since: Annotated[AwareDatetime, Query(description="Start of the period (inclusive).")],
+    until: Annotated[AwareDatetime, Query(description="End of the period (exclusive).")],
+) -> FlowsOut:
+    """How many customers moved from one class to another in a period (announced changes)."""
+    if until <= since:
+        raise BadRequest("until must be after since")
+    stmt = (
+        select(ClassChange.old_class, ClassChange.new_class, func.count())
+        .where(
+            ClassChange.dimension == dimension,
+            ClassChange.occurred_at >= since,
+            ClassChange.occurred_at < until,
+        )
+        .group_by(ClassChange.old_class, ClassChange.new_class)
+        .order_by(func.count().desc())
+    )
+    rows = (await session.execute(stmt)).all()
+    return FlowsOut(
+        dimension=dimension,
+        since=since,
+        until=until,
+        flows=[Flow(from_class=o, to_class=n, count=c) for o, n, c in rows],
+    )

@@ -1,0 +1,323 @@
+"""Scheme lifecycle for the API: drafts, preview (no writes), background activation."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from classifier.clock import Clock
+from classifier.db import unit_of_work
+from classifier.engine import CustomerFacts, PriorClass, evaluate, parse_scheme
+from classifier.engine.scheme import CompiledScheme, SchemeError
+from classifier.errors import Conflict, NotFound
+from classifier.models import Customer, SchemeActivation, SchemeVersion
+from classifier.processing.replay import recompute
+from classifier.processing.scheduler import population_cutoffs, store_cutoffs
+from classifier.processing.state import CustomerState
+from classifier.schemes import repository
+from eventschemas.problems import FieldError, InvalidInput
+
+log = logging.getLogger(__name__)
+ACTIVATION_LOCK = 7_003
+PREVIEW_PAGE = 1000
+SAMPLES = 5
+
+
+class SchemeSummary(BaseModel):
+    version: int
+    name: str
+    status: str = Field(description="draft, active or retired")
+    created_at: datetime
+    activated_at: datetime | None
+
+
+class SchemeOut(SchemeSummary):
+    source: str = Field(description="The scheme as uploaded (YAML or JSON).")
+    spec: dict[str, Any] = Field(description="The validated scheme.")
+
+
+class SchemeList(BaseModel):
+    schemes: list[SchemeSummary]
+
+
+class TransitionCount(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_class: str | None = Field(alias="from")
+    to_class: str = Field(alias="to")
+    count: int
+    sample_customer_ids: list[str]
+
+
+class DimensionImpact(BaseModel):
+    changed: int
+    unchanged: int
+    transitions: list[TransitionCount] = Field(description="from -> to counts, changes only.")
+
+
+class PreviewOut(BaseModel):
+    version: int
+    against_version: int | None
+    customers: int
+    evaluated_at: datetime
+    dimensions: dict[str, DimensionImpact]
+
+
+class ActivateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    silent: bool = Field(
+        default=False,
+        description="Re-baseline without emitting change events (history is still kept).",
+    )
+
+
+class ActivationOut(BaseModel):
+    id: int
+    version: int
+    previous_version: int | None
+    silent: bool
+    status: str = Field(description="running, succeeded or failed")
+    total: int
+    done: int
+    changes: int
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+def summary(row: SchemeVersion) -> SchemeSummary:
+    return SchemeSummary(
+        version=row.version,
+        name=row.name,
+        status=row.status,
+        created_at=row.created_at,
+        activated_at=row.activated_at,
+    )
+
+
+def compile_row(row: SchemeVersion) -> CompiledScheme:
+    compiled = parse_scheme(row.source)
+    if compiled.version != row.version:
+        compiled.spec = compiled.spec.model_copy(update={"version": row.version})
+    return compiled
+
+
+async def get_row(session: AsyncSession, version: int) -> SchemeVersion:
+    row = await session.get(SchemeVersion, version)
+    if row is None:
+        raise NotFound(f"no scheme version {version}")
+    return row
+
+
+async def create_draft(session: AsyncSession, source: str) -> SchemeOut:
+    """Validate and store a draft under the next version number."""
+    try:
+        compiled = parse_scheme(source)
+    except SchemeError as exc:
+        errors = []
+        for line in exc.errors:
+            path, _, message = line.partition(": ")
+            errors.append(FieldError(field=path, location=f"body.{path}", message=message))
+        raise SchemeInvalid(f"{len(errors)} problem(s): {exc.errors[0]}", errors=errors) from exc
+    version = await repository.latest_version(session) + 1
+    row = SchemeVersion(version=version, name=compiled.spec.name, source=source, status="draft")
+    session.add(row)
+    await session.commit()
+    await session.refresh(row)
+    spec = compiled.spec.model_copy(update={"version": version})
+    return SchemeOut(**summary(row).model_dump(), source=source, spec=spec.model_dump(mode="json"))
+
+
+class SchemeInvalid(InvalidInput):
+    def __init__(self, detail: str, errors: list[FieldError]) -> None:
+        Exception.__init__(self, detail)
+        self.detail, self.headers, self.errors = detail, {}, errors
+
+
+def _evaluate_page(
+    scheme: CompiledScheme,
+    rows: list[Any],
+    now: int,
+    cutoffs: dict[str, dict[str, float]],
+) -> list[tuple[str, dict[str, str], dict[str, str]]]:
+    """(id, current classes, draft classes) per customer: pure CPU, run in a thread."""
+    out = []
+    for row in rows:
+        state = CustomerState(row.id, CustomerFacts.from_doc(row.id, row.facts))
+        state.overrides = dict(row.overrides)
+        previous = {d: PriorClass(c["class"], c["since"]) for d, c in row.classes.items()}
+        result = evaluate(
+            scheme,
+            state.facts,
+            now,
+            previous=previous,
+            cutoffs=cutoffs,
+            overrides=state.active_overrides() or None,
+        )
+        current = {d: c["class"] for d, c in row.classes.items()}
+        out.append((row.id, current, {d: r.cls for d, r in result.classes.items()}))
+    return out
+
+
+async def preview(
+    sessions: async_sessionmaker[AsyncSession], version: int, clock: Clock
+) -> PreviewOut:
+    """Evaluate every customer under `version` now, in a read-only transaction; write nothing."""
+    now = clock()
+    async with sessions() as session:
+        await session.execute(text("SET TRANSACTION READ ONLY"))
+        row = await get_row(session, version)
+        scheme = compile_row(row)
+        active = await repository.get_active_version(session)
+        cutoffs = {d.name: c for d, c in await population_cutoffs(session, scheme)}
+        counts: dict[str, Counter[tuple[str | None, str]]] = defaultdict(Counter)
+        samples: dict[tuple[str, str | None, str], list[str]] = defaultdict(list)
+        total = 0
+        after = ""
+        while True:
+            rows = (
+                await session.execute(
+                    select(Customer.id, Customer.facts, Customer.classes, Customer.overrides)
+                    .where(Customer.id > after)
+                    .order_by(Customer.id)
+                    .limit(PREVIEW_PAGE)
+                )
+            ).all()
+            if not rows:
+                break
+            after = rows[-1].id
+            total += len(rows)
+            for cid, current, proposed in await asyncio.to_thread(
+                _evaluate_page, scheme, list(rows), now, cutoffs
+            ):
+                for dim, cls in proposed.items():
+                    key = (current.get(dim), cls)
+                    counts[dim][key] += 1
+                    bucket = samples[(dim, *key)]
+                    if key[0] != cls and len(bucket) < SAMPLES:
+                        bucket.append(cid)
+        await session.rollback()
+    dimensions = {}
+    for dim in scheme.dimensions:
+        pairs = counts.get(dim, Counter())
+        changed = sum(n for (old, new), n in pairs.items() if old != new)
+        dimensions[dim] = DimensionImpact(
+            changed=changed,
+            unchanged=sum(pairs.values()) - changed,
+            transitions=[
+                TransitionCount(
+                    from_class=old,
+                    to_class=new,
+                    count=n,
+                    sample_customer_ids=samples[(dim, old, new)],
+                )
+                for (old, new), n in sorted(pairs.items(), key=lambda kv: -kv[1])
+                if old != new
+            ],
+        )
+    return PreviewOut(
+        version=version,
+        against_version=active,
+        customers=total,
+        evaluated_at=datetime.fromtimestamp(now / 1e6, UTC),
+        dimensions=dimensions,
+    )
+
+
+def activation_out(row: SchemeActivation) -> ActivationOut:
+    return ActivationOut.model_validate(row, from_attributes=True)
+
+
+async def start_activation(
+    sessions: async_sessionmaker[AsyncSession], version: int, silent: bool
+) -> SchemeActivation:
+    """Switch the active version and record a running activation (one at a time)."""
+    try:
+        async with unit_of_work(sessions) as session:
+            await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ACTIVATION_LOCK})
+            running = await session.scalar(
+                select(SchemeActivation).where(SchemeActivation.status == "running")
+            )
+            if running is not None:
+                raise Conflict(
+                    f"activation {running.id} (version {running.version}) is still running"
+                )
+            row = await get_row(session, version)
+            compile_row(row)  # stored drafts were validated; refuse a corrupt one anyway
+            previous = await repository.get_active_version(session)
+            if previous == version:
+                raise Conflict(f"version {version} is already active")
+            await session.execute(
+                update(SchemeVersion)
+                .where(SchemeVersion.status == "active")
+                .values(status="retired")
+            )
+            row.status, row.activated_at = "active", datetime.now(UTC)
+            total = await session.scalar(select(text("count(*)")).select_from(Customer))
+            activation = SchemeActivation(
+                version=version,
+                previous_version=previous,
+                silent=silent,
+                status="running",
+                total=int(total or 0),
+            )
+            session.add(activation)
+            await session.flush()
+            await store_cutoffs(session, compile_row(row))
+            await session.refresh(activation)
+            return activation
+    except IntegrityError as exc:  # a concurrent activation won the unique index
+        raise Conflict("another activation is running") from exc
+
+
+async def run_activation(
+    sessions: async_sessionmaker[AsyncSession], activation_id: int, silent: bool, clock: Clock
+) -> None:
+    """Re-evaluate everyone under the now active version, recording progress."""
+
+    async def set_progress(**values: Any) -> None:
+        async with unit_of_work(sessions) as session:
+            await session.execute(
+                update(SchemeActivation)
+                .where(SchemeActivation.id == activation_id)
+                .values(**values)
+            )
+
+    pending: set[asyncio.Task[None]] = set()
+    done = 0
+
+    def on_page(count: int, _total: int) -> None:
+        nonlocal done
+        done = count
+        task = asyncio.get_running_loop().create_task(set_progress(done=count))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    try:
+        changes = await recompute(sessions, clock, progress=on_page, announce=not silent)
+        await asyncio.gather(*pending)
+        await set_progress(
+            status="succeeded", done=done, changes=changes, finished_at=datetime.now(UTC)
+        )
+    except Exception as exc:
+        log.exception("activation %s failed", activation_id)
+        await set_progress(status="failed", error=type(exc).__name__, finished_at=datetime.now(UTC))
+
+
+async def fail_interrupted(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """An activation left running by a process that died is marked failed at start-up."""
+    async with unit_of_work(sessions) as session:
+        await session.execute(
+            update(SchemeActivation)
+            .where(SchemeActivation.status == "running")
+            .values(status="failed", error="interrupted", finished_at=datetime.now(UTC))
+        )
