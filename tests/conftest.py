@@ -27,20 +27,14 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from classifier.config import ClassifierSettings
+from classifier.models import Base
 from classifier.topics import ensure_topics
 from ingest.app import create_app as create_ingest_app
 from ingest.config import IngestSettings
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLES = (
-    "customers",
-    "customer_classes",
-    "class_history",
-    "class_changes",
-    "inbox",
-    "population_cutoffs",
-    "schemes",
-)
+# Every table the models define, so a new one is never left holding a test's rows.
+TABLES = tuple(Base.metadata.tables)
 
 
 @pytest.fixture(scope="session")

@@ -99,12 +99,22 @@ class ServiceError(Exception):
         )
 
 
-class InvalidInput(ServiceError):
-    """Input that parsed but breaks a rule, naming the field."""
+class ValidationFailed(ServiceError):
+    """Input that breaks rules; `errors` names each field."""
 
     status = 422
     slug = "validation-error"
     title = "Request validation failed"
+
+
+class BodyTooLarge(ServiceError):
+    status = 413
+    slug = "body-too-large"
+    title = "Request body too large"
+
+
+class InvalidInput(ValidationFailed):
+    """Input that parsed but breaks a rule, naming the field."""
 
     def __init__(self, field: str, message: str, *, location: str = "body") -> None:
         loc = f"{location}.{field}" if location else field

@@ -15,11 +15,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from classifier.app import create_app
-from classifier.auth import create_key, revoke_key
+from classifier.auth import create_key, hash_key, revoke_key
 from classifier.changes.relay import OutboxRelay
 from classifier.config import ClassifierSettings
 from classifier.engine import default_scheme_text
-from classifier.models import ClassChange, Customer
+from classifier.models import ApiKey, ClassChange, Customer
 from classifier.processing.batch import BatchProcessor, Delivery
 from classifier.schemes.service import SchemeCache, ensure_active_scheme
 from eventschemas.events import OrderPlaced
@@ -27,7 +27,6 @@ from tests.kafka_helpers import eventually
 
 pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC).replace(microsecond=0)
-Apply = Callable[[int], Awaitable[list[str]]]
 
 
 def order(customer: str, days_ago: float, amount: str = "100") -> OrderPlaced:
@@ -95,8 +94,10 @@ async def test_keys_scopes_and_revocation(
     assert await revoke_key(sessions, keys["read_id"])
     assert (await api.get("/v1/classes/counts", headers=read)).status_code == 401
     async with sessions() as session:  # only the hash is stored
-        stored = await session.scalar(select(func.count()).where(Customer.id == keys["read"]))
-    assert stored == 0
+        hashes = set(await session.scalars(select(ApiKey.key_hash)))
+    assert len(hashes) == 2
+    assert keys["read"] not in hashes
+    assert hash_key(keys["read"]) in hashes
 
 
 async def test_bulk_lookup_reports_unknown_ids_and_caps_the_size(

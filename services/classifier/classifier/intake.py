@@ -6,7 +6,7 @@ import orjson
 from fastapi import Request
 
 from classifier.errors import ClassifierError
-from eventschemas.problems import InvalidInput
+from eventschemas.problems import BodyTooLarge, InvalidInput
 
 MAX_SCHEME_BYTES = 1_000_000
 
@@ -15,12 +15,6 @@ class UnsupportedMediaType(ClassifierError):
     status = 415
     slug = "unsupported-media-type"
     title = "Unsupported content type"
-
-
-class BodyTooLarge(ClassifierError):
-    status = 413
-    slug = "body-too-large"
-    title = "Request body too large"
 
 
 async def read_text_body(request: Request) -> str:

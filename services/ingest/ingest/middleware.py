@@ -6,14 +6,8 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from eventschemas.http import problem_reason
-from eventschemas.problems import PROBLEM_CONTENT_TYPE, ServiceError
+from eventschemas.problems import PROBLEM_CONTENT_TYPE, BodyTooLarge
 from ingest.metrics import REJECTS, REQUESTS
-
-
-class BodyTooLarge(ServiceError):
-    status = 413
-    slug = "body-too-large"
-    title = "Request body too large"
 
 
 class BodyLimit:

@@ -6,6 +6,7 @@ from typing import Annotated, cast
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import AwareDatetime
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from classifier.auth import AdminAccess, ReadAccess
 from classifier.clock import Clock
@@ -87,16 +88,7 @@ async def put_override(
     session: SessionDep,
 ) -> CustomerOut:
     """Set a manual class with a reason and optional expiry; applies at once (reason `override`)."""
-    state = request.app.state
-    return await service.set_override(
-        session,
-        cast(BatchProcessor, state.processor),
-        cast(SchemeCache, state.schemes),
-        _clock(request),
-        customer_id,
-        dimension,
-        body,
-    )
+    return await _set_override(request, session, customer_id, dimension, body)
 
 
 @router.delete(
@@ -109,6 +101,16 @@ async def delete_override(
     session: SessionDep,
 ) -> CustomerOut:
     """Remove a manual class; the customer is re-evaluated by the scheme at once."""
+    return await _set_override(request, session, customer_id, dimension, None)
+
+
+async def _set_override(
+    request: Request,
+    session: AsyncSession,
+    customer_id: str,
+    dimension: str,
+    body: OverrideIn | None,
+) -> CustomerOut:
     state = request.app.state
     return await service.set_override(
         session,
@@ -117,5 +119,5 @@ async def delete_override(
         _clock(request),
         customer_id,
         dimension,
-        None,
+        body,
     )

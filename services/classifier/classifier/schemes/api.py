@@ -23,7 +23,8 @@ from classifier.processing.replay import recompute
 from classifier.processing.scheduler import population_cutoffs, store_cutoffs
 from classifier.processing.state import CustomerState
 from classifier.schemes import repository
-from eventschemas.problems import FieldError, InvalidInput
+from classifier.schemes.service import compile_stored
+from eventschemas.problems import FieldError, ValidationFailed
 
 log = logging.getLogger(__name__)
 ACTIVATION_LOCK = 7_003
@@ -104,13 +105,6 @@ def summary(row: SchemeVersion) -> SchemeSummary:
     )
 
 
-def compile_row(row: SchemeVersion) -> CompiledScheme:
-    compiled = parse_scheme(row.source)
-    if compiled.version != row.version:
-        compiled.spec = compiled.spec.model_copy(update={"version": row.version})
-    return compiled
-
-
 async def get_row(session: AsyncSession, version: int) -> SchemeVersion:
     row = await session.get(SchemeVersion, version)
     if row is None:
@@ -127,7 +121,7 @@ async def create_draft(session: AsyncSession, source: str) -> SchemeOut:
         for line in exc.errors:
             path, _, message = line.partition(": ")
             errors.append(FieldError(field=path, location=f"body.{path}", message=message))
-        raise SchemeInvalid(f"{len(errors)} problem(s): {exc.errors[0]}", errors=errors) from exc
+        raise ValidationFailed(f"{len(errors)} problem(s): {exc.errors[0]}", errors=errors) from exc
     version = await repository.latest_version(session) + 1
     row = SchemeVersion(version=version, name=compiled.spec.name, source=source, status="draft")
     session.add(row)
@@ -135,12 +129,6 @@ async def create_draft(session: AsyncSession, source: str) -> SchemeOut:
     await session.refresh(row)
     spec = compiled.spec.model_copy(update={"version": version})
     return SchemeOut(**summary(row).model_dump(), source=source, spec=spec.model_dump(mode="json"))
-
-
-class SchemeInvalid(InvalidInput):
-    def __init__(self, detail: str, errors: list[FieldError]) -> None:
-        Exception.__init__(self, detail)
-        self.detail, self.headers, self.errors = detail, {}, errors
 
 
 def _evaluate_page(
@@ -176,7 +164,7 @@ async def preview(
     async with sessions() as session:
         await session.execute(text("SET TRANSACTION READ ONLY"))
         row = await get_row(session, version)
-        scheme = compile_row(row)
+        scheme = compile_stored(row)
         active = await repository.get_active_version(session)
         cutoffs = {d.name: c for d, c in await population_cutoffs(session, scheme)}
         counts: dict[str, Counter[tuple[str | None, str]]] = defaultdict(Counter)
@@ -252,7 +240,7 @@ async def start_activation(
                     f"activation {running.id} (version {running.version}) is still running"
                 )
             row = await get_row(session, version)
-            compile_row(row)  # stored drafts were validated; refuse a corrupt one anyway
+            compile_stored(row)  # stored drafts were validated; refuse a corrupt one anyway
             previous = await repository.get_active_version(session)
             if previous == version:
                 raise Conflict(f"version {version} is already active")
@@ -272,7 +260,7 @@ async def start_activation(
             )
             session.add(activation)
             await session.flush()
-            await store_cutoffs(session, compile_row(row))
+            await store_cutoffs(session, compile_stored(row))
             await session.refresh(activation)
             return activation
     except IntegrityError as exc:  # a concurrent activation won the unique index

@@ -16,6 +16,7 @@ from classifier.errors import NotFound
 from classifier.intake import read_text_body
 from classifier.models import SchemeActivation, SchemeVersion
 from classifier.schemes import api
+from classifier.schemes.service import compile_stored
 from eventschemas.problems import Problem
 
 router = APIRouter(prefix="/v1", tags=["schemes"], dependencies=[ReadAccess])
@@ -37,7 +38,7 @@ async def list_schemes(session: SessionDep) -> api.SchemeList:
 async def get_scheme(version: Version, session: SessionDep) -> api.SchemeOut:
     """One version: its source as uploaded and the validated scheme."""
     row = await api.get_row(session, version)
-    spec = api.compile_row(row).spec.model_dump(mode="json")
+    spec = compile_stored(row).spec.model_dump(mode="json")
     return api.SchemeOut(**api.summary(row).model_dump(), source=row.source, spec=spec)
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from classifier.db import unit_of_work
 from classifier.engine import CompiledScheme, default_scheme_text, parse_scheme
+from classifier.models import SchemeVersion
 from classifier.schemes import repository
 
 log = logging.getLogger(__name__)
@@ -47,9 +48,13 @@ class SchemeCache:
             raise RuntimeError("no active scheme; the worker seeds one at start-up")
         cached = self._compiled.get(row.version)
         if cached is None:
-            compiled = parse_scheme(row.source)
-            # The stored row's version is authoritative (uploads are renumbered).
-            if compiled.version != row.version:
-                compiled.spec = compiled.spec.model_copy(update={"version": row.version})
-            cached = self._compiled[row.version] = compiled
+            cached = self._compiled[row.version] = compile_stored(row)
         return cached
+
+
+def compile_stored(row: SchemeVersion) -> CompiledScheme:
+    """Compile a stored version; the row's number is authoritative (uploads are renumbered)."""
+    compiled = parse_scheme(row.source)
+    if compiled.version != row.version:
+        compiled.spec = compiled.spec.model_copy(update={"version": row.version})
+    return compiled

@@ -9,7 +9,7 @@ import orjson
 from fastapi import APIRouter, Path, Request, Response, status
 from pydantic import SecretStr, ValidationError
 
-from eventschemas.problems import Problem, field_errors
+from eventschemas.problems import Problem, ValidationFailed, field_errors
 from ingest.config import IngestSettings
 from ingest.deps import PublisherDep, SettingsDep
 from ingest.errors import IngestError, InvalidInput
@@ -29,12 +29,6 @@ class UnknownSource(IngestError):
     status = 404
     slug = "unknown-source"
     title = "No such webhook source"
-
-
-class WebhookInvalid(IngestError):
-    status = 422
-    slug = "validation-error"
-    title = "Request validation failed"
 
 
 def _content_type(request: Request) -> str:
@@ -153,7 +147,7 @@ async def receive_webhook(
         mapped = _map(source, request, body, settings)
     except ValidationError as exc:
         errors = field_errors([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()])
-        raise WebhookInvalid(
+        raise ValidationFailed(
             "; ".join(f"{e.field}: {e.message}" for e in errors[:5]), errors=errors
         ) from exc
     envelopes = [m.event.to_envelope(f"crm/{source}") for m in mapped if m.event is not None]
