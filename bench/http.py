@@ -18,7 +18,6 @@ import os
 import socket
 import statistics
 import sys
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -29,6 +28,7 @@ import asyncpg
 import httpx
 import orjson
 
+from bench import loadgen
 from bench.infra import ROOT, create_database, drop_database, dsn
 from classifier.auth import create_key
 from classifier.config import ClassifierSettings
@@ -65,26 +65,6 @@ async def start_api(app: str, env: dict[str, str], log: Path) -> tuple[Any, str]
     raise RuntimeError(f"{app} did not become ready; see {log}")
 
 
-async def timed_requests(
-    client: httpx.AsyncClient, make: Any, count: int, concurrency: int
-) -> tuple[float, list[float]]:
-    """Run `count` requests, `concurrency` at a time; return wall time and latencies (s)."""
-    latencies: list[float] = []
-    queue = iter(range(count))
-
-    async def runner() -> None:
-        for i in queue:
-            started = time.perf_counter()
-            response = await make(client, i)
-            latencies.append(time.perf_counter() - started)
-            if response.status_code >= 300:
-                raise RuntimeError(f"{response.status_code}: {response.text[:200]}")
-
-    started = time.perf_counter()
-    await asyncio.gather(*(runner() for _ in range(concurrency)))
-    return time.perf_counter() - started, latencies
-
-
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -102,29 +82,21 @@ def order(i: int, run: str) -> dict[str, Any]:
 
 async def bench_intake(url: str, args: argparse.Namespace) -> dict[str, Any]:
     single, batch = [], []
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-        for _ in range(args.rounds):
-            run = uuid.uuid4().hex[:8]
-            wall, _ = await timed_requests(
-                client,
-                lambda c, i, run=run: c.post("/v1/orders", json=order(i, run)),
-                args.single_requests,
-                args.concurrency,
-            )
-            single.append(args.single_requests / wall)
+    for _ in range(args.rounds):
+        run = uuid.uuid4().hex[:8]
 
-            async def post_batch(
-                c: httpx.AsyncClient, i: int, run: str = run, size: int = args.batch_size
-            ) -> httpx.Response:
-                body = b"\n".join(orjson.dumps(order(i * size + k, run)) for k in range(size))
-                return await c.post(
-                    "/v1/orders:batch",
-                    content=body,
-                    headers={"content-type": "application/x-ndjson"},
-                )
+        def single_request(i: int, run: str = run) -> loadgen.Request:
+            return loadgen.Request("POST", "/v1/orders", orjson.dumps(order(i, run)))
 
-            wall, _ = await timed_requests(client, post_batch, args.batches, 4)
-            batch.append(args.batches * args.batch_size / wall)
+        wall, _ = await loadgen.run(url, single_request, args.single_requests, args.concurrency)
+        single.append(args.single_requests / wall)
+
+        def batch_request(i: int, run: str = run, size: int = args.batch_size) -> loadgen.Request:
+            body = b"\n".join(orjson.dumps(order(i * size + k, run)) for k in range(size))
+            return loadgen.Request("POST", "/v1/orders:batch", body, "application/x-ndjson")
+
+        wall, _ = await loadgen.run(url, batch_request, args.batches, 4)
+        batch.append(args.batches * args.batch_size / wall)
     return {
         "single_events_per_s": statistics.median(single),
         "batch_events_per_s": statistics.median(batch),
@@ -184,32 +156,29 @@ async def seed_customers(settings: ClassifierSettings, count: int) -> None:
 async def bench_lookups(url: str, key: str, args: argparse.Namespace) -> dict[str, Any]:
     rounds: list[dict[str, float]] = []
     headers = {"Authorization": f"Bearer {key}"}
-    limits = httpx.Limits(max_connections=args.concurrency)
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30, limits=limits) as c:
-        n = args.customers
-        for r in range(args.rounds):
-            wall, lat = await timed_requests(
-                c,
-                lambda c, i, r=r: c.get(f"/v1/customers/cust-{(i * 7919 + r) % n + 1}"),
-                args.lookups,
-                args.concurrency,
-            )
-            ids = [f"cust-{(k * 104729 + r) % n + 1}" for k in range(1000)]
-            bulk: list[float] = []
-            for _ in range(args.bulk_requests):
-                started = time.perf_counter()
-                response = await c.post("/v1/customers:lookup", json={"ids": ids})
-                bulk.append(time.perf_counter() - started)
-                assert len(response.json()["customers"]) == 1000
-            rounds.append(
-                {
-                    "rps": args.lookups / wall,
-                    "p50_ms": pct(lat, 0.5) * 1000,
-                    "p99_ms": pct(lat, 0.99) * 1000,
-                    "bulk_p50_ms": pct(bulk, 0.5) * 1000,
-                    "bulk_p99_ms": pct(bulk, 0.99) * 1000,
-                }
-            )
+    n = args.customers
+    for r in range(args.rounds):
+
+        def one(i: int, r: int = r) -> loadgen.Request:
+            return loadgen.Request("GET", f"/v1/customers/cust-{(i * 7919 + r) % n + 1}")
+
+        wall, lat = await loadgen.run(url, one, args.lookups, args.concurrency, headers)
+        ids = [f"cust-{(k * 104729 + r) % n + 1}" for k in range(1000)]
+        body = orjson.dumps({"ids": ids})
+
+        def many(i: int, body: bytes = body) -> loadgen.Request:
+            return loadgen.Request("POST", "/v1/customers:lookup", body)
+
+        _, bulk = await loadgen.run(url, many, args.bulk_requests, 1, headers)
+        rounds.append(
+            {
+                "rps": args.lookups / wall,
+                "p50_ms": pct(lat, 0.5) * 1000,
+                "p99_ms": pct(lat, 0.99) * 1000,
+                "bulk_p50_ms": pct(bulk, 0.5) * 1000,
+                "bulk_p99_ms": pct(bulk, 0.99) * 1000,
+            }
+        )
     return {k: statistics.median(r[k] for r in rounds) for k in rounds[0]} | {"rounds": rounds}
 
 

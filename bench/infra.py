@@ -11,13 +11,11 @@ from pathlib import Path
 import asyncpg
 
 from classifier.config import ClassifierSettings
+from classifier.db import dsn
+
+__all__ = ["ROOT", "create_database", "drop_database", "dsn", "service_env"]
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def dsn(url: str) -> str:
-    """An asyncpg DSN from a SQLAlchemy URL."""
-    return url.replace("postgresql+asyncpg://", "postgresql://")
 
 
 async def create_database(base_url: str, prefix: str = "classifier_extra") -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.infra import ROOT, service_env
 
-__all__ = ["ROOT", "service_env", "start", "stop", "worker_command"]
+__all__ = ["BIN", "ROOT", "api_command", "service_env", "start", "stop", "worker_command"]
 
 BIN = Path(sys.executable).parent
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from eventschemas.problems import (
     PROBLEM_CONTENT_TYPE,
@@ -38,6 +41,16 @@ def problem_reason(problem_type: str, status: int) -> str:
     return f"http-{status}"
 
 
+def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Map domain errors, validation errors and HTTP errors to RFC 9457 bodies."""
 
@@ -53,7 +66,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         problem = Problem(title=str(exc.detail), status=exc.status_code, instance=request.url.path)
-        return problem_response(problem, dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(app, request))
+        return problem_response(problem, headers)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s", request.url.path)
@@ -64,3 +80,42 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, on_service_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+
+
+def document_problems(app: FastAPI, secured: Mapping[str, str] | None = None) -> None:
+    """Make the OpenAPI schema say what the handlers above really send.
+
+    Every 4xx/5xx response is documented as `application/problem+json` with the
+    `Problem` schema (FastAPI's default 422 body is replaced: ours is a problem
+    with per-field `errors`), and every operation that takes an API key
+    documents the 401 it answers without a valid one, plus the `secured`
+    {status: description} entries the service answers on every such operation.
+    """
+    always = {"401": "No valid API key.", **(secured or {})}
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = FastAPI.openapi(app)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(problem.pop("$defs", {}))
+        components["Problem"] = problem
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        ref = {"$ref": "#/components/schemas/Problem"}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                if operation.get("security"):
+                    for status, description in always.items():
+                        responses.setdefault(status, {"description": description})
+                for status, response in responses.items():
+                    if status[0] in "45":
+                        response["content"] = {PROBLEM_CONTENT_TYPE: {"schema": ref}}
+                        if status == "422":
+                            response["description"] = "The request is invalid (see `errors`)."
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

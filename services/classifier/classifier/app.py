@@ -6,8 +6,10 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import asyncpg
+import sqlalchemy.exc
 from aiokafka import AIOKafkaClient
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 
 from classifier.auth import KeyVerifier
@@ -15,14 +17,16 @@ from classifier.changes.router import router as changes_router
 from classifier.classes.router import router as classes_router
 from classifier.clock import system_clock
 from classifier.config import ClassifierSettings
+from classifier.customers import reads
 from classifier.customers.router import router as customers_router
-from classifier.db import make_engine, make_sessionmaker
+from classifier.db import dsn, make_engine, make_sessionmaker
+from classifier.errors import database_input_problem
 from classifier.health.router import router as health_router
 from classifier.processing.batch import BatchProcessor
 from classifier.schemes.api import fail_interrupted
 from classifier.schemes.router import router as schemes_router
 from classifier.schemes.service import SchemeCache
-from eventschemas.http import install_problem_handlers
+from eventschemas.http import document_problems, install_problem_handlers, problem_response
 
 
 def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
@@ -38,6 +42,9 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
         app.state.processor = BatchProcessor(sessions, app.state.schemes)
         app.state.key_verifier = KeyVerifier(sessions, settings.api_key_cache_seconds)
         app.state.background = set()
+        app.state.read_pool = await reads.create_pool(
+            dsn(settings.database_url), settings.db_pool_size
+        )
         with contextlib.suppress(Exception):  # the database may not be up yet; readyz says so
             await fail_interrupted(sessions)
         client = AIOKafkaClient(bootstrap_servers=settings.kafka_bootstrap_servers)
@@ -50,6 +57,7 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
             for task in list(app.state.background):
                 task.cancel()
             await client.close()
+            await app.state.read_pool.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -63,6 +71,15 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.clock = system_clock(settings.clock_offset_seconds, settings.clock_frozen_at)
     install_problem_handlers(app)
+    document_problems(app, secured={"400": "A value PostgreSQL cannot hold, e.g. a NUL."})
+
+    async def on_data_error(request: Request, exc: Exception) -> Response:
+        return problem_response(database_input_problem(exc).to_problem(request.url.path))
+
+    # Input the schema allows but PostgreSQL refuses (a NUL in text, a number
+    # beyond bigint) is the client's mistake: a 400 naming it, not a 500.
+    app.add_exception_handler(asyncpg.DataError, on_data_error)
+    app.add_exception_handler(sqlalchemy.exc.DataError, on_data_error)
     app.include_router(health_router)
     app.include_router(customers_router)
     app.include_router(classes_router)

@@ -13,7 +13,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -120,4 +120,9 @@ async def require_admin(principal: Annotated[Principal, Depends(current_principa
 
 
 ReadAccess = Depends(require_read)
+# For the OpenAPI schema of admin operations (the 401 is documented for all; see
+# eventschemas.http.document_problems).
+ADMIN_ONLY: dict[int | str, dict[str, Any]] = {
+    403: {"description": "The API key lacks the admin scope."}
+}
 AdminAccess = Depends(require_admin)

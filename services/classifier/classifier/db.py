@@ -29,6 +29,11 @@ def make_engine(settings: ClassifierSettings) -> AsyncEngine:
     )
 
 
+def dsn(url: str) -> str:
+    """A libpq/asyncpg DSN from the SQLAlchemy URL."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
 def _json_dumps(value: object) -> str:
     # Facts documents and explanations are the bulk of every write: orjson is ~5x json.
     return orjson.dumps(value).decode()

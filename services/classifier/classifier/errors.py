@@ -43,3 +43,15 @@ class Forbidden(ClassifierError):
     status = 403
     slug = "forbidden"
     title = "This API key's scope does not allow this"
+
+
+def database_input_problem(exc: BaseException) -> BadRequest:
+    """The 400 for input PostgreSQL refuses to hold or compare (from a DataError)."""
+    cause = getattr(exc, "orig", None)
+    cause = getattr(cause, "__cause__", None) or cause or exc
+    name = type(cause).__name__
+    if name in ("CharacterNotInRepertoireError", "UntranslatableCharacterError"):
+        return BadRequest("text in the request contains a NUL (\\u0000) character")
+    if "OutOfRange" in name or "out of" in str(cause):
+        return BadRequest("a number or instant in the request is out of range")
+    return BadRequest("a value in the request cannot be stored or compared")

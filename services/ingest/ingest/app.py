@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from eventschemas.http import install_problem_handlers
+from eventschemas.http import document_problems, install_problem_handlers
 from ingest.calls.router import router as calls_router
 from ingest.config import IngestSettings
 from ingest.health.router import router as health_router
@@ -45,6 +45,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_problem_handlers(app)
+    document_problems(app)
     app.include_router(health_router)
     app.include_router(orders_router)
     app.include_router(calls_router)

@@ -80,6 +80,7 @@ def _query(
     return stmt.order_by(ClassChange.feed_seq).limit(limit)
 
 
+MAX_POSITION = 2**63 - 1  # feed positions are bigint
 Dimension = Annotated[str | None, Query(max_length=64)]
 ClassFilter = Annotated[str | None, Query(alias="class", max_length=64, description="New class.")]
 Reason = Annotated[
@@ -90,7 +91,9 @@ Reason = Annotated[
 @router.get("")
 async def feed(
     session: SessionDep,
-    after: Annotated[int, Query(ge=0, description="Last id seen; 0 from the start.")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_POSITION, description="Last id seen; 0 from the start.")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     dimension: Dimension = None,
     cls: ClassFilter = None,
@@ -110,7 +113,9 @@ async def feed(
 )
 async def stream(
     request: Request,
-    after: Annotated[int | None, Query(ge=0, description="Start after this id.")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_POSITION, description="Start after this id.")
+    ] = None,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
     max_events: Annotated[
         int | None, Query(ge=1, le=100_000, description="Close after this many (catch-up).")
@@ -123,7 +128,7 @@ async def stream(
     class_changed`). Reconnect with `Last-Event-ID` to resume without gaps."""
     cursor = after or 0
     if last_event_id:
-        if not last_event_id.isdigit():
+        if not last_event_id.isdigit() or int(last_event_id) > MAX_POSITION:
             raise BadRequest("Last-Event-ID must be an id this stream sent")
         cursor = max(cursor, int(last_event_id))
     sessions = cast(async_sessionmaker[AsyncSession], request.app.state.sessions)

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import aliased
 
@@ -16,6 +16,7 @@ from classifier.auth import ReadAccess
 from classifier.db import SessionDep
 from classifier.errors import BadRequest
 from classifier.models import ClassChange, CustomerClass
+from classifier.params import Instant
 from eventschemas.problems import Problem
 
 router = APIRouter(prefix="/v1/classes", tags=["classes"], dependencies=[ReadAccess])
@@ -155,12 +156,12 @@ async def counts(
 async def flows(
     dimension: Name,
     session: SessionDep,
-    since: Annotated[AwareDatetime, Query(description="Start of the period (inclusive).")],
-    until: Annotated[AwareDatetime, Query(description="End of the period (exclusive).")],
+    since: Annotated[Instant, Query(description="Start of the period (inclusive).")],
+    until: Annotated[Instant, Query(description="End of the period (exclusive).")],
 ) -> FlowsOut:
     """How many customers moved from one class to another in a period (announced changes)."""
-    if until <= since:
-        raise BadRequest("until must be after since")
+    if until < since:
+        raise BadRequest("until lies before since")
     stmt = (
         select(ClassChange.old_class, ClassChange.new_class, func.count())
         .where(

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import defer
 
 from classifier.models import ClassHistory, Customer
-
-# The facts document can be large and no API answer shows it: never load it.
-_LIGHT = defer(Customer.facts)
-
-
-async def get(session: AsyncSession, customer_id: str) -> Customer | None:
-    return await session.scalar(select(Customer).options(_LIGHT).where(Customer.id == customer_id))
-
-
-async def get_many(session: AsyncSession, customer_ids: Sequence[str]) -> list[Customer]:
-    stmt = select(Customer).options(_LIGHT).where(Customer.id.in_(sorted(set(customer_ids))))
-    return list(await session.scalars(stmt))
 
 
 async def exists(session: AsyncSession, customer_id: str) -> bool:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, cast
 
-from fastapi import APIRouter, Path, Query, Request
-from pydantic import AwareDatetime
+import asyncpg
+from fastapi import APIRouter, Path, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from classifier.auth import AdminAccess, ReadAccess
+from classifier.auth import ADMIN_ONLY, AdminAccess, ReadAccess
 from classifier.clock import Clock
 from classifier.config import ClassifierSettings
-from classifier.customers import service
+from classifier.customers import reads, service
 from classifier.customers.schemas import (
     ClassesAsOfOut,
     CustomerOut,
@@ -21,6 +21,7 @@ from classifier.customers.schemas import (
     OverrideIn,
 )
 from classifier.db import SessionDep
+from classifier.params import Instant
 from classifier.processing.batch import BatchProcessor
 from classifier.schemes.service import SchemeCache
 from eventschemas.problems import Problem
@@ -36,22 +37,35 @@ def _clock(request: Request) -> Clock:
     return cast(Clock, request.app.state.clock)
 
 
+def _now(request: Request) -> int:
+    return _clock(request)()
+
+
+def _pool(request: Request) -> asyncpg.Pool:
+    return request.app.state.read_pool
+
+
+def _json(document: object) -> Response:
+    # The documents are built to the response model's shape (see customers/reads.py).
+    return Response(reads.dumps(document), media_type="application/json")
+
+
 @router.post(
     ":lookup",
+    response_model=LookupOut,
     responses={400: {"model": Problem, "description": "More than 1,000 ids."}},
 )
-async def lookup_customers(body: LookupIn, request: Request, session: SessionDep) -> LookupOut:
+async def lookup_customers(body: LookupIn, request: Request) -> Response:
     """Up to 1,000 customers in one query; ids with no customer are listed in `unknown`."""
     settings = cast(ClassifierSettings, request.app.state.settings)
-    return await service.lookup(session, body.ids, settings.max_lookup_ids, _clock(request)())
+    found = await service.lookup(_pool(request), body.ids, settings.max_lookup_ids, _now(request))
+    return _json(found)
 
 
-@router.get("/{customer_id}", responses=NOT_FOUND)
-async def get_customer(
-    customer_id: CustomerId, request: Request, session: SessionDep
-) -> CustomerOut:
+@router.get("/{customer_id}", response_model=CustomerOut, responses=NOT_FOUND)
+async def get_customer(customer_id: CustomerId, request: Request) -> Response:
     """One customer's classes per dimension, with `since`, scheme version and why."""
-    return await service.get_customer(session, customer_id, _clock(request)())
+    return _json(await service.get_customer(_pool(request), customer_id, _now(request)))
 
 
 @router.get("/{customer_id}/history", responses=NOT_FOUND)
@@ -69,7 +83,7 @@ async def get_history(
 async def get_classes_as_of(
     customer_id: CustomerId,
     session: SessionDep,
-    as_of: Annotated[AwareDatetime, Query(description="ISO 8601 instant with offset.")],
+    as_of: Annotated[Instant, Query(description="ISO 8601 instant with offset.")],
 ) -> ClassesAsOfOut:
     """The classes the customer held at a past instant (from the class history)."""
     return await service.classes_as_of(session, customer_id, as_of)
@@ -78,7 +92,8 @@ async def get_classes_as_of(
 @router.put(
     "/{customer_id}/overrides/{dimension}",
     dependencies=[AdminAccess],
-    responses={**NOT_FOUND, 400: {"model": Problem}},
+    response_model=CustomerOut,
+    responses={**ADMIN_ONLY, **NOT_FOUND, 400: {"model": Problem}},
 )
 async def put_override(
     customer_id: CustomerId,
@@ -86,20 +101,23 @@ async def put_override(
     body: OverrideIn,
     request: Request,
     session: SessionDep,
-) -> CustomerOut:
+) -> Response:
     """Set a manual class with a reason and optional expiry; applies at once (reason `override`)."""
     return await _set_override(request, session, customer_id, dimension, body)
 
 
 @router.delete(
-    "/{customer_id}/overrides/{dimension}", dependencies=[AdminAccess], responses=NOT_FOUND
+    "/{customer_id}/overrides/{dimension}",
+    dependencies=[AdminAccess],
+    response_model=CustomerOut,
+    responses={**ADMIN_ONLY, **NOT_FOUND},
 )
 async def delete_override(
     customer_id: CustomerId,
     dimension: Annotated[str, Path(max_length=64)],
     request: Request,
     session: SessionDep,
-) -> CustomerOut:
+) -> Response:
     """Remove a manual class; the customer is re-evaluated by the scheme at once."""
     return await _set_override(request, session, customer_id, dimension, None)
 
@@ -110,10 +128,11 @@ async def _set_override(
     customer_id: str,
     dimension: str,
     body: OverrideIn | None,
-) -> CustomerOut:
+) -> Response:
     state = request.app.state
-    return await service.set_override(
+    document = await service.set_override(
         session,
+        _pool(request),
         cast(BatchProcessor, state.processor),
         cast(SchemeCache, state.schemes),
         _clock(request),
@@ -121,3 +140,4 @@ async def _set_override(
         dimension,
         body,
     )
+    return _json(document)

@@ -6,7 +6,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from classifier.params import Instant
 
 
 class CustomerClassOut(BaseModel):
@@ -141,4 +143,4 @@ class OverrideIn(BaseModel):
 
     cls: str = Field(alias="class", min_length=1, max_length=64)
     reason: str = Field(min_length=1, max_length=500)
-    expires_at: AwareDatetime | None = Field(default=None, description="None: until removed.")
+    expires_at: Instant | None = Field(default=None, description="None: until removed.")

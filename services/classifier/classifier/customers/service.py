@@ -6,79 +6,43 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from classifier.clock import Clock
-from classifier.customers import repository
+from classifier.customers import reads, repository
 from classifier.customers.schemas import (
-    AggregatesOut,
     ClassAsOf,
     ClassesAsOfOut,
-    CustomerClassOut,
-    CustomerOut,
     HistoryOut,
     HistoryPeriod,
-    LookupOut,
     OverrideIn,
-    OverrideOut,
 )
-from classifier.engine import from_micros, to_micros
+from classifier.engine import to_micros
 from classifier.errors import BadRequest, CustomerNotFound, NotFound
-from classifier.models import Customer
 from classifier.processing.batch import BatchProcessor
 from classifier.processing.state import CustomerState
 from classifier.schemes.service import SchemeCache
 from eventschemas.changes import ChangeReason
 
 
-def to_out(row: Customer, now: int | None = None) -> CustomerOut:
-    classes = {
-        dim: CustomerClassOut(
-            dimension=dim,
-            cls=c["class"],
-            since=from_micros(c["since"]),
-            scheme_version=c["scheme_version"],
-            rule=c["rule"],
-            explanation=c["explanation"],
-        )
-        for dim, c in row.classes.items()
-    }
-    overrides = {
-        dim: OverrideOut(
-            cls=o["class"],
-            reason=o["reason"],
-            expires_at=from_micros(o["expires_at"]) if o.get("expires_at") else None,
-            set_at=from_micros(o["set_at"]),
-            active=o.get("expires_at") is None or now is None or o["expires_at"] > now,
-        )
-        for dim, o in (row.overrides or {}).items()
-    }
-    return CustomerOut(
-        id=row.id,
-        classes=classes,
-        aggregates=AggregatesOut.model_validate(row, from_attributes=True),
-        features=row.features,
-        scheme_version=row.scheme_version,
-        overrides=overrides,
-        evaluated_at=row.evaluated_at,
-        next_review_at=row.next_review_at,
-        updated_at=row.updated_at,
-    )
-
-
-async def get_customer(session: AsyncSession, customer_id: str, now: int) -> CustomerOut:
-    row = await repository.get(session, customer_id)
+async def get_customer(pool: asyncpg.Pool, customer_id: str, now: int) -> dict[str, Any]:
+    row = await reads.get_one(pool, customer_id)
     if row is None:
         raise CustomerNotFound(f"no customer with id {customer_id!r}")
-    return to_out(row, now)
+    return reads.customer_document(row, now)
 
 
-async def lookup(session: AsyncSession, ids: Sequence[str], limit: int, now: int) -> LookupOut:
+async def lookup(
+    pool: asyncpg.Pool, ids: Sequence[str], limit: int, now: int
+) -> dict[str, list[Any]]:
+    """`LookupOut`: the customers in the order asked (first mention), and the unknown ids."""
     if len(ids) > limit:
         raise BadRequest(f"at most {limit} ids per lookup, got {len(ids)}")
-    rows = {row.id: row for row in await repository.get_many(session, ids)}
+    rows = {row["id"]: row for row in await reads.get_many(pool, ids)}
     seen: set[str] = set()
-    found, unknown = [], []
+    found: list[dict[str, Any]] = []
+    unknown: list[str] = []
     for cid in ids:
         if cid in seen:
             continue
@@ -87,8 +51,8 @@ async def lookup(session: AsyncSession, ids: Sequence[str], limit: int, now: int
         if row is None:
             unknown.append(cid)
         else:
-            found.append(to_out(row, now))
-    return LookupOut(customers=found, unknown=unknown)
+            found.append(reads.customer_document(row, now))
+    return {"customers": found, "unknown": unknown}
 
 
 async def history(
@@ -132,13 +96,14 @@ async def classes_as_of(session: AsyncSession, customer_id: str, at: datetime) -
 
 async def set_override(
     session: AsyncSession,
+    pool: asyncpg.Pool,
     processor: BatchProcessor,
     schemes: SchemeCache,
     clock: Clock,
     customer_id: str,
     dimension: str,
     override: OverrideIn | None,
-) -> CustomerOut:
+) -> dict[str, Any]:
     """Set (or with None, remove) a manual class, and re-evaluate the customer at once."""
     now = clock()
     if override is not None:
@@ -177,4 +142,4 @@ async def set_override(
     await processor.reevaluate([customer_id], now, ChangeReason.OVERRIDE, prepare=prepare)
     if not found or not found[0]:
         raise CustomerNotFound(f"no customer with id {customer_id!r}")
-    return await get_customer(session, customer_id, now)
+    return await get_customer(pool, customer_id, now)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Path, Request, Response, status
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from classifier.auth import AdminAccess, ReadAccess
+from classifier.auth import ADMIN_ONLY, AdminAccess, ReadAccess
 from classifier.clock import Clock
 from classifier.db import SessionDep
 from classifier.errors import NotFound
@@ -47,6 +47,7 @@ async def get_scheme(version: Version, session: SessionDep) -> api.SchemeOut:
     status_code=status.HTTP_201_CREATED,
     dependencies=[AdminAccess],
     responses={
+        **ADMIN_ONLY,
         415: {"model": Problem},
         422: {"model": Problem, "description": "Invalid scheme; each error names its path."},
     },
@@ -70,7 +71,9 @@ async def upload_draft(request: Request, response: Response, session: SessionDep
 
 
 @router.post(
-    "/schemes/{version}/preview", dependencies=[AdminAccess], responses={404: {"model": Problem}}
+    "/schemes/{version}/preview",
+    dependencies=[AdminAccess],
+    responses={**ADMIN_ONLY, 404: {"model": Problem}},
 )
 async def preview_scheme(version: Version, request: Request) -> api.PreviewOut:
     """What activating `version` would change now: a from -> to count matrix per dimension
@@ -82,7 +85,11 @@ async def preview_scheme(version: Version, request: Request) -> api.PreviewOut:
     "/schemes/{version}/activate",
     status_code=status.HTTP_202_ACCEPTED,
     dependencies=[AdminAccess],
-    responses={404: {"model": Problem}, 409: {"model": Problem, "description": "One at a time."}},
+    responses={
+        **ADMIN_ONLY,
+        404: {"model": Problem},
+        409: {"model": Problem, "description": "One at a time."},
+    },
 )
 async def activate_scheme(
     version: Version,

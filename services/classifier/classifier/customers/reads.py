@@ -1,0 +1,110 @@
+"""The hot read path: customers as JSON straight from one indexed query.
+
+Lookups are what other systems call most, so they skip the ORM and the
+response models: one statement on a plain asyncpg pool (no transaction, no
+ping, prepared once per connection), JSONB decoded by orjson, the answer
+built as plain dicts and encoded by orjson. The shape is `CustomerOut`'s,
+which stays the documented response model; the API tests and the schema
+fuzzing run hold the two together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from classifier.engine import from_micros
+
+_COLUMNS = (
+    "id, classes, features, overrides, scheme_version, evaluated_at, next_review_at, "
+    "updated_at, order_count, gross_revenue, refunded_amount, net_revenue, first_order_at, "
+    "last_order_at, call_count, last_call_at"
+)
+ONE = f"SELECT {_COLUMNS} FROM customers WHERE id = $1"
+MANY = f"SELECT {_COLUMNS} FROM customers WHERE id = ANY($1::text[])"
+
+
+async def _init(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb", schema="pg_catalog", encoder=_jsonb_text, decoder=orjson.loads, format="text"
+    )
+
+
+def _jsonb_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def create_pool(dsn: str, size: int) -> asyncpg.Pool:
+    """A small pool for the read path; connections are opened lazily."""
+    # No reset on release: the read path sets no session state, takes no locks
+    # and opens no transactions, so the default reset query is a wasted round trip.
+    return await asyncpg.create_pool(dsn, min_size=0, max_size=size, init=_init, reset=_keep)
+
+
+async def _keep(conn: asyncpg.Connection) -> None:
+    return None
+
+
+def _instant(us: int | None) -> datetime | None:
+    return None if us is None else from_micros(us)
+
+
+def customer_document(row: asyncpg.Record, now: int | None) -> dict[str, Any]:
+    """The `CustomerOut` shape of one row of `customers`."""
+    classes = {
+        dim: {
+            "dimension": dim,
+            "class": c["class"],
+            "since": _instant(c["since"]),
+            "scheme_version": c["scheme_version"],
+            "rule": c["rule"],
+            "explanation": c["explanation"],
+        }
+        for dim, c in row["classes"].items()
+    }
+    overrides = {
+        dim: {
+            "class": o["class"],
+            "reason": o["reason"],
+            "expires_at": _instant(o.get("expires_at")),
+            "set_at": _instant(o["set_at"]),
+            "active": o.get("expires_at") is None or now is None or o["expires_at"] > now,
+        }
+        for dim, o in (row["overrides"] or {}).items()
+    }
+    return {
+        "id": row["id"],
+        "classes": classes,
+        "aggregates": {
+            "order_count": row["order_count"],
+            "gross_revenue": str(row["gross_revenue"]),
+            "refunded_amount": str(row["refunded_amount"]),
+            "net_revenue": str(row["net_revenue"]),
+            "first_order_at": row["first_order_at"],
+            "last_order_at": row["last_order_at"],
+            "call_count": row["call_count"],
+            "last_call_at": row["last_call_at"],
+        },
+        "features": row["features"],
+        "scheme_version": row["scheme_version"],
+        "overrides": overrides,
+        "evaluated_at": row["evaluated_at"],
+        "next_review_at": row["next_review_at"],
+        "updated_at": row["updated_at"],
+    }
+
+
+def dumps(document: Any) -> bytes:
+    return orjson.dumps(document, option=orjson.OPT_UTC_Z)
+
+
+async def get_one(pool: asyncpg.Pool, customer_id: str) -> asyncpg.Record | None:
+    return await pool.fetchrow(ONE, customer_id)
+
+
+async def get_many(pool: asyncpg.Pool, customer_ids: Sequence[str]) -> list[asyncpg.Record]:
+    return list(await pool.fetch(MANY, list(set(customer_ids))))
