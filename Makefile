@@ -1,5 +1,5 @@
 # The two commands of the README, and their companions.
-.PHONY: up test down logs status bench-engine
+.PHONY: up test down logs status bench bench-engine
 
 up:        ## install what is missing, start PostgreSQL, Kafka, ingest, classifier API + worker
 	@bash scripts/stack.sh up
@@ -18,3 +18,6 @@ status:    ## what is running
 
 bench-engine: ## customer evaluations/s on one core (default scheme), with a floor measured in the same run
 	@bash scripts/stack.sh install && mkdir -p bench-results && taskset -c 1 .venv/bin/python -m bench.engine --json bench-results/engine.json
+
+bench:     ## every benchmark scenario (scale large; SCALE=small for a quick look) -> bench-results/latest.json
+	@bash scripts/stack.sh install && bash scripts/stack.sh infra && env $$(bash scripts/stack.sh env) .venv/bin/python -m bench --scale $${SCALE:-large} $(BENCH_ARGS)

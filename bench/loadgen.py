@@ -28,7 +28,7 @@ class HttpError(RuntimeError):
     pass
 
 
-async def _exchange(
+async def exchange(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes, body: bytes
 ) -> tuple[int, bytes]:
     writer.write(head + body)
@@ -67,7 +67,7 @@ async def run(
                     f"Content-Type: {req.content_type}\r\nContent-Length: {len(req.body)}\r\n\r\n"
                 ).encode()
                 started = time.perf_counter()
-                status, body = await _exchange(reader, writer, head, req.body)
+                status, body = await exchange(reader, writer, head, req.body)
                 latencies.append(time.perf_counter() - started)
                 if status >= 300:
                     raise HttpError(f"{req.method} {req.path}: {status} {body[:200]!r}")

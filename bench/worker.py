@@ -35,7 +35,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from bench.generate import population
+from bench.generate import EVENTS_PER_CUSTOMER, produce, stream
 from bench.infra import ROOT, create_database, drop_database, dsn, service_env
 from classifier.config import ClassifierSettings
 from classifier.topics import ensure_topics
@@ -43,36 +43,14 @@ from eventschemas.events import OrderPlaced
 
 
 async def preload(settings: ClassifierSettings, events: int, seed: int) -> int:
-    """Produce about `events` realistic events; returns how many were written."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        enable_idempotence=True,
-        acks="all",
-        linger_ms=20,
-        max_batch_size=512 * 1024,
-    )
-    await producer.start()
-    written = 0
-    try:
-        pending = []
-        for cid, evs in population(seed, max(events // 5, 1)):
-            for event in evs:
-                envelope = event.to_envelope("bench")
-                pending.append(
-                    await producer.send(
-                        settings.activity_topic, envelope.to_bytes(), key=cid.encode()
-                    )
-                )
-                written += 1
-                if len(pending) >= 5000:
-                    await asyncio.gather(*pending)
-                    pending.clear()
-            if written >= events:
-                break
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-    return written
+    """Produce `events` realistic events (interleaved in time, with duplicates and late
+    arrivals; see bench.generate); returns how many were written."""
+    customers = max(1, round(1.25 * events / EVENTS_PER_CUSTOMER))
+    generated = stream(seed, customers)
+    while len(generated) < events:  # a small population can fall short of the average
+        customers *= 2
+        generated = stream(seed, customers)
+    return await produce(generated[:events], settings)
 
 
 async def _group_committed(settings: ClassifierSettings, group: str) -> int:
@@ -85,19 +63,22 @@ async def _group_committed(settings: ClassifierSettings, group: str) -> int:
         await admin.close()
 
 
-async def _start_worker(settings: ClassifierSettings) -> asyncio.subprocess.Process:
+async def start_worker(
+    settings: ClassifierSettings, log: Path | None = None
+) -> asyncio.subprocess.Process:
+    out = log.open("ab") if log else asyncio.subprocess.DEVNULL
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "classifier.worker",
         cwd=ROOT,
         env=service_env(settings),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
+        stdout=out,
+        stderr=asyncio.subprocess.STDOUT,
     )
 
 
-async def _stop_worker(proc: asyncio.subprocess.Process) -> None:
+async def stop_worker(proc: asyncio.subprocess.Process) -> None:
     proc.terminate()
     await asyncio.wait_for(proc.wait(), timeout=60)
 
@@ -111,7 +92,7 @@ def _peak_rss_mb(pid: int) -> float:
 
 async def drain(settings: ClassifierSettings, total: int) -> dict[str, Any]:
     """Start the real worker process and time it until every offset is committed."""
-    proc = await _start_worker(settings)
+    proc = await start_worker(settings)
     started = time.perf_counter()
     first_at: float | None = None
     try:
@@ -127,7 +108,7 @@ async def drain(settings: ClassifierSettings, total: int) -> dict[str, Any]:
         elapsed = time.perf_counter() - started
         rss = _peak_rss_mb(proc.pid)
     finally:
-        await _stop_worker(proc)
+        await stop_worker(proc)
     return {
         "events": total,
         "seconds": round(elapsed, 2),
@@ -183,7 +164,7 @@ async def raw_floor(settings: ClassifierSettings, total: int) -> dict[str, Any]:
 
 async def freshness(settings: ClassifierSettings, rate: int, seconds: int) -> dict[str, Any]:
     """Latency from the broker ack of an order to its class change on the change topic."""
-    proc = await _start_worker(settings)
+    proc = await start_worker(settings)
     consumer = AIOKafkaConsumer(
         settings.class_changes_topic,
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -239,7 +220,7 @@ async def freshness(settings: ClassifierSettings, rate: int, seconds: int) -> di
         listener.cancel()
         await producer.stop()
         await consumer.stop()
-        await _stop_worker(proc)
+        await stop_worker(proc)
     delays = sorted((arrived[e] - acked[e]) * 1000 for e in arrived)
     q = statistics.quantiles(delays, n=100) if len(delays) >= 2 else [0.0] * 99
     return {

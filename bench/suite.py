@@ -1,0 +1,531 @@
+"""`python -m bench` (`make bench`): every benchmark scenario in one run, one table, one JSON.
+
+Needs PostgreSQL and Kafka (`make bench` starts them if they are down). The run
+gets its own throw-away database and topics, and real service processes
+(uvicorn, `python -m classifier.worker`) on spare ports.
+
+1. worker: M generated events (interleaved in time, 1% duplicates, 2% late)
+   preloaded into a fresh activity topic; the raw floor (decode + one asyncpg
+   upsert per customer, no classification) and then the real worker drain
+   them; events/s, peak RSS, and worker/floor.
+2. lookups: single customer lookups at concurrency 32 and 1,000-id bulk
+   lookups on the database the worker just loaded.
+3. activation: a changed scheme (regular buyers need 3 orders a year, not 4)
+   uploaded and activated through the API on N customers (the loaded ones,
+   copied in SQL up to N); wall time until the activation resource says done.
+4. intake: accepted events/s through the single and batch ingest endpoints.
+5. freshness + time-driven: orders posted to the ingest API at a fixed rate
+   while a worker runs; delay from the HTTP 202 to the class change on the
+   change topic. Under that load, customers whose `purchase_behavior` turns
+   `churned` at a known instant (`next_review_at`, read from the database)
+   are watched: lag from that instant to the change on the topic.
+6. engine: evaluations/s of the default scheme on one core (`taskset -c 1`),
+   with its floor (bench/engine.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from bench import http as bench_http
+from bench import loadgen
+from bench import worker as bench_worker
+from bench.generate import produce
+from bench.infra import ROOT, create_database, drop_database, dsn, service_env
+from classifier.auth import create_key
+from classifier.config import ClassifierSettings
+from classifier.db import make_engine, make_sessionmaker
+from classifier.engine import default_scheme_text
+from classifier.topics import ensure_topics
+from eventschemas.events import OrderPlaced
+
+SCALES: dict[str, dict[str, int]] = {
+    # The suite's smoke test runs this one: everything, tiny.
+    "smoke": {
+        "worker_events": 400, "lookups": 200, "bulk_requests": 3, "activation_customers": 300,
+        "intake_single": 100, "intake_batches": 2, "fresh_rate": 20, "fresh_seconds": 2,
+        "timed_customers": 5, "engine_customers": 200, "engine_rounds": 1,
+    },
+    "small": {
+        "worker_events": 50_000, "lookups": 2_000, "bulk_requests": 10,
+        "activation_customers": 10_000, "intake_single": 1_000, "intake_batches": 10,
+        "fresh_rate": 1_000, "fresh_seconds": 10, "timed_customers": 50,
+        "engine_customers": 2_000, "engine_rounds": 3,
+    },
+    "large": {
+        "worker_events": 500_000, "lookups": 10_000, "bulk_requests": 20,
+        "activation_customers": 100_000, "intake_single": 5_000, "intake_batches": 40,
+        "fresh_rate": 1_000, "fresh_seconds": 30, "timed_customers": 200,
+        "engine_customers": 5_000, "engine_rounds": 5,
+    },
+}  # fmt: skip
+CONCURRENCY = 32
+CHANGED_SCHEME = ("- {feature: orders_365d, gte: 4}", "- {feature: orders_365d, gte: 3}")
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _sample_ids(url: str, n: int) -> list[str]:
+    conn = await asyncpg.connect(dsn(url))
+    try:
+        rows = await conn.fetch("SELECT id FROM customers ORDER BY md5(id) LIMIT $1", n)
+    finally:
+        await conn.close()
+    return [r["id"] for r in rows]
+
+
+async def lookups(api_url: str, key: str, db_url: str, p: dict[str, int]) -> dict[str, Any]:
+    ids = await _sample_ids(db_url, 20_000)
+    headers = {"Authorization": f"Bearer {key}"}
+
+    def one(i: int) -> loadgen.Request:
+        return loadgen.Request("GET", f"/v1/customers/{ids[(i * 7919) % len(ids)]}")
+
+    await loadgen.run(api_url, one, min(500, p["lookups"]), CONCURRENCY, headers)  # warm-up
+    wall, lat = await loadgen.run(api_url, one, p["lookups"], CONCURRENCY, headers)
+    body = orjson.dumps({"ids": [ids[(k * 104729) % len(ids)] for k in range(1000)]})
+    _, bulk = await loadgen.run(
+        api_url,
+        lambda i: loadgen.Request("POST", "/v1/customers:lookup", body),
+        p["bulk_requests"],
+        1,
+        headers,
+    )
+    return {
+        "customers_in_db": await _count(db_url),
+        "single_requests": p["lookups"],
+        "concurrency": CONCURRENCY,
+        "single_rps": round(p["lookups"] / wall),
+        "single_p50_ms": round(pct(lat, 0.5) * 1000, 1),
+        "single_p99_ms": round(pct(lat, 0.99) * 1000, 1),
+        "bulk_ids": min(1000, len(ids)),
+        "bulk_p50_ms": round(pct(bulk, 0.5) * 1000, 1),
+        "bulk_p99_ms": round(pct(bulk, 0.99) * 1000, 1),
+    }
+
+
+async def _count(url: str) -> int:
+    conn = await asyncpg.connect(dsn(url))
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM customers"))
+    finally:
+        await conn.close()
+
+
+async def grow_population(url: str, target: int) -> int:
+    """Copy existing customers (facts, classes) under new ids until there are `target`."""
+    conn = await asyncpg.connect(dsn(url))
+    try:
+        have = int(await conn.fetchval("SELECT count(*) FROM customers"))
+        need = target - have
+        if need <= 0 or have == 0:
+            return have
+        columns = [
+            r["column_name"]
+            for r in await conn.fetch(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = 'customers' AND column_name <> 'id'"
+            )
+        ]
+        cols = ", ".join(columns)
+        async with conn.transaction():
+            await conn.execute(
+                "CREATE TEMP TABLE copies ON COMMIT DROP AS SELECT 'copy' || g || '-' || c.id "
+                "AS id, c.id AS src FROM generate_series(1, $1::int) g CROSS JOIN customers c "
+                "LIMIT $2",
+                -(-need // have),
+                need,
+            )
+            await conn.execute(
+                f"INSERT INTO customers (id, {cols}) SELECT k.id, "
+                + ", ".join(f"c.{column}" for column in columns)
+                + " FROM copies k JOIN customers c ON c.id = k.src"
+            )
+            await conn.execute(
+                "INSERT INTO customer_classes (customer_id, dimension, class, since, "
+                "scheme_version) SELECT k.id, cc.dimension, cc.class, cc.since, cc.scheme_version "
+                "FROM copies k JOIN customer_classes cc ON cc.customer_id = k.src"
+            )
+        await conn.execute("ANALYZE customers")
+        return int(await conn.fetchval("SELECT count(*) FROM customers"))
+    finally:
+        await conn.close()
+
+
+async def activation(api_url: str, admin_key: str) -> dict[str, Any]:
+    """Upload a changed scheme, activate it, and time the background re-evaluation."""
+    source = default_scheme_text()
+    assert CHANGED_SCHEME[0] in source, "the default scheme changed; update CHANGED_SCHEME"
+    source = source.replace(*CHANGED_SCHEME)
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=60) as client:
+        draft = await client.post(
+            "/v1/schemes", content=source, headers={"content-type": "application/yaml"}
+        )
+        draft.raise_for_status()
+        version = draft.json()["version"]
+        started = time.perf_counter()
+        response = await client.post(f"/v1/schemes/{version}/activate", json={"silent": False})
+        response.raise_for_status()
+        location = f"/v1/activations/{response.json()['id']}"
+        while True:
+            state = (await client.get(location)).json()
+            if state["status"] != "running":
+                break
+            await asyncio.sleep(0.2)
+        elapsed = time.perf_counter() - started
+    if state["status"] != "succeeded":
+        raise RuntimeError(f"activation failed: {state}")
+    return {
+        "customers": state["total"],
+        "seconds": round(elapsed, 1),
+        "customers_per_s": round(state["total"] / elapsed),
+        "changes": state["changes"],
+    }
+
+
+async def _post_at_rate(
+    url: str, rate: int, seconds: int, run: str, connections: int = 64
+) -> tuple[dict[str, float], int]:
+    """Open-loop: one order per 1/rate s over a pool of keep-alive connections; returns
+    {event id: wall time of its 202} and how many requests were late to start."""
+    acked: dict[str, float] = {}
+    pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    host, port = url.removeprefix("http://").split(":")
+    for _ in range(connections):
+        pool.put_nowait(await asyncio.open_connection(host, int(port)))
+    placed = datetime.now(UTC) - timedelta(seconds=1)
+    behind = 0
+
+    async def send(i: int) -> None:
+        body = orjson.dumps(
+            {
+                "order_id": f"{run}-o{i}",
+                "customer_id": f"{run}-c{i}",
+                "amount": "50",
+                "currency": "USD",
+                "placed_at": placed.isoformat(),
+            }
+        )
+        reader, writer = await pool.get()
+        try:
+            head = (
+                f"POST /v1/orders HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            status, answer = await loadgen.exchange(reader, writer, head, body)
+            if status == 202:
+                acked[orjson.loads(answer)["event_ids"][0]] = time.time()
+        finally:
+            pool.put_nowait((reader, writer))
+
+    tasks = []
+    start = time.perf_counter()
+    for i in range(rate * seconds):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        elif delay < -0.05:
+            behind += 1
+        tasks.append(asyncio.create_task(send(i)))
+    await asyncio.gather(*tasks)
+    while not pool.empty():
+        pool.get_nowait()[1].close()
+    return acked, behind
+
+
+async def _timed_customers(
+    settings: ClassifierSettings, count: int, lead: float
+) -> dict[str, float]:
+    """Customers with one order 365 days minus `lead`..2*`lead` seconds ago; returns the
+    instant (epoch s) each one's `purchase_behavior` turns `churned` under the default
+    scheme (`recency_days < 365` is `occasional`, then `churned`)."""
+    now = datetime.now(UTC)
+    events = [
+        OrderPlaced(
+            customer_id=f"timed-{k}",
+            order_id=f"timed-o{k}",
+            amount=Decimal("80"),
+            currency="USD",
+            amount_base=Decimal("80"),
+            base_currency="USD",
+            placed_at=now - timedelta(days=365) + timedelta(seconds=lead * (1 + k / count)),
+        )
+        for k in range(count)
+    ]
+    await produce(list(events), settings)
+    return {e.customer_id: (e.placed_at + timedelta(days=365)).timestamp() for e in events}
+
+
+async def _wait_for_customers(url: str, ids: list[str]) -> None:
+    conn = await asyncpg.connect(dsn(url))
+    try:
+        for _ in range(1200):
+            found = await conn.fetchval(
+                "SELECT count(*) FROM customers WHERE id = ANY($1::text[])", ids
+            )
+            if found == len(ids):
+                return
+            await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
+    raise RuntimeError("the worker did not classify the time-driven customers in 60 s")
+
+
+async def freshness_and_time(
+    settings: ClassifierSettings, ingest_url: str, p: dict[str, int], log: Path | None = None
+) -> dict[str, Any]:
+    worker = await bench_worker.start_worker(settings, log)
+    consumer = AIOKafkaConsumer(
+        settings.class_changes_topic,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    arrivals: dict[str, float] = {}  # event id -> first change seen
+    time_changes: dict[str, float] = {}  # timed customer -> first reason=time change seen
+    due: dict[str, float] = {}  # timed customer -> instant it turns churned (epoch s)
+
+    async def listen() -> None:
+        async for record in consumer:
+            change = orjson.loads(record.value)
+            seen = time.time()
+            if change.get("event_id") and change["event_id"] not in arrivals:
+                arrivals[change["event_id"]] = seen
+            if (
+                change["reason"] == "time"
+                and change["dimension"] == "purchase_behavior"
+                and change["new_class"] == "churned"
+                and change["customer_id"] in due  # loaded customers may come due too
+            ):
+                time_changes.setdefault(change["customer_id"], seen)
+
+    listener = asyncio.create_task(listen())
+    try:
+        while not consumer.assignment():  # noqa: ASYNC110 (aiokafka offers no event)
+            await asyncio.sleep(0.1)
+        lead = max(15.0, p["fresh_seconds"] / 2)  # the worker must see them before they are due
+        due.update(await _timed_customers(settings, p["timed_customers"], lead))
+        await _wait_for_customers(settings.database_url, list(due))  # the worker is consuming
+        run = uuid.uuid4().hex[:6]
+        started = time.perf_counter()
+        acked, behind = await _post_at_rate(ingest_url, p["fresh_rate"], p["fresh_seconds"], run)
+        sent_for = time.perf_counter() - started
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (  # noqa: ASYNC110 (the listener fills these)
+            any(e not in arrivals for e in acked) or len(time_changes) < len(due)
+        ):
+            await asyncio.sleep(0.2)
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+        await consumer.stop()
+        await bench_worker.stop_worker(worker)
+    delays = [(arrivals[e] - t) * 1000 for e, t in acked.items() if e in arrivals]
+    lags = [(time_changes[c] - due[c]) * 1000 for c in due if c in time_changes]
+    return {
+        "freshness": {
+            "target_rate_per_s": p["fresh_rate"],
+            "achieved_rate_per_s": round(len(acked) / sent_for),
+            "accepted": len(acked),
+            "late_starts": behind,
+            "changes_seen": len(delays),
+            "p50_ms": round(pct(delays, 0.5), 1),
+            "p95_ms": round(pct(delays, 0.95), 1),
+            "p99_ms": round(pct(delays, 0.99), 1),
+        },
+        "time_driven": {
+            "customers": len(due),
+            "changes_seen": len(lags),
+            "p50_ms": round(pct(lags, 0.5), 1),
+            "p99_ms": round(pct(lags, 0.99), 1),
+            "max_ms": round(max(lags), 1) if lags else None,
+            "review_interval_s": settings.review_interval_seconds,
+        },
+    }
+
+
+def engine(p: dict[str, int]) -> dict[str, Any]:
+    """bench/engine.py on one core, as its own process."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        cmd = [sys.executable, "-m", "bench.engine", "--customers", str(p["engine_customers"])]
+        cmd += ["--rounds", str(p["engine_rounds"]), "--json", out.name]
+        if os.cpu_count() and os.cpu_count() > 1:  # type: ignore[operator]
+            cmd = ["taskset", "-c", "1", *cmd]
+        subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+        result: dict[str, Any] = orjson.loads(Path(out.name).read_bytes())
+        return result
+
+
+async def run(scale: str, overrides: dict[str, int], seed: int, log_dir: Path) -> dict[str, Any]:
+    p = SCALES[scale] | overrides
+    base = ClassifierSettings()
+    url = await create_database(base.database_url, prefix="classifier_bench")
+    tag = uuid.uuid4().hex[:8]
+    settings = base.model_copy(
+        update={
+            "database_url": url,
+            "activity_topic": f"bench-{tag}-activity",
+            "class_changes_topic": f"bench-{tag}-changes",
+            "dlq_topic": f"bench-{tag}-dlq",
+            "consumer_group": f"bench-{tag}",
+        }
+    )
+    log_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (once, before any work)
+    results: dict[str, Any] = {
+        "cores": os.cpu_count(),
+        "scale": scale,
+        "parameters": p | {"seed": seed, "lookup_concurrency": CONCURRENCY},
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    procs: list[asyncio.subprocess.Process] = []
+    try:
+        await ensure_topics(settings)
+        say(f"worker: generating and preloading {p['worker_events']:,} events")
+        written = await bench_worker.preload(settings, p["worker_events"], seed)
+        say("worker: raw floor")
+        floor = await bench_worker.raw_floor(settings, written)
+        say("worker: draining with the real worker")
+        drain = await bench_worker.drain(settings, written)
+        results["worker"] = drain | {
+            "floor_events_per_s": floor["events_per_s"],
+            "vs_floor": round(drain["events_per_s"] / floor["events_per_s"], 3),
+        }
+        engine_ = make_engine(settings)
+        _, read_key = await create_key(make_sessionmaker(engine_), "bench", "read")
+        _, admin_key = await create_key(make_sessionmaker(engine_), "bench-admin", "admin")
+        await engine_.dispose()
+        env = service_env(settings, CLASSIFIER_CUTOFFS_INTERVAL_SECONDS="100000")
+        api, api_url = await bench_http.start_api(
+            "classifier.app:create_app", env, log_dir / "api.log"
+        )
+        procs.append(api)
+        say("lookups")
+        results["lookups"] = await lookups(api_url, read_key, url, p)
+        say(f"activation: growing to {p['activation_customers']:,} customers")
+        await grow_population(url, p["activation_customers"])
+        say("activation: re-evaluating everyone under a changed scheme")
+        results["activation"] = await activation(api_url, admin_key)
+        ingest, ingest_url = await bench_http.start_api(
+            "ingest.app:create_app", env, log_dir / "ingest.log"
+        )
+        procs.append(ingest)
+        say("intake")
+        ns = argparse.Namespace(
+            rounds=1,
+            single_requests=p["intake_single"],
+            concurrency=CONCURRENCY,
+            batches=p["intake_batches"],
+            batch_size=500,
+        )
+        intake = await bench_http.bench_intake(ingest_url, ns)
+        results["intake"] = {
+            "single_events_per_s": round(intake["single_events_per_s"]),
+            "batch_events_per_s": round(intake["batch_events_per_s"]),
+            "single_concurrency": CONCURRENCY,
+            "batch_size": 500,
+        }
+        fresh = settings.model_copy(
+            update={"activity_topic": f"bench-{tag}-fresh", "consumer_group": f"bench-{tag}-f"}
+        )
+        await ensure_topics(fresh)
+        fresh_ingest, fresh_url = await bench_http.start_api(
+            "ingest.app:create_app",
+            service_env(fresh),
+            log_dir / "ingest-fresh.log",
+        )
+        procs.append(fresh_ingest)
+        say(f"freshness at {p['fresh_rate']}/s for {p['fresh_seconds']} s, time-driven changes")
+        results |= await freshness_and_time(fresh, fresh_url, p, log_dir / "worker-fresh.log")
+        say("engine (one core)")
+        results["engine"] = engine(p)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            await proc.wait()
+        await drop_database(base.database_url, url)
+    return results
+
+
+def say(message: str) -> None:
+    sys.stderr.write(f"[bench] {message}\n")
+    sys.stderr.flush()
+
+
+def table(r: dict[str, Any]) -> str:
+    w, lk, act, it = r["worker"], r["lookups"], r["activation"], r["intake"]
+    fr, td, en = r["freshness"], r["time_driven"], r["engine"]
+    rows = [
+        ("worker drain", f"{w['events_per_s']:,} events/s", f"{w['events']:,} events, peak RSS "
+         f"{w['peak_rss_mb']} MB"),
+        ("raw floor", f"{w['floor_events_per_s']:,} events/s", f"worker = {w['vs_floor']:.3f}"
+         " x floor"),
+        ("freshness", f"p50 {fr['p50_ms']} ms", f"p95 {fr['p95_ms']} ms, p99 {fr['p99_ms']} ms at"
+         f" {fr['achieved_rate_per_s']:,}/s (target {fr['target_rate_per_s']:,}/s)"),
+        ("time-driven lag", f"p50 {td['p50_ms']} ms", f"p99 {td['p99_ms']} ms, "
+         f"{td['changes_seen']}/{td['customers']} seen, under the freshness load"),
+        ("intake single", f"{it['single_events_per_s']:,} events/s", "concurrency 32"),
+        ("intake batch", f"{it['batch_events_per_s']:,} events/s", "500 per NDJSON request"),
+        ("lookup single", f"{lk['single_rps']:,} req/s", f"p50 {lk['single_p50_ms']} ms, p99 "
+         f"{lk['single_p99_ms']} ms, concurrency 32, {lk['customers_in_db']:,} customers"),
+        ("lookup bulk", f"p50 {lk['bulk_p50_ms']} ms", f"p99 {lk['bulk_p99_ms']} ms, "
+         f"{lk['bulk_ids']} ids"),
+        ("activation", f"{act['seconds']} s", f"{act['customers']:,} customers "
+         f"({act['customers_per_s']:,}/s), {act['changes']:,} changes"),
+        ("engine", f"{en['full_evals_per_s']:,} evals/s", f"one core, floor {en['floor_per_s']:,}"
+         f"/s, {en['dimensions']} dimensions"),
+    ]  # fmt: skip
+    lines = [f"cores: {r['cores']}  scale: {r['scale']}  parameters: {r['parameters']}"]
+    lines += [f"{a:<16} {b:>20}   {c}" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--scale", choices=sorted(SCALES), default="large")
+    parser.add_argument("--events", type=int, help="worker: events to preload")
+    parser.add_argument("--activation-customers", type=int, help="e.g. 1000000")
+    parser.add_argument("--rate", type=int, help="freshness: events per second")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", default=str(ROOT / "bench-results" / "latest.json"))
+    parser.add_argument("--log-dir", default=str(ROOT / ".stack" / "logs" / "bench"))
+    args = parser.parse_args()
+    overrides = {
+        k: v
+        for k, v in {
+            "worker_events": args.events,
+            "activation_customers": args.activation_customers,
+            "fresh_rate": args.rate,
+        }.items()
+        if v is not None
+    }
+    results = asyncio.run(run(args.scale, overrides, args.seed, Path(args.log_dir)))
+    sys.stdout.write(table(results) + "\n")
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    sys.stdout.write(f"results: {out}\n")

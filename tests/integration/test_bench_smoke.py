@@ -1,0 +1,54 @@
+"""`make bench` runs end to end at its smallest scale, so it cannot rot.
+
+Figures at this scale mean nothing; what is checked is that every scenario
+ran on real processes and reported what the README and the JSON promise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.suite import run, table
+from classifier.config import ClassifierSettings
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+
+async def test_every_benchmark_scenario_reports_its_figures(
+    classifier_settings: ClassifierSettings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", classifier_settings.database_url)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", classifier_settings.kafka_bootstrap_servers)
+
+    r = await run("smoke", {}, seed=1, log_dir=tmp_path)
+
+    assert r["cores"]
+    assert r["parameters"]["worker_events"] == 400
+    worker = r["worker"]
+    assert worker["events"] == 400  # every preloaded event drained, duplicates included
+    assert worker["events_per_s"] > 0
+    assert worker["floor_events_per_s"] > 0
+    assert worker["vs_floor"] == round(worker["events_per_s"] / worker["floor_events_per_s"], 3)
+    assert worker["peak_rss_mb"] > 0
+    lookups = r["lookups"]
+    assert lookups["customers_in_db"] > 0
+    assert lookups["single_rps"] > 0
+    assert 0 < lookups["single_p50_ms"] <= lookups["single_p99_ms"]
+    assert 0 < lookups["bulk_p50_ms"] <= lookups["bulk_p99_ms"]
+    # The activation re-evaluated the loaded customers plus the copies made up to 300.
+    assert r["activation"]["customers"] >= 300
+    assert r["activation"]["changes"] > 0  # 3 orders a year now make a regular buyer
+    assert r["intake"]["single_events_per_s"] > 0
+    assert r["intake"]["batch_events_per_s"] > 0
+    fresh = r["freshness"]
+    assert fresh["accepted"] == fresh["changes_seen"] == 40  # 20/s for 2 s, each one seen
+    assert 0 < fresh["p50_ms"] <= fresh["p95_ms"] <= fresh["p99_ms"]
+    timed = r["time_driven"]
+    assert timed["changes_seen"] == timed["customers"] == 5
+    assert timed["p50_ms"] >= 0  # never before the instant it was due
+    assert r["engine"]["full_evals_per_s"] > 0
+    assert r["engine"]["floor_per_s"] > 0
+    assert "worker drain" in table(r)
+    assert "time-driven lag" in table(r)
