@@ -10,11 +10,13 @@ from ingest.config import IngestSettings
 from ingest.publisher import EventPublisher
 
 
-def get_settings(request: Request) -> IngestSettings:
+# async, so FastAPI calls them on the event loop: a plain `def` dependency is
+# sent to the thread pool on every request (a thread hop per request).
+async def get_settings(request: Request) -> IngestSettings:
     return cast(IngestSettings, request.app.state.settings)
 
 
-def get_publisher(request: Request) -> EventPublisher:
+async def get_publisher(request: Request) -> EventPublisher:
     return cast(EventPublisher, request.app.state.publisher)
 
 

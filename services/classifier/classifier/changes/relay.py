@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -16,25 +18,35 @@ from classifier.db import unit_of_work
 from classifier.metrics import CHANGES_PUBLISHED
 from classifier.models import ClassChange
 from classifier.topics import topic_partitions
-from eventschemas.changes import ChangeReason, ClassChanged
 
 log = logging.getLogger(__name__)
 RELAY_LOCK = 7_002  # one relay at a time keeps per-customer order across workers
 
 
-def to_record(row: ClassChange) -> ClassChanged:
-    return ClassChanged(
-        change_id=row.change_id,
-        customer_id=row.customer_id,
-        dimension=row.dimension,
-        old_class=row.old_class,
-        new_class=row.new_class,
-        scheme_version=row.scheme_version,
-        reason=ChangeReason(row.reason),
-        event_id=row.event_id,
-        rule=row.rule,
-        occurred_at=row.occurred_at,
-    )
+# The columns a change record is made of, in ClassChanged's field order.
+RECORD_COLUMNS = (
+    ClassChange.change_id,
+    ClassChange.customer_id,
+    ClassChange.dimension,
+    ClassChange.old_class,
+    ClassChange.new_class,
+    ClassChange.scheme_version,
+    ClassChange.reason,
+    ClassChange.event_id,
+    ClassChange.rule,
+    ClassChange.occurred_at,
+)
+_FIELDS = tuple(column.key for column in RECORD_COLUMNS)
+
+
+def encode_record(values: Sequence[Any]) -> bytes:
+    """The `ClassChanged` JSON of one outbox row (RECORD_COLUMNS order).
+
+    The relay's hot path: a plain dict encoded by orjson, the same bytes as
+    `ClassChanged(...).model_dump(mode="json")` (a unit test holds them equal)
+    at a fraction of the cost.
+    """
+    return orjson.dumps(dict(zip(_FIELDS, values, strict=True)), option=orjson.OPT_UTC_Z)
 
 
 async def mark_announced(session: AsyncSession, seqs: list[int]) -> None:
@@ -76,29 +88,29 @@ class OutboxRelay:
             )
             if not got:
                 return 0
-            rows = list(
-                await session.scalars(
-                    select(ClassChange)
+            rows = (
+                await session.execute(
+                    select(ClassChange.seq, *RECORD_COLUMNS)
                     .where(ClassChange.published_at.is_(None))
                     .order_by(ClassChange.seq)
                     .limit(self._settings.relay_batch_size)
                 )
-            )
+            ).all()
             if not rows:
                 return 0
             futures = [
                 await self._producer.send(
                     self._settings.class_changes_topic,
-                    value=orjson.dumps(to_record(row).model_dump(mode="json")),
-                    key=row.customer_id.encode(),
-                    headers=[("change_id", row.change_id.encode())],
+                    value=encode_record(row[1:]),
+                    key=row[2].encode(),
+                    headers=[("change_id", row[1].encode())],
                 )
                 for row in rows
             ]
             await asyncio.gather(*futures)
-            await mark_announced(session, [r.seq for r in rows])
+            await mark_announced(session, [r[0] for r in rows])
         CHANGES_PUBLISHED.inc(len(rows))
-        log.debug("relayed %s changes, seq %s..%s", len(rows), rows[0].seq, rows[-1].seq)
+        log.debug("relayed %s changes, seq %s..%s", len(rows), rows[0][0], rows[-1][0])
         return len(rows)
 
     async def reconcile(self) -> int:

@@ -1,0 +1,47 @@
+"""The relay's hand-built change records are exactly what the ClassChanged contract says."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import orjson
+import pytest
+
+from classifier.changes.relay import RECORD_COLUMNS, encode_record
+from eventschemas.changes import ChangeReason, ClassChanged
+
+
+@pytest.mark.parametrize(
+    "occurred_at",
+    [
+        datetime(2026, 11, 22, 11, 6, 24, 132282, tzinfo=UTC),
+        datetime(2026, 11, 22, 11, 6, 24, tzinfo=UTC),  # no microseconds
+        datetime(2026, 11, 22, 19, 6, 24, 5, tzinfo=timezone(timedelta(hours=8))),
+    ],
+)
+@pytest.mark.parametrize(("old_class", "event_id"), [(None, None), ("regular", "evt-1")])
+def test_encoded_record_equals_the_contract_model_dump(
+    occurred_at: datetime, old_class: str | None, event_id: str | None
+) -> None:
+    values = (
+        "7f1c0b9e-0000-5000-8000-000000000001", "cust-42", "purchase_behavior", old_class,
+        "churned", 3, "time", event_id, "no_purchase_for_a_year", occurred_at,
+    )  # fmt: skip
+    assert len(values) == len(RECORD_COLUMNS)
+    expected = ClassChanged(
+        change_id=values[0],
+        customer_id="cust-42",
+        dimension="purchase_behavior",
+        old_class=old_class,
+        new_class="churned",
+        scheme_version=3,
+        reason=ChangeReason.TIME,
+        event_id=event_id,
+        rule="no_purchase_for_a_year",
+        occurred_at=occurred_at,
+    ).model_dump(mode="json")
+
+    encoded = encode_record(values)
+
+    assert orjson.loads(encoded) == expected
+    assert ClassChanged.model_validate_json(encoded).occurred_at == occurred_at
