@@ -42,7 +42,13 @@ async def snapshot(url: str) -> dict[str, Any]:
                         ClassHistory.change_id,
                         ClassHistory.reason,
                     ).order_by(
-                        ClassHistory.customer_id, ClassHistory.dimension, ClassHistory.valid_from
+                        # Several events at one instant give zero-length periods that
+                        # start with the next one: valid_to and change_id break the tie.
+                        ClassHistory.customer_id,
+                        ClassHistory.dimension,
+                        ClassHistory.valid_from,
+                        ClassHistory.valid_to.asc().nulls_last(),
+                        ClassHistory.change_id,
                     )
                 )
             ]

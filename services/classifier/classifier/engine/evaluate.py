@@ -41,7 +41,21 @@ class ClassResult:
 class Evaluation:
     classes: dict[str, ClassResult]
     next_review_at: int | None
-    features: dict[str, Any]
+    _ctx: EvalContext
+    _stored: tuple[str, ...]
+    _features: dict[str, Any] | None = None
+
+    @property
+    def features(self) -> dict[str, Any]:
+        """The scheme's stored features at the evaluation's instant, computed on first use.
+
+        A worker evaluates a customer at every event and due instant of a batch
+        but stores only the last evaluation's features: the earlier ones are
+        never computed. Read them before the facts change again.
+        """
+        if self._features is None:
+            self._features = {name: self._ctx.value(name) for name in self._stored}
+        return self._features
 
 
 @dataclass(slots=True)
@@ -290,5 +304,4 @@ def evaluate(
         classes[name] = result
         if flip is not None and flip > now and (review is None or flip < review):
             review = flip
-    features = {name: ctx.value(name) for name in scheme.stored_features}
-    return Evaluation(classes, review, features)
+    return Evaluation(classes, review, ctx, tuple(scheme.stored_features))

@@ -105,37 +105,51 @@ async def lock_due_customers(
 
 
 async def save_states(session: AsyncSession, states: Iterable[CustomerState]) -> None:
-    """Upsert every changed customer row (facts, aggregates, classes, review time)."""
-    rows = []
+    """Write every changed customer row: facts and aggregates only where the facts
+    changed (a re-evaluation or a review only rewrites classes, features, review time)."""
+    states = list(states)
+    full, light = [], []
     for s in states:
         if not s.dirty:
             continue
-        rows.append(
-            {
-                "id": s.customer_id,
-                "facts": s.facts.to_doc(),
-                **aggregates(s.facts),
-                "features": s.features,
-                "classes": s.classes,
-                "scheme_version": s.scheme_version,
-                "evaluated_at": instant(s.evaluated_at),
-                "next_review_at": instant(s.next_review_at),
-                "last_event_id": s.last_event_id,
-                "kafka_partition": s.kafka_partition,
-                "overrides": s.overrides,
-            }
+        s.settle()
+        row = {
+            "id": s.customer_id,
+            "features": s.features,
+            "classes": s.classes,
+            "scheme_version": s.scheme_version,
+            "evaluated_at": instant(s.evaluated_at),
+            "next_review_at": instant(s.next_review_at),
+            "last_event_id": s.last_event_id,
+            "kafka_partition": s.kafka_partition,
+            "overrides": s.overrides,
+        }
+        if s.facts_changed:
+            full.append(row | {"facts": s.facts.to_doc(), **aggregates(s.facts)})
+        else:
+            light.append(row)
+    if full:
+        # Core, not the ORM's bulk path: executemany without per-row ORM work.
+        stmt = insert(CUSTOMERS)
+        excluded = stmt.excluded
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[CUSTOMERS.c.id],
+            set_={key: getattr(excluded, key) for key in full[0] if key != "id"}
+            | {"updated_at": func.now()},
         )
-    if not rows:
-        return
-    # Core, not the ORM's bulk path: executemany without per-row ORM work.
-    stmt = insert(CUSTOMERS)
-    excluded = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[CUSTOMERS.c.id],
-        set_={key: getattr(excluded, key) for key in rows[0] if key != "id"}
-        | {"updated_at": func.now()},
-    )
-    await session.execute(stmt, rows)
+        await session.execute(stmt, full)
+    if light:  # rows loaded from the table, so they exist
+        columns = [key for key in light[0] if key != "id"]
+        update_stmt = (
+            update(CUSTOMERS)
+            .where(CUSTOMERS.c.id == bindparam("row_id"))
+            .values({key: bindparam(key) for key in columns} | {"updated_at": func.now()})
+        )
+        await session.execute(
+            update_stmt, [{"row_id": r["id"], **{k: r[k] for k in columns}} for r in light]
+        )
+    for s in states:
+        s.facts_changed = False
 
 
 async def record_changes(

@@ -8,6 +8,7 @@ stream gives the same history, whatever the batch boundaries or wall clock.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 from classifier.engine import (
     CompiledScheme,
     CustomerFacts,
+    Evaluation,
     Override,
     PriorClass,
     evaluate,
@@ -59,6 +61,19 @@ class CustomerState:
     # Manual classes: dimension -> {"class", "reason", "expires_at" (µs or None), "set_at"}.
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     dirty: bool = False
+    # True once an event changed the facts (new customers start with it): only
+    # then are the facts document and aggregates written back.
+    facts_changed: bool = False
+    # The last evaluation, whose features are read (once) when the state is saved:
+    # see Evaluation.features. Facts change only in apply_event, which evaluates
+    # again right after, so this evaluation always matches the current facts.
+    evaluation: Evaluation | None = None
+
+    def settle(self) -> None:
+        """Take the features of the last evaluation (before saving)."""
+        if self.evaluation is not None:
+            self.features = self.evaluation.features
+            self.evaluation = None
 
     def active_overrides(self) -> dict[str, Override]:
         return {
@@ -72,7 +87,22 @@ def change_id(
 ) -> str:
     """A stable id: the same change computed twice (crash, replay) gets the same id."""
     key = f"{customer_id}|{dimension}|{at}|{new_class}|{reason}|{cause or ''}"
-    return str(uuid.uuid5(CHANGE_NAMESPACE, key))
+    return uuid5_str(key)
+
+
+_NAMESPACE_BYTES = CHANGE_NAMESPACE.bytes
+
+
+def uuid5_str(name: str) -> str:
+    """`str(uuid.uuid5(CHANGE_NAMESPACE, name))` without building a UUID object (a hot
+    path: every class change gets one); a unit test holds the two equal."""
+    digest = bytearray(
+        hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False).digest()[:16]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def reclassify(
@@ -124,7 +154,7 @@ def reclassify(
     # Dimensions the scheme no longer has are dropped from the current view.
     for dim in set(state.classes) - set(result.classes):
         del state.classes[dim]
-    state.features = result.features
+    state.evaluation = result  # features are taken from it when the state is saved
     state.scheme_version = scheme.version
     state.evaluated_at = at
     state.next_review_at = result.next_review_at
@@ -164,6 +194,7 @@ def apply_event(
         at = state.evaluated_at  # a late event is applied now, history never rewinds
     changes = review_until(state, scheme, at, cutoffs=cutoffs)
     state.facts.apply(event)
+    state.facts_changed = True
     state.last_event_id = envelope.id
     changes += reclassify(
         state, scheme, at, ChangeReason.EVENT, event_id=envelope.id, cutoffs=cutoffs
