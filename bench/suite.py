@@ -334,7 +334,9 @@ async def freshness_and_time(
         started = time.perf_counter()
         acked, behind = await _post_at_rate(ingest_url, p["fresh_rate"], p["fresh_seconds"], run)
         sent_for = time.perf_counter() - started
-        deadline = time.monotonic() + 30
+        # A worker behind its backlog reviews nothing (time never overtakes unapplied
+        # events), so time-driven changes may come late: wait up to 90 s for them.
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline and (  # noqa: ASYNC110 (the listener fills these)
             any(e not in arrivals for e in acked) or len(time_changes) < len(due)
         ):
