@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -425,3 +426,29 @@ async def test_scheme_draft_preview_activation_and_rollback(
     assert announced == done_first["changes"]  # the silent rollback announced nothing
     listing = (await api.get("/v1/schemes")).json()["schemes"]
     assert {s["version"]: s["status"] for s in listing} == {version: "retired", 1: "active"}
+
+
+async def test_database_down_is_a_503_with_retry_after(
+    classifier_settings: ClassifierSettings,
+) -> None:
+    with socket.socket() as s:  # a port nothing listens on: PostgreSQL is "down"
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = classifier_settings.database_url.rsplit("@", 1)[0] + f"@127.0.0.1:{port}/nowhere"
+    settings = classifier_settings.model_copy(update={"database_url": url, "auth_enabled": False})
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            answers = [
+                await client.get("/v1/customers/cust-1"),  # the asyncpg read path
+                await client.post("/v1/customers:lookup", json={"ids": ["cust-1"]}),
+                await client.get("/v1/customers/cust-1/history"),  # through SQLAlchemy
+                await client.get("/v1/classes/counts"),
+            ]
+    for response in answers:
+        assert response.status_code == 503, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["retry-after"] == "5"
+        assert response.json()["type"].endswith("/database-unavailable")
+        assert "password" not in response.text

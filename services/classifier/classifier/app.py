@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,13 +21,15 @@ from classifier.config import ClassifierSettings
 from classifier.customers import reads
 from classifier.customers.router import router as customers_router
 from classifier.db import dsn, make_engine, make_sessionmaker
-from classifier.errors import database_input_problem
+from classifier.errors import DatabaseUnavailable, database_input_problem
 from classifier.health.router import router as health_router
 from classifier.processing.batch import BatchProcessor
 from classifier.schemes.api import fail_interrupted
 from classifier.schemes.router import router as schemes_router
 from classifier.schemes.service import SchemeCache
 from eventschemas.http import document_problems, install_problem_handlers, problem_response
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
@@ -71,7 +74,13 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.clock = system_clock(settings.clock_offset_seconds, settings.clock_frozen_at)
     install_problem_handlers(app)
-    document_problems(app, secured={"400": "A value PostgreSQL cannot hold, e.g. a NUL."})
+    document_problems(
+        app,
+        secured={
+            "400": "A value PostgreSQL cannot hold, e.g. a NUL.",
+            "503": "The database is unavailable; retry after `Retry-After`.",
+        },
+    )
 
     async def on_data_error(request: Request, exc: Exception) -> Response:
         return problem_response(database_input_problem(exc).to_problem(request.url.path))
@@ -80,6 +89,20 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
     # beyond bigint) is the client's mistake: a 400 naming it, not a 500.
     app.add_exception_handler(asyncpg.DataError, on_data_error)
     app.add_exception_handler(sqlalchemy.exc.DataError, on_data_error)
+
+    async def on_database_down(request: Request, exc: Exception) -> Response:
+        log.warning("database unavailable on %s: %s", request.url.path, type(exc).__name__)
+        problem = DatabaseUnavailable("PostgreSQL did not answer", headers={"Retry-After": "5"})
+        return problem_response(problem.to_problem(request.url.path), problem.headers)
+
+    # PostgreSQL down or restarting: a 503 with Retry-After, not a 500.
+    for unavailable in (
+        ConnectionError,  # refused/reset, from asyncpg's connect on the read pool
+        asyncpg.PostgresConnectionError,
+        sqlalchemy.exc.OperationalError,  # the same through SQLAlchemy
+        sqlalchemy.exc.InterfaceError,
+    ):
+        app.add_exception_handler(unavailable, on_database_down)
     app.include_router(health_router)
     app.include_router(customers_router)
     app.include_router(classes_router)

@@ -45,6 +45,12 @@ class Forbidden(ClassifierError):
     title = "This API key's scope does not allow this"
 
 
+class DatabaseUnavailable(ClassifierError):
+    status = 503
+    slug = "database-unavailable"
+    title = "The database is unavailable; retry later"
+
+
 def database_input_problem(exc: BaseException) -> BadRequest:
     """The 400 for input PostgreSQL refuses to hold or compare (from a DataError)."""
     cause = getattr(exc, "orig", None)
