@@ -246,7 +246,7 @@ async def test_counts_and_flows(
     )
     backwards = await api.get(
         "/v1/classes/purchase_behavior/flows",
-        params={"since": NOW.isoformat(), "until": start.isoformat()},
+        params={"since": until, "until": start.isoformat()},  # until < since
     )
 
     assert {c["class"]: c["count"] for c in counts["dimensions"]["purchase_behavior"]} == {

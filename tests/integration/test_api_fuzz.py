@@ -20,14 +20,11 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
-import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -36,15 +33,9 @@ from classifier.config import ClassifierSettings
 from classifier.processing.batch import BatchProcessor, Delivery
 from classifier.schemes.service import SchemeCache, ensure_active_scheme
 from eventschemas.events import CallLogged, CallOutcome, OrderPlaced
-from tests.processes import BIN, api_command, service_env, start, stop
+from tests.processes import BIN, api_command, free_port, service_env, start, stop, wait_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _seed(sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -84,20 +75,13 @@ async def test_api_conforms_to_its_openapi_schema_under_fuzzing(
 ) -> None:
     await _seed(sessions)
     _, key = await create_key(sessions, "fuzz", "admin")
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "api.log"
     env = service_env(classifier_settings, CLASSIFIER_API_KEY_CACHE_SECONDS="0")
     proc = start(api_command("classifier.app:create_app", port), env, log)
     url = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient() as client:
-            for _ in range(150):
-                try:
-                    if (await client.get(url + "/readyz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.2)  # noqa: ASYNC251 (a readiness poll; nothing else runs)
+        wait_ready(url + "/readyz", proc, log)
         seed = os.environ.get("SCHEMATHESIS_SEED", "20261122")
         run = subprocess.run(  # noqa: ASYNC221 (the API under test is another process)
             [
@@ -113,6 +97,7 @@ async def test_api_conforms_to_its_openapi_schema_under_fuzzing(
                 "--report-dir", str(tmp_path),
             ],
             capture_output=True, text=True, timeout=800, check=False,
+            cwd=tmp_path,  # its cache (.schemathesis/) stays out of the checkout
         )  # fmt: skip
     finally:
         stop(proc)
