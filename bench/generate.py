@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from bench import loadgen
 from classifier.config import ClassifierSettings
 from eventschemas.events import (
     ActivityEvent,
@@ -261,8 +262,6 @@ def write_files(events: list[ActivityEvent], out: Path, fmt: str) -> dict[str, i
 
 async def post_to_ingest(events: list[ActivityEvent], url: str, concurrency: int = 16) -> int:
     """POST each event to its ingest endpoint (CRM updates skipped); returns how many."""
-    from bench import loadgen
-
     requests = [r for r in map(ingest_request, events) if r is not None]
     await loadgen.run(
         url,

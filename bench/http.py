@@ -29,7 +29,7 @@ import httpx
 import orjson
 
 from bench import loadgen
-from bench.infra import ROOT, create_database, drop_database, dsn
+from bench.infra import ROOT, create_database, customer_columns, drop_database, dsn
 from classifier.auth import create_key
 from classifier.config import ClassifierSettings
 from classifier.db import make_engine, make_sessionmaker
@@ -66,6 +66,9 @@ async def start_api(app: str, env: dict[str, str], log: Path) -> tuple[Any, str]
 
 
 def pct(values: list[float], q: float) -> float:
+    """The q-quantile (nearest rank) of `values`; NaN when there are none."""
+    if not values:
+        return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
@@ -129,13 +132,7 @@ async def seed_customers(settings: ClassifierSettings, count: int) -> None:
     await engine.dispose()
     conn = await asyncpg.connect(dsn(settings.database_url))
     try:
-        columns = [
-            r["column_name"]
-            for r in await conn.fetch(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_name = 'customers' AND column_name <> 'id'"
-            )
-        ]
+        columns = await customer_columns(conn)
         cols = ", ".join(columns)
         await conn.execute(
             f"INSERT INTO customers (id, {cols}) SELECT 'cust-' || g, {cols} "

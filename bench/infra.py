@@ -13,7 +13,15 @@ import asyncpg
 from classifier.config import ClassifierSettings
 from classifier.db import dsn
 
-__all__ = ["ROOT", "create_database", "drop_database", "dsn", "service_env"]
+__all__ = [
+    "ROOT",
+    "create_database",
+    "customer_columns",
+    "drop_database",
+    "dsn",
+    "isolated_settings",
+    "service_env",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,6 +65,30 @@ async def drop_database(base_url: str, url: str) -> None:
                 await asyncio.sleep(0.5)  # scripts/test.sh sweeps what is left
     finally:
         await conn.close()
+
+
+async def isolated_settings(base: ClassifierSettings) -> ClassifierSettings:
+    """`base` with a fresh migrated database and topics/consumer group of its own."""
+    url = await create_database(base.database_url, prefix="classifier_bench")
+    tag = uuid.uuid4().hex[:8]
+    return base.model_copy(
+        update={
+            "database_url": url,
+            "activity_topic": f"bench-{tag}-activity",
+            "class_changes_topic": f"bench-{tag}-changes",
+            "dlq_topic": f"bench-{tag}-dlq",
+            "consumer_group": f"bench-{tag}",
+        }
+    )
+
+
+async def customer_columns(conn: asyncpg.Connection) -> list[str]:
+    """The columns of `customers` but `id`: for copying customers in SQL."""
+    rows = await conn.fetch(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_name = 'customers' AND column_name <> 'id'"
+    )
+    return [r["column_name"] for r in rows]
 
 
 def service_env(settings: ClassifierSettings, **extra: str) -> dict[str, str]:

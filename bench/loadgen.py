@@ -43,6 +43,14 @@ async def exchange(
     return status, await reader.readexactly(length) if length else b""
 
 
+def head(req: Request, host: str, extra: str = "") -> bytes:
+    """The request line and headers of `req` (`extra`: more header lines, CRLF-ended)."""
+    return (
+        f"{req.method} {req.path} HTTP/1.1\r\nHost: {host}\r\n{extra}"
+        f"Content-Type: {req.content_type}\r\nContent-Length: {len(req.body)}\r\n\r\n"
+    ).encode()
+
+
 async def run(
     url: str,
     make: Callable[[int], Request],
@@ -62,12 +70,10 @@ async def run(
         try:
             for i in numbers:
                 req = make(i)
-                head = (
-                    f"{req.method} {req.path} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}"
-                    f"Content-Type: {req.content_type}\r\nContent-Length: {len(req.body)}\r\n\r\n"
-                ).encode()
                 started = time.perf_counter()
-                status, body = await exchange(reader, writer, head, req.body)
+                status, body = await exchange(
+                    reader, writer, head(req, f"{host}:{port}", extra), req.body
+                )
                 latencies.append(time.perf_counter() - started)
                 if status >= 300:
                     raise HttpError(f"{req.method} {req.path}: {status} {body[:200]!r}")

@@ -48,7 +48,14 @@ from bench import http as bench_http
 from bench import loadgen
 from bench import worker as bench_worker
 from bench.generate import produce
-from bench.infra import ROOT, create_database, drop_database, dsn, service_env
+from bench.infra import (
+    ROOT,
+    customer_columns,
+    drop_database,
+    dsn,
+    isolated_settings,
+    service_env,
+)
 from classifier.auth import create_key
 from classifier.config import ClassifierSettings
 from classifier.db import make_engine, make_sessionmaker
@@ -78,13 +85,6 @@ SCALES: dict[str, dict[str, int]] = {
 }  # fmt: skip
 CONCURRENCY = 32
 CHANGED_SCHEME = ("- {feature: orders_365d, gte: 4}", "- {feature: orders_365d, gte: 3}")
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def _sample_ids(url: str, n: int) -> list[str]:
@@ -118,11 +118,11 @@ async def lookups(api_url: str, key: str, db_url: str, p: dict[str, int]) -> dic
         "single_requests": p["lookups"],
         "concurrency": CONCURRENCY,
         "single_rps": round(p["lookups"] / wall),
-        "single_p50_ms": round(pct(lat, 0.5) * 1000, 1),
-        "single_p99_ms": round(pct(lat, 0.99) * 1000, 1),
+        "single_p50_ms": round(bench_http.pct(lat, 0.5) * 1000, 1),
+        "single_p99_ms": round(bench_http.pct(lat, 0.99) * 1000, 1),
         "bulk_ids": min(1000, len(ids)),
-        "bulk_p50_ms": round(pct(bulk, 0.5) * 1000, 1),
-        "bulk_p99_ms": round(pct(bulk, 0.99) * 1000, 1),
+        "bulk_p50_ms": round(bench_http.pct(bulk, 0.5) * 1000, 1),
+        "bulk_p99_ms": round(bench_http.pct(bulk, 0.99) * 1000, 1),
     }
 
 
@@ -142,13 +142,7 @@ async def grow_population(url: str, target: int) -> int:
         need = target - have
         if need <= 0 or have == 0:
             return have
-        columns = [
-            r["column_name"]
-            for r in await conn.fetch(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_name = 'customers' AND column_name <> 'id'"
-            )
-        ]
+        columns = await customer_columns(conn)
         cols = ", ".join(columns)
         async with conn.transaction():
             await conn.execute(
@@ -229,13 +223,12 @@ async def _post_at_rate(
                 "placed_at": placed.isoformat(),
             }
         )
+        request = loadgen.Request("POST", "/v1/orders", body)
         reader, writer = await pool.get()
         try:
-            head = (
-                f"POST /v1/orders HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n"
-            ).encode()
-            status, answer = await loadgen.exchange(reader, writer, head, body)
+            status, answer = await loadgen.exchange(
+                reader, writer, loadgen.head(request, host), body
+            )
             if status == 202:
                 acked[orjson.loads(answer)["event_ids"][0]] = time.time()
         finally:
@@ -356,15 +349,15 @@ async def freshness_and_time(
             "accepted": len(acked),
             "late_starts": behind,
             "changes_seen": len(delays),
-            "p50_ms": round(pct(delays, 0.5), 1),
-            "p95_ms": round(pct(delays, 0.95), 1),
-            "p99_ms": round(pct(delays, 0.99), 1),
+            "p50_ms": round(bench_http.pct(delays, 0.5), 1),
+            "p95_ms": round(bench_http.pct(delays, 0.95), 1),
+            "p99_ms": round(bench_http.pct(delays, 0.99), 1),
         },
         "time_driven": {
             "customers": len(due),
             "changes_seen": len(lags),
-            "p50_ms": round(pct(lags, 0.5), 1),
-            "p99_ms": round(pct(lags, 0.99), 1),
+            "p50_ms": round(bench_http.pct(lags, 0.5), 1),
+            "p99_ms": round(bench_http.pct(lags, 0.99), 1),
             "max_ms": round(max(lags), 1) if lags else None,
             "review_interval_s": settings.review_interval_seconds,
         },
@@ -376,7 +369,7 @@ def engine(p: dict[str, int]) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         cmd = [sys.executable, "-m", "bench.engine", "--customers", str(p["engine_customers"])]
         cmd += ["--rounds", str(p["engine_rounds"]), "--json", out.name]
-        if os.cpu_count() and os.cpu_count() > 1:  # type: ignore[operator]
+        if (os.cpu_count() or 1) > 1:
             cmd = ["taskset", "-c", "1", *cmd]
         subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
         result: dict[str, Any] = orjson.loads(Path(out.name).read_bytes())
@@ -386,17 +379,8 @@ def engine(p: dict[str, int]) -> dict[str, Any]:
 async def run(scale: str, overrides: dict[str, int], seed: int, log_dir: Path) -> dict[str, Any]:
     p = SCALES[scale] | overrides
     base = ClassifierSettings()
-    url = await create_database(base.database_url, prefix="classifier_bench")
-    tag = uuid.uuid4().hex[:8]
-    settings = base.model_copy(
-        update={
-            "database_url": url,
-            "activity_topic": f"bench-{tag}-activity",
-            "class_changes_topic": f"bench-{tag}-changes",
-            "dlq_topic": f"bench-{tag}-dlq",
-            "consumer_group": f"bench-{tag}",
-        }
-    )
+    settings = await isolated_settings(base)
+    url, tag = settings.database_url, settings.consumer_group
     log_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (once, before any work)
     results: dict[str, Any] = {
         "cores": os.cpu_count(),
@@ -452,7 +436,7 @@ async def run(scale: str, overrides: dict[str, int], seed: int, log_dir: Path) -
             "batch_size": 500,
         }
         fresh = settings.model_copy(
-            update={"activity_topic": f"bench-{tag}-fresh", "consumer_group": f"bench-{tag}-f"}
+            update={"activity_topic": f"{tag}-fresh", "consumer_group": f"{tag}-f"}
         )
         await ensure_topics(fresh)
         fresh_ingest, fresh_url = await bench_http.start_api(

@@ -24,7 +24,6 @@ import os
 import statistics
 import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -36,7 +35,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.generate import EVENTS_PER_CUSTOMER, produce, stream
-from bench.infra import ROOT, create_database, drop_database, dsn, service_env
+from bench.infra import ROOT, drop_database, dsn, isolated_settings, service_env
 from classifier.config import ClassifierSettings
 from classifier.topics import ensure_topics
 from eventschemas.events import OrderPlaced
@@ -235,24 +234,15 @@ async def freshness(settings: ClassifierSettings, rate: int, seconds: int) -> di
 
 async def run(events: int, seed: int, rate: int, seconds: int) -> dict[str, Any]:
     base = ClassifierSettings()
-    url = await create_database(base.database_url, prefix="classifier_bench")
-    tag = uuid.uuid4().hex[:8]
-    settings = base.model_copy(
-        update={
-            "database_url": url,
-            "activity_topic": f"bench-{tag}-activity",
-            "class_changes_topic": f"bench-{tag}-changes",
-            "dlq_topic": f"bench-{tag}-dlq",
-            "consumer_group": f"bench-{tag}",
-        }
-    )
+    settings = await isolated_settings(base)
+    url, tag = settings.database_url, settings.consumer_group
     try:
         await ensure_topics(settings)
         written = await preload(settings, events, seed)
         floor = await raw_floor(settings, written)
         worker = await drain(settings, written)
         fresh_settings = settings.model_copy(
-            update={"activity_topic": f"bench-{tag}-fresh", "consumer_group": f"bench-{tag}-fresh"}
+            update={"activity_topic": f"{tag}-fresh", "consumer_group": f"{tag}-fresh"}
         )
         await ensure_topics(fresh_settings)
         fresh = await freshness(fresh_settings, rate, seconds)

@@ -4,17 +4,45 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
+
+from bench.http import free_port
 from bench.infra import ROOT, service_env
 
-__all__ = ["BIN", "ROOT", "api_command", "service_env", "start", "stop", "worker_command"]
+__all__ = [
+    "BIN",
+    "ROOT",
+    "api_command",
+    "free_port",
+    "service_env",
+    "start",
+    "stop",
+    "wait_ready",
+    "worker_command",
+]
 
 BIN = Path(sys.executable).parent
 
 
 def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{url} exited early:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} not ready:\n{log.read_text()[-3000:]}")
 
 
 def worker_command() -> list[str]:

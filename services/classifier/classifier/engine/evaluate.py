@@ -304,4 +304,4 @@ def evaluate(
         classes[name] = result
         if flip is not None and flip > now and (review is None or flip < review):
             review = flip
-    return Evaluation(classes, review, ctx, tuple(scheme.stored_features))
+    return Evaluation(classes, review, ctx, scheme.stored_features)

@@ -257,19 +257,19 @@ class CompiledScheme:
     spec: SchemeSpec
     features: dict[str, Feature]
     dimensions: dict[str, CompiledDimension]
+    # Key features plus every feature a population rank is computed on (set once).
+    stored_features: tuple[str, ...] = field(init=False)
 
-    @property
-    def version(self) -> int:
-        return self.spec.version
-
-    @property
-    def stored_features(self) -> list[str]:
-        """Key features plus every feature a population rank is computed on."""
+    def __post_init__(self) -> None:
         names = list(self.spec.key_features)
         for dim in self.dimensions.values():
             if dim.spec.rank is not None and dim.spec.rank.feature not in names:
                 names.append(dim.spec.rank.feature)
-        return names
+        self.stored_features = tuple(names)
+
+    @property
+    def version(self) -> int:
+        return self.spec.version
 
 
 def scheme_json_schema() -> dict[str, Any]:

@@ -107,7 +107,6 @@ async def lock_due_customers(
 async def save_states(session: AsyncSession, states: Iterable[CustomerState]) -> None:
     """Write every changed customer row: facts and aggregates only where the facts
     changed (a re-evaluation or a review only rewrites classes, features, review time)."""
-    states = list(states)
     full, light = [], []
     for s in states:
         if not s.dirty:
@@ -126,6 +125,7 @@ async def save_states(session: AsyncSession, states: Iterable[CustomerState]) ->
         }
         if s.facts_changed:
             full.append(row | {"facts": s.facts.to_doc(), **aggregates(s.facts)})
+            s.facts_changed = False
         else:
             light.append(row)
     if full:
@@ -148,8 +148,6 @@ async def save_states(session: AsyncSession, states: Iterable[CustomerState]) ->
         await session.execute(
             update_stmt, [{"row_id": r["id"], **{k: r[k] for k in columns}} for r in light]
         )
-    for s in states:
-        s.facts_changed = False
 
 
 async def record_changes(
