@@ -35,7 +35,10 @@ CLASSIFIER_HOST="${CLASSIFIER_HOST:-127.0.0.1}"
 CLASSIFIER_PORT="${CLASSIFIER_PORT:-8002}"
 PGPORT="${PGPORT:-5432}"
 DB_NAME="${STACK_DB_NAME:-classifier}"
-DB_USER="classifier"
+# Each checkout has a database role of its own (named after its path), so a
+# second checkout's `make up`/`make test` never changes the password another
+# running stack logs in with. STACK_DB_USER overrides it.
+DB_USER="${STACK_DB_USER:-classifier_$(printf '%s' "$ROOT" | sha1sum | cut -c1-8)}"
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
@@ -180,9 +183,21 @@ ensure_database() {
   fi
 }
 
+other_stack_sessions() {  # client sessions of roles other than this checkout's
+  psql_admin -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'
+                 AND pid <> pg_backend_pid() AND usename IS DISTINCT FROM '$DB_USER'" 2>/dev/null || echo 0
+}
+
 postgres_down() {
   [ -f "$RUN/postgres.started" ] || return 0
   local ver; ver="$(pg_version)"
+  local others; others="$(other_stack_sessions)"
+  if [ "${others:-0}" != "0" ]; then
+    # Another checkout's stack is using the shared cluster: leave it running.
+    log "PostgreSQL $ver/main left running: $others session(s) of another stack use it"
+    rm -f "$RUN/postgres.started"
+    return 0
+  fi
   log "stopping PostgreSQL $ver/main"
   pg_ctlcluster "$ver" main stop || true
   rm -f "$RUN/postgres.started"
@@ -341,7 +356,10 @@ case "${1:-up}" in
   create-database) postgres_up; ensure_database "$2" ;;
   drop-database) psql_admin -c "DROP DATABASE IF EXISTS $2 WITH (FORCE)" ;;
   drop-extra-databases)  # throw-away databases tests and benchmarks made
-    for db in $(psql_admin -c "SELECT datname FROM pg_database WHERE datname LIKE 'classifier\_extra\_%' OR datname LIKE 'classifier\_bench\_%'"); do
+    # Only this checkout's (owned by its role): another stack's tests may be running.
+    for db in $(psql_admin -c "SELECT d.datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba
+                               WHERE r.rolname = '$DB_USER'
+                                 AND (d.datname LIKE 'classifier\_extra\_%' OR d.datname LIKE 'classifier\_bench\_%')"); do
       psql_admin -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"
     done ;;
   kafka-up) install_all; kafka_up ;;
