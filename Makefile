@@ -1,11 +1,14 @@
 # The two commands of the README, and their companions.
-.PHONY: up test down logs status bench bench-engine
+.PHONY: up test chaos down logs status bench bench-engine
 
 up:        ## install what is missing, start PostgreSQL, Kafka, ingest, classifier API + worker
 	@bash scripts/stack.sh up
 
 test:      ## lint, type-check and run the whole suite on the real stack (throw-away data)
 	@bash scripts/test.sh $(PYTEST_ARGS)
+
+chaos:     ## the fault cases alone (also part of `make test`): poison, kills, broker restart, deadlock, hung database, a second checkout
+	@SKIP_LINT=1 bash scripts/test.sh tests/chaos -q $(PYTEST_ARGS)
 
 down:      ## stop everything `make up` started
 	@bash scripts/stack.sh down

@@ -139,7 +139,11 @@ pg_cluster_port() { pg_lsclusters -h | awk -v v="$1" '$1==v && $2=="main" {print
 
 db_password() {
   # A random password made on first use and kept outside git (.stack/).
-  local f="$STATE/db-password"
+  # Kept with the checkout (like its role), not with STACK_STATE_DIR: a second
+  # state dir of the same checkout (a test's own broker or stack) logs in as
+  # the same role and must not change its password.
+  local f="$ROOT/.stack/db-password"
+  mkdir -p "$ROOT/.stack"
   [ -s "$f" ] || { umask 077; head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$f"; }
   cat "$f"
 }
@@ -177,9 +181,13 @@ postgres_up() {
 }
 
 ensure_database() {
-  if [ "$(psql_admin -c "SELECT 1 FROM pg_database WHERE datname='$1'")" != "1" ]; then
+  local owner
+  owner="$(psql_admin -c "SELECT r.rolname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE d.datname='$1'")"
+  if [ -z "$owner" ]; then
     log "creating database $1"
     psql_admin -c "CREATE DATABASE $1 OWNER $DB_USER"
+  elif [ "$owner" != "$DB_USER" ]; then
+    die "database $1 belongs to another stack (role $owner): set STACK_DB_NAME (and other ports) for this checkout"
   fi
 }
 
@@ -271,37 +279,134 @@ ensure_topics() {
     || { tail -20 "$LOGS/topics.log" >&2; die "could not create topics"; }
 }
 
-start_app() {  # start_app NAME MARKER COMMAND...
-  local name="$1" marker="$2"; shift 2
-  local port="${START_PORT:-}"
-  pid_alive "$name" "$marker" && return 0
-  if [ -n "$port" ] && port_open "$port"; then
-    die "port $port is taken by a process this stack did not start (stop it, or set another port)"
-  fi
-  log "starting $name"
-  # exec: the recorded pid is the application itself, and no shell is left
-  # holding the caller's stdout.
-  (cd "$ROOT" && exec nohup setsid env $(app_env) "$@") >>"$LOGS/$name.log" 2>&1 </dev/null &
-  echo $! >"$RUN/$name.pid"
+# The three application processes run under supervisord (PyPI `supervisor`):
+# it restarts any of them that exits or is killed, with a growing delay when
+# one keeps failing at start-up, and keeps count. Its socket and config live
+# in this checkout's state dir, so several checkouts never share one.
+SUPERVISOR_CONF="$STATE/supervisord.conf"
+SUPERVISOR_SOCK="$RUN/supervisor.sock"
+APPS="ingest classifier-api classifier-worker"
+CLASSIFIER_WORKER_METRICS_PORT="${CLASSIFIER_WORKER_METRICS_PORT:-9102}"
+
+supervisorctl() { "$VENV/bin/supervisorctl" -c "$SUPERVISOR_CONF" "$@"; }
+
+supervisor_alive() { [ -S "$SUPERVISOR_SOCK" ] && supervisorctl pid >/dev/null 2>&1; }
+
+write_supervisor_conf() {
+  local env_line; env_line="$(app_env | tr ' ' '\n' | sed 's/^\([^=]*\)=\(.*\)$/\1="\2"/' | paste -sd, -)"
+  env_line="$env_line,CLASSIFIER_WORKER_METRICS_PORT=\"$CLASSIFIER_WORKER_METRICS_PORT\",PYTHONUNBUFFERED=\"1\""
+  local tmp="$SUPERVISOR_CONF.tmp"; umask 077  # it holds the database password
+  cat >"$tmp" <<CONF
+; written by scripts/stack.sh on every \`make up\`; edits are lost
+[unix_http_server]
+file=$SUPERVISOR_SOCK
+chmod=0700
+
+[supervisord]
+logfile=$LOGS/supervisord.log
+logfile_maxbytes=10MB
+pidfile=$RUN/supervisord.pid
+directory=$ROOT
+nodaemon=false
+silent=true
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix://$SUPERVISOR_SOCK
+
+[program:ingest]
+command=$VENV/bin/uvicorn ingest.app:create_app --factory --host $INGEST_HOST --port $INGEST_PORT --no-access-log --log-config $ROOT/deploy/logging.json --timeout-keep-alive 5 --limit-concurrency 2000
+
+[program:classifier-api]
+command=$VENV/bin/uvicorn classifier.app:create_app --factory --host $CLASSIFIER_HOST --port $CLASSIFIER_PORT --no-access-log --log-config $ROOT/deploy/logging.json --timeout-keep-alive 5 --limit-concurrency 2000
+
+[program:classifier-worker]
+command=$PY -m classifier.worker
+; the worker commits or rolls back its batch on SIGTERM: give it time
+stopwaitsecs=30
+CONF
+  local prog
+  for prog in $APPS; do
+    cat >>"$tmp" <<CONF
+
+[program:$prog]
+environment=$env_line
+directory=$ROOT
+autostart=true
+; restarted whenever it exits or is killed; a process that dies within
+; startsecs counts as a failed start and waits 1 s, 2 s, ... before the next
+autorestart=true
+startsecs=2
+startretries=1000
+stopsignal=TERM
+stopasgroup=true
+killasgroup=true
+redirect_stderr=true
+stdout_logfile=$LOGS/$prog.log
+stdout_logfile_maxbytes=50MB
+stdout_logfile_backups=3
+CONF
+  done
+  # supervisord reads each [program:x] once: merge the two parts per program.
+  "$PY" - "$tmp" "$SUPERVISOR_CONF" <<'PYCONF'
+import configparser, sys
+parser = configparser.RawConfigParser(strict=False, interpolation=None)
+parser.optionxform = str
+parser.read(sys.argv[1])
+with open(sys.argv[2], "w") as out:
+    out.write("; written by scripts/stack.sh on every `make up`; edits are lost\n")
+    parser.write(out)
+PYCONF
+  rm -f "$tmp"
 }
 
 http_ok() { "$PY" -c "import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" "$1"; }
 
+program_running() {  # program_running NAME [MIN_UPTIME_SECONDS]
+  local line; line="$(supervisorctl status "$1" 2>/dev/null)" || return 1
+  [[ "$line" == *RUNNING* ]] || return 1
+  local up; up="$(sed -n 's/.*uptime \([0-9:]*\).*/\1/p' <<<"$line" | awk -F: '{print ($1*3600)+($2*60)+$3}')"
+  [ "${up:-0}" -ge "${2:-0}" ]
+}
+
+all_ready() {  # every process is up and answering, and has been for MIN seconds
+  local min="${1:-0}" prog
+  for prog in $APPS; do program_running "$prog" "$min" || return 1; done
+  http_ok "http://$INGEST_HOST:$INGEST_PORT/readyz" && http_ok "http://$CLASSIFIER_HOST:$CLASSIFIER_PORT/readyz"
+}
+
 apps_up() {
-  START_PORT="$INGEST_PORT" start_app ingest "ingest.app" "$VENV/bin/uvicorn" ingest.app:create_app --factory \
-    --host "$INGEST_HOST" --port "$INGEST_PORT" --no-access-log --log-config "$ROOT/deploy/logging.json"
-  START_PORT="$CLASSIFIER_PORT" start_app classifier-api "classifier.app" "$VENV/bin/uvicorn" classifier.app:create_app --factory \
-    --host "$CLASSIFIER_HOST" --port "$CLASSIFIER_PORT" --no-access-log --log-config "$ROOT/deploy/logging.json"
-  start_app classifier-worker "classifier.worker" "$PY" -m classifier.worker
-  wait_for "ingest API" 60 http_ok "http://$INGEST_HOST:$INGEST_PORT/readyz"
-  wait_for "classifier API" 60 http_ok "http://$CLASSIFIER_HOST:$CLASSIFIER_PORT/readyz"
-  wait_for "classifier worker" 60 pid_alive classifier-worker classifier.worker
+  if ! supervisor_alive; then
+    for port in "$INGEST_PORT" "$CLASSIFIER_PORT"; do
+      port_open "$port" && die "port $port is taken by a process this stack did not start (stop it, or set another port)"
+    done
+    write_supervisor_conf
+    log "starting ingest, classifier API and worker under supervisord"
+    (cd "$ROOT" && "$VENV/bin/supervisord" -c "$SUPERVISOR_CONF") \
+      || die "supervisord did not start (see $LOGS/supervisord.log)"
+  else
+    supervisorctl start all >/dev/null || true
+  fi
+  wait_for "ingest, classifier API and worker" 90 all_ready 0
+  # Ready once is not enough: report success only when every process has
+  # stayed up and ready for a few seconds (a worker that dies 0.3 s after
+  # start would otherwise pass).
+  sleep 5
+  all_ready 5 || { cmd_status >&2; die "a process did not stay up (logs: $LOGS)"; }
 }
 
 apps_down() {
-  stop_pid classifier-worker classifier.worker
-  stop_pid classifier-api classifier.app
-  stop_pid ingest ingest.app
+  supervisor_alive || return 0
+  log "stopping ingest, classifier API and worker"
+  supervisorctl stop all >/dev/null || true
+  supervisorctl shutdown >/dev/null || true
+  for _ in $(seq 1 60); do [ -S "$SUPERVISOR_SOCK" ] || break; sleep 0.5; done
+}
+
+restarts_of() {  # how often supervisord saw NAME end since it started
+  grep -c "exited: $1 \|gave up: $1 " "$LOGS/supervisord.log" 2>/dev/null || true
 }
 
 # --------------------------------------------------------------- commands --
@@ -323,7 +428,7 @@ cmd_up() {
 Stack is up in $((SECONDS - t0))s.
   ingest API       http://$INGEST_HOST:$INGEST_PORT        (docs: /docs, health: /healthz /readyz, /metrics)
   classifier API   http://$CLASSIFIER_HOST:$CLASSIFIER_PORT        (docs: /docs, health: /healthz /readyz, /metrics)
-  classifier worker pid $(cat "$RUN/classifier-worker.pid")
+  classifier worker under supervisord (make status shows restarts)
   Kafka            $(kafka_bootstrap)
   PostgreSQL       ${DATABASE_URL:-postgresql://$DB_USER:***@127.0.0.1:$PGPORT/$DB_NAME} (password in .stack/db-password)
   logs             $LOGS   (make logs)
@@ -337,12 +442,17 @@ cmd_down() {
 }
 
 cmd_status() {
-  for p in "kafka kafka.Kafka" "ingest ingest.app" "classifier-api classifier.app" \
-           "classifier-worker classifier.worker"; do
-    set -- $p
-    if pid_alive "$1" "$2" 2>/dev/null; then echo "$1: running (pid $(cat "$RUN/$1.pid"))"
-    else echo "$1: stopped"; fi
-  done
+  if pid_alive kafka kafka.Kafka 2>/dev/null; then echo "kafka: running (pid $(cat "$RUN/kafka.pid"))"
+  else echo "kafka: stopped"; fi
+  if supervisor_alive; then
+    local prog line
+    for prog in $APPS; do
+      line="$(supervisorctl status "$prog" 2>/dev/null | awk '{$1=""; print substr($0,2)}')"
+      echo "$prog: ${line:-unknown} (restarts: $(restarts_of "$prog"))"
+    done
+  else
+    for prog in $APPS; do echo "$prog: stopped"; done
+  fi
   pg_lsclusters 2>/dev/null || true
 }
 

@@ -7,8 +7,14 @@ import contextlib
 
 
 class TcpProxy:
+    """Forwards bytes both ways; `cut()` drops every connection (a crashed server),
+    `hold()` keeps connections open but forwards nothing, not even new logins (a
+    server that accepts connections and never answers), `release()` ends that."""
+
     def __init__(self, target_host: str, target_port: int) -> None:
         self._target = (target_host, target_port)
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -33,7 +39,15 @@ class TcpProxy:
     async def restore(self) -> None:
         await self.start()
 
+    def hold(self) -> None:
+        self._flowing.clear()
+
+    def release(self) -> None:
+        self._flowing.set()
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        await self._flowing.wait()
         try:
             up_reader, up_writer = await asyncio.open_connection(*self._target)
         except OSError:
@@ -48,6 +62,7 @@ class TcpProxy:
     async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, asyncio.CancelledError, OSError):
             while data := await src.read(65536):
+                await self._flowing.wait()  # held: the bytes wait here
                 dst.write(data)
                 await dst.drain()
         dst.close()

@@ -6,7 +6,9 @@ import uuid
 from typing import Any, Literal
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from eventschemas.limits import IdText, Instant
 
 # Namespace for deterministic event ids: uuid5(EVENT_ID_NAMESPACE, source|type|natural id|rev).
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c3a52-8d0e-4b8e-9a53-2f4c1d7e9b10")
@@ -18,13 +20,13 @@ class Envelope(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     specversion: Literal["1.0"] = "1.0"
-    id: str = Field(min_length=1, max_length=200)
-    source: str = Field(min_length=1, max_length=200)
-    type: str = Field(min_length=1, max_length=100)
-    subject: str = Field(min_length=1, max_length=200, description="The customer id.")
-    time: AwareDatetime = Field(description="When the fact happened in the source system.")
+    id: IdText = Field(min_length=1, max_length=200)
+    source: IdText = Field(min_length=1, max_length=200)
+    type: IdText = Field(min_length=1, max_length=100)
+    subject: IdText = Field(min_length=1, max_length=200, description="The customer id.")
+    time: Instant = Field(description="When the fact happened in the source system.")
     datacontenttype: Literal["application/json"] = "application/json"
-    dataschema: str
+    dataschema: IdText = Field(max_length=200)
     data: dict[str, Any]
 
     def to_bytes(self) -> bytes:

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from eventschemas.envelope import Envelope, dataschema_for, deterministic_event_id
+from eventschemas.limits import MAX_COUNT, FreeText, IdText, Instant, Revision, check_id, check_json
 
-CustomerId = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
-NaturalId = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
+CustomerId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128, strip_whitespace=True),
+    AfterValidator(check_id),
+]
+NaturalId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128, strip_whitespace=True),
+    AfterValidator(check_id),
+]
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=4)]
 
@@ -55,7 +72,7 @@ class Identity(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     phone: E164 | None = Field(default=None, description="E.164, e.g. +8613800138000.")
-    email: str | None = Field(default=None, max_length=254, description="Lower-cased.")
+    email: IdText | None = Field(default=None, max_length=254, description="Lower-cased.")
 
 
 class ActivityEvent(BaseModel):
@@ -67,9 +84,7 @@ class ActivityEvent(BaseModel):
     VERSION: ClassVar[int] = 1
 
     customer_id: CustomerId
-    revision: int = Field(
-        default=0, ge=0, description="Bump when the source fact is re-sent changed."
-    )
+    revision: Revision = 0
     identity: Identity | None = Field(
         default=None, description="Normalised phone/e-mail the source gave for the customer."
     )
@@ -78,7 +93,7 @@ class ActivityEvent(BaseModel):
         """Return the source system's id of the fact this event carries."""
         raise NotImplementedError
 
-    def occurred_at(self) -> AwareDatetime:
+    def occurred_at(self) -> datetime:
         """Return when the fact happened in the source system."""
         raise NotImplementedError
 
@@ -103,13 +118,13 @@ class OrderPlaced(ActivityEvent):
     currency: CurrencyCode
     amount_base: Money = Field(description="The amount in the base currency.")
     base_currency: CurrencyCode
-    placed_at: AwareDatetime
+    placed_at: Instant
     status: OrderStatus = OrderStatus.PLACED
 
     def natural_id(self) -> str:
         return self.order_id
 
-    def occurred_at(self) -> AwareDatetime:
+    def occurred_at(self) -> datetime:
         return self.placed_at
 
 
@@ -122,12 +137,12 @@ class OrderRefunded(ActivityEvent):
     currency: CurrencyCode
     amount_base: Money
     base_currency: CurrencyCode
-    refunded_at: AwareDatetime
+    refunded_at: Instant
 
     def natural_id(self) -> str:
         return self.refund_id
 
-    def occurred_at(self) -> AwareDatetime:
+    def occurred_at(self) -> datetime:
         return self.refunded_at
 
 
@@ -135,12 +150,12 @@ class OrderCancelled(ActivityEvent):
     TYPE: ClassVar[str] = "order.cancelled"
 
     order_id: NaturalId
-    cancelled_at: AwareDatetime
+    cancelled_at: Instant
 
     def natural_id(self) -> str:
         return self.order_id
 
-    def occurred_at(self) -> AwareDatetime:
+    def occurred_at(self) -> datetime:
         return self.cancelled_at
 
 
@@ -148,20 +163,20 @@ class CallLogged(ActivityEvent):
     TYPE: ClassVar[str] = "call.logged"
 
     call_id: NaturalId
-    agent_id: str | None = None
+    agent_id: IdText | None = Field(default=None, max_length=128)
     direction: str = Field(default="outbound", pattern="^(inbound|outbound)$")
-    started_at: AwareDatetime
-    duration_seconds: int = Field(default=0, ge=0)
+    started_at: Instant
+    duration_seconds: int = Field(default=0, ge=0, le=MAX_COUNT)
     outcome: CallOutcome
     intent: IntentLevel | None = None
-    notes: str | None = Field(
+    notes: FreeText | None = Field(
         default=None, max_length=10_000, description="May hold PII; never logged."
     )
 
     def natural_id(self) -> str:
         return self.call_id
 
-    def occurred_at(self) -> AwareDatetime:
+    def occurred_at(self) -> datetime:
         return self.started_at
 
 
@@ -171,17 +186,25 @@ class CrmContactUpdated(ActivityEvent):
     TYPE: ClassVar[str] = "crm.contact.updated"
 
     crm_record_id: NaturalId
-    updated_at: AwareDatetime
+    updated_at: Instant
     attributes: dict[str, Any] = Field(default_factory=dict)
-    tags: list[str] | None = None
+    tags: list[Annotated[IdText, Field(max_length=200)]] | None = Field(
+        default=None, max_length=500
+    )
     source_event_id: NaturalId | None = Field(
         default=None, description="The CRM's own id of this notification, when it has one."
     )
 
+    @field_validator("attributes")
+    @classmethod
+    def _attributes_storable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_json(value)
+        return value
+
     def natural_id(self) -> str:
         return self.source_event_id or f"{self.crm_record_id}@{self.updated_at.isoformat()}"
 
-    def occurred_at(self) -> AwareDatetime:
+    def occurred_at(self) -> datetime:
         return self.updated_at
 
 
@@ -193,15 +216,15 @@ class CrmDealStageChanged(ActivityEvent):
     TYPE: ClassVar[str] = "crm.deal.stage_changed"
 
     deal_id: NaturalId
-    stage: str = Field(min_length=1, max_length=64)
+    stage: IdText = Field(min_length=1, max_length=64)
     amount_base: Money | None = None
-    changed_at: AwareDatetime
+    changed_at: Instant
     source_event_id: NaturalId | None = None
 
     def natural_id(self) -> str:
         return self.source_event_id or f"{self.deal_id}@{self.stage}@{self.changed_at.isoformat()}"
 
-    def occurred_at(self) -> AwareDatetime:
+    def occurred_at(self) -> datetime:
         return self.changed_at
 
 

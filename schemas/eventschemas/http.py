@@ -8,8 +8,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from eventschemas.problems import (
@@ -71,6 +72,11 @@ def install_problem_handlers(app: FastAPI) -> None:
             headers["Allow"] = ", ".join(_allowed_methods(app, request))
         return problem_response(problem, headers)
 
+    async def on_client_gone(request: Request, exc: Exception) -> Response:
+        # The client hung up mid-request: nothing to answer and nothing broken.
+        log.info("client disconnected during %s %s", request.method, request.url.path)
+        return Response(status_code=499)
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s", request.url.path)
         problem = Problem(title="Internal server error", status=500, instance=request.url.path)
@@ -80,6 +86,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, on_service_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(ClientDisconnect, on_client_gone)
 
 
 def document_problems(app: FastAPI, secured: Mapping[str, str] | None = None) -> None:

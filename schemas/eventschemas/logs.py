@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from datetime import UTC, datetime
 
 import orjson
@@ -22,12 +23,46 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry).decode()
 
 
+class RateLimit(logging.Filter):
+    """At most one record per `seconds` for each message template of the Kafka client.
+
+    While the broker is down, aiokafka logs every failed connection attempt
+    (thousands of lines a second); the first of a kind passes, the rest are
+    counted and the count is added to the next one that passes.
+    """
+
+    def __init__(self, seconds: float = 10.0, prefixes: tuple[str, ...] = ("aiokafka",)) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.prefixes = prefixes
+        self._last: dict[tuple[str, int, str], float] = {}
+        self._suppressed: dict[tuple[str, int, str], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefixes):
+            return True
+        key = (record.name, record.levelno, str(record.msg))
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.seconds:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return False
+        self._last[key] = now
+        if len(self._last) > 1000:  # templates are few; bound the memory anyway
+            self._last = {key: now}
+        suppressed = self._suppressed.pop(key, 0)
+        if suppressed:
+            record.msg = f"{record.msg} ({suppressed} similar suppressed)"
+        return True
+
+
 def configure_logging(level: str = "INFO") -> None:
     # One line per record, written at once: nothing is lost if the process is killed.
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(RateLimit())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

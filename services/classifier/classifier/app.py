@@ -20,7 +20,7 @@ from classifier.clock import system_clock
 from classifier.config import ClassifierSettings
 from classifier.customers import reads
 from classifier.customers.router import router as customers_router
-from classifier.db import dsn, make_engine, make_sessionmaker
+from classifier.db import dsn, is_unavailable, make_engine, make_sessionmaker, sqlstate
 from classifier.errors import DatabaseUnavailable, database_input_problem
 from classifier.health.router import router as health_router
 from classifier.processing.batch import BatchProcessor
@@ -28,6 +28,7 @@ from classifier.schemes.api import fail_interrupted
 from classifier.schemes.router import router as schemes_router
 from classifier.schemes.service import SchemeCache
 from eventschemas.http import document_problems, install_problem_handlers, problem_response
+from eventschemas.problems import Problem
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +39,20 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings)
+        # Requests wait at most api_db_timeout_seconds for the database (then 503);
+        # background work (activations, overrides) has the worker's longer bound.
+        engine = make_engine(settings, timeout=settings.api_db_timeout_seconds)
+        background_engine = make_engine(settings)
         sessions = make_sessionmaker(engine)
         app.state.sessions = sessions
         app.state.schemes = SchemeCache()
-        app.state.processor = BatchProcessor(sessions, app.state.schemes)
+        app.state.processor = BatchProcessor(
+            make_sessionmaker(background_engine), app.state.schemes
+        )
         app.state.key_verifier = KeyVerifier(sessions, settings.api_key_cache_seconds)
         app.state.background = set()
         app.state.read_pool = await reads.create_pool(
-            dsn(settings.database_url), settings.db_pool_size
+            dsn(settings.database_url), settings.db_pool_size, settings.api_db_timeout_seconds
         )
         with contextlib.suppress(Exception):  # the database may not be up yet; readyz says so
             await fail_interrupted(sessions)
@@ -62,6 +68,7 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
             await client.close()
             await app.state.read_pool.close()
             await engine.dispose()
+            await background_engine.dispose()
 
     app = FastAPI(
         title="Customer classifier",
@@ -82,27 +89,39 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
         },
     )
 
-    async def on_data_error(request: Request, exc: Exception) -> Response:
-        return problem_response(database_input_problem(exc).to_problem(request.url.path))
-
-    # Input the schema allows but PostgreSQL refuses (a NUL in text, a number
-    # beyond bigint) is the client's mistake: a 400 naming it, not a 500.
-    app.add_exception_handler(asyncpg.DataError, on_data_error)
-    app.add_exception_handler(sqlalchemy.exc.DataError, on_data_error)
-
-    async def on_database_down(request: Request, exc: Exception) -> Response:
+    def database_down(request: Request, exc: BaseException) -> Response:
         log.warning("database unavailable on %s: %s", request.url.path, type(exc).__name__)
-        problem = DatabaseUnavailable("PostgreSQL did not answer", headers={"Retry-After": "5"})
+        problem = DatabaseUnavailable(
+            "PostgreSQL did not answer in time or refused the connection",
+            headers={"Retry-After": "5"},
+        )
         return problem_response(problem.to_problem(request.url.path), problem.headers)
 
-    # PostgreSQL down or restarting: a 503 with Retry-After, not a 500.
-    for unavailable in (
+    async def on_database_error(request: Request, exc: Exception) -> Response:
+        # PostgreSQL down, restarting, hung, refusing our login, or out of
+        # connections: a 503 with Retry-After. Input the schema allows but
+        # PostgreSQL refuses (a NUL in text, a number beyond bigint) is the
+        # client's mistake: a 400 naming it. Anything else is a bug: a 500.
+        if is_unavailable(exc):
+            return database_down(request, exc)
+        code = sqlstate(exc) or ""
+        if code.startswith("22") or isinstance(exc, asyncpg.DataError | sqlalchemy.exc.DataError):
+            return problem_response(database_input_problem(exc).to_problem(request.url.path))
+        log.error("database error on %s", request.url.path, exc_info=exc)
+        problem = Problem(title="Internal server error", status=500, instance=request.url.path)
+        return problem_response(problem)
+
+    for database_error in (
         ConnectionError,  # refused/reset, from asyncpg's connect on the read pool
-        asyncpg.PostgresConnectionError,
-        sqlalchemy.exc.OperationalError,  # the same through SQLAlchemy
-        sqlalchemy.exc.InterfaceError,
+        OSError,
+        TimeoutError,  # asyncpg's command timeout on the read pool
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.DataError,
+        sqlalchemy.exc.DBAPIError,  # the same through SQLAlchemy
+        sqlalchemy.exc.TimeoutError,  # no pooled connection in time
     ):
-        app.add_exception_handler(unavailable, on_database_down)
+        app.add_exception_handler(database_error, on_database_error)
     app.include_router(health_router)
     app.include_router(customers_router)
     app.include_router(classes_router)

@@ -51,8 +51,20 @@ class ClassifierSettings(BaseSettings):
     review_batch_size: int = 500
     cutoffs_interval_seconds: float = 300.0
     cutoffs_bulk_events: int = 10_000
-    db_retry_max_seconds: float = 30.0
+    db_retry_max_seconds: float = Field(
+        default=2.0,
+        description="Longest wait between retries of a batch while the database is down.",
+    )
     db_pool_size: int = 10
+    db_timeout_seconds: float = Field(
+        default=30.0,
+        description="The worker's bound on one statement (server statement_timeout, client "
+        "command timeout, connect and pool acquisition).",
+    )
+    api_db_timeout_seconds: float = Field(
+        default=5.0,
+        description="The same bound for the API's requests; beyond it they answer 503.",
+    )
     log_level: str = "INFO"
     auth_enabled: bool = Field(
         default=True, description="Require API keys on /v1 (health endpoints stay open)."

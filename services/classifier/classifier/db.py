@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
+import asyncpg
 import orjson
 from fastapi import Depends, Request
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -18,15 +21,76 @@ from sqlalchemy.ext.asyncio import (
 from classifier.config import ClassifierSettings
 
 
-def make_engine(settings: ClassifierSettings) -> AsyncEngine:
+def make_engine(settings: ClassifierSettings, *, timeout: float | None = None) -> AsyncEngine:
+    """The engine; every statement, connect and pool checkout is bounded by `timeout`."""
+    timeout = timeout or settings.db_timeout_seconds
     return create_async_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         pool_pre_ping=True,
+        pool_timeout=timeout,
+        connect_args=connect_args(timeout),
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
     )
+
+
+def connect_args(timeout: float) -> dict[str, Any]:
+    """asyncpg arguments: the client gives up after `timeout` (a server that holds the
+    socket but never answers), the server cancels statements a little earlier."""
+    return {
+        "timeout": timeout,
+        "command_timeout": timeout,
+        "server_settings": {
+            "statement_timeout": str(int(timeout * 1000 * 0.9)),
+            "lock_timeout": str(int(timeout * 1000 * 0.9)),
+        },
+    }
+
+
+# SQLSTATE classes: 08 connection, 28 authentication, 53 resources, 57 operator
+# intervention (shutdown, statement timeout), 40 rollback (deadlock, serialization),
+# 55P03 lock not available.
+_UNAVAILABLE_CLASSES = ("08", "28", "53", "57", "40")
+_UNAVAILABLE_STATES = frozenset({"55P03", "55006"})
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The PostgreSQL SQLSTATE behind an exception (SQLAlchemy-wrapped or asyncpg's own)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        code = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if isinstance(code, str) and len(code) == 5:
+            return code
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return None
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """A database that is down, slow, overloaded, or refused us for now: retry later.
+
+    Deadlocks and serialization failures are here too: the same work succeeds
+    when tried again.
+    """
+    if isinstance(
+        exc,
+        OperationalError
+        | InterfaceError
+        | SQLAlchemyTimeoutError
+        | OSError
+        | ConnectionError
+        | TimeoutError
+        | asyncpg.PostgresConnectionError
+        | asyncpg.InterfaceError,
+    ):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    code = sqlstate(exc)
+    return code is not None and (code[:2] in _UNAVAILABLE_CLASSES or code in _UNAVAILABLE_STATES)
 
 
 def dsn(url: str) -> str:

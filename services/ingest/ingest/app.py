@@ -6,9 +6,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
+from pydantic import ValidationError
 
-from eventschemas.http import document_problems, install_problem_handlers
+from eventschemas.http import document_problems, install_problem_handlers, problem_response
+from eventschemas.problems import field_errors, validation_problem
 from ingest.calls.router import router as calls_router
 from ingest.config import IngestSettings
 from ingest.health.router import router as health_router
@@ -45,6 +47,15 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_problem_handlers(app)
+
+    async def on_event_invalid(request: Request, exc: Exception) -> Response:
+        # Input the request schema let through but the event contract refuses
+        # (built from several fields, or mapped from a CRM payload): a 422.
+        assert isinstance(exc, ValidationError)
+        errors = field_errors(exc.errors())
+        return problem_response(validation_problem(errors, instance=request.url.path))
+
+    app.add_exception_handler(ValidationError, on_event_invalid)
     document_problems(app)
     app.include_router(health_router)
     app.include_router(orders_router)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, AwareDatetime, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eventschemas.topics import ACTIVITY_TOPIC
@@ -42,6 +43,10 @@ class IngestSettings(BaseSettings):
     base_currency: str = "USD"
     fx_rates: dict[str, Decimal] = Field(default_factory=lambda: dict(DEFAULT_FX_RATES))
     max_clock_skew_seconds: int = 300
+    earliest_instant: AwareDatetime = Field(
+        default=datetime(1990, 1, 1, tzinfo=UTC),
+        description="Facts dated before this are refused (422): a typo, not history.",
+    )
     default_phone_region: str = Field(
         default="CN", description="Country of phone numbers given without a +country code."
     )
@@ -52,6 +57,10 @@ class IngestSettings(BaseSettings):
     # Request size limits (bytes): JSON bodies and webhooks, and CSV uploads.
     max_body_bytes: int = 5 * 1024 * 1024
     max_import_bytes: int = 200 * 1024 * 1024
+    # One event on the topic: below the broker's message.max.bytes (1 MiB by default).
+    max_event_bytes: int = 1_000_000
+    # One CSV line (a field can never be longer than its line).
+    max_csv_line_bytes: int = 64 * 1024
 
     # CRM webhooks. A source whose secret is unset is disabled (404).
     webhook_max_age_seconds: int = 300

@@ -16,6 +16,7 @@ import phonenumbers
 from pydantic import BaseModel, Field
 
 from eventschemas.events import CustomerId, Identity
+from eventschemas.limits import IdText
 from ingest.errors import InvalidInput
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -77,10 +78,10 @@ class CustomerRef(BaseModel):
     customer_id: CustomerId | None = Field(
         default=None, description="Your customer id; derived from e-mail/phone when absent."
     )
-    phone: str | None = Field(
+    phone: IdText | None = Field(
         default=None, max_length=64, description="Any common format; stored as E.164."
     )
-    email: str | None = Field(default=None, max_length=254, description="Stored lower-cased.")
+    email: IdText | None = Field(default=None, max_length=254, description="Stored lower-cased.")
 
     def resolve(self, default_region: str) -> tuple[str, Identity | None]:
         return resolve_customer(self.customer_id, self.phone, self.email, default_region)

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import ProgrammingError
 
 from classifier.config import ClassifierSettings
 from classifier.consumer.decoding import PoisonMessage, decode
 from classifier.consumer.progress import PartitionProgress
+from classifier.db import is_unavailable, sqlstate
 from classifier.metrics import (
     BATCH_SIZE,
     CLASS_CHANGES,
@@ -24,16 +26,23 @@ from classifier.metrics import (
     EVENTS_CONSUMED,
     PROCESSING_SECONDS,
 )
-from classifier.processing.batch import BatchProcessor, Delivery
+from classifier.processing.batch import BatchProcessor, BatchResult, Delivery
 
 log = logging.getLogger(__name__)
 
 
 def is_transient(exc: BaseException) -> bool:
-    """A database outage (retry the batch) as opposed to a bug (let the worker fail)."""
-    if isinstance(exc, OperationalError | InterfaceError | OSError | ConnectionError):
+    """A database outage, timeout, deadlock or serialization failure: retry the batch."""
+    return is_unavailable(exc)
+
+
+def is_fatal(exc: BaseException) -> bool:
+    """Errors no event causes (a missing table or column, out of memory): stop the
+    worker and let the supervisor restart it, rather than dead-letter good events."""
+    if isinstance(exc, MemoryError | asyncio.CancelledError):
         return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    code = sqlstate(exc) or ""
+    return isinstance(exc, ProgrammingError) and code.startswith("42")
 
 
 class ActivityConsumer:
@@ -96,6 +105,7 @@ class ActivityConsumer:
 
     async def _handle(self, batches: dict[TopicPartition, list[Any]]) -> None:
         items: list[Delivery] = []
+        records_of: list[Any] = []
         offsets: dict[TopicPartition, int] = {}
         for tp, records in batches.items():
             for record in records:
@@ -105,9 +115,10 @@ class ActivityConsumer:
                     await self._dead_letter(record, poison)
                     continue
                 items.append(Delivery(envelope, event, tp.partition))
+                records_of.append(record)
             offsets[tp] = records[-1].offset + 1
         started = time.perf_counter()
-        result = await self._apply_with_retry(items)
+        result = await self._apply_isolating(items, records_of)
         if result is None:  # stopping while the database was down: commit nothing
             return
         PROCESSING_SECONDS.observe(time.perf_counter() - started)
@@ -126,8 +137,48 @@ class ActivityConsumer:
             log.warning("offset commit failed after a committed batch: %s", exc)
         self._record_lag(offsets)
 
-    async def _apply_with_retry(self, items: list[Delivery]) -> Any:
-        delay = 0.2
+    async def _apply_isolating(
+        self, items: list[Delivery], records: list[Any]
+    ) -> BatchResult | None:
+        """Apply the batch; if it fails on its data, split it until the one event that
+        fails is found, dead-letter that event, and apply the rest.
+
+        Halves are applied in order, each in its own transaction (the inbox makes a
+        repeat harmless), so events of one customer keep their order.
+        """
+        try:
+            return await self._apply_with_retry(items)
+        except Exception as exc:
+            if is_fatal(exc):
+                raise
+            if len(items) <= 1:
+                if items:
+                    await self._dead_letter(
+                        records[0],
+                        PoisonMessage("processing_failed", f"{type(exc).__name__}: {exc}"),
+                    )
+                return BatchResult(0, 0, [])
+            log.warning(
+                "a batch of %s events failed (%s); splitting it to isolate the event",
+                len(items),
+                type(exc).__name__,
+            )
+        middle = len(items) // 2
+        first = await self._apply_isolating(items[:middle], records[:middle])
+        if first is None:
+            return None
+        second = await self._apply_isolating(items[middle:], records[middle:])
+        if second is None:
+            return None
+        return BatchResult(
+            first.applied + second.applied,
+            first.duplicates + second.duplicates,
+            first.changes + second.changes,
+        )
+
+    async def _apply_with_retry(self, items: list[Delivery]) -> BatchResult | None:
+        """Apply; retry transient failures with jittered backoff capped at a few seconds."""
+        delay = 0.1
         while True:
             try:
                 return await self._processor.process(items)
@@ -135,13 +186,15 @@ class ActivityConsumer:
                 if not is_transient(exc):
                     raise
                 DB_RETRIES.inc()
+                wait = random.uniform(delay / 2, delay)
                 log.warning(
-                    "database unavailable (%s); retrying the batch in %.1fs",
+                    "database unavailable or contended (%s %s); retrying the batch in %.2fs",
                     type(exc).__name__,
-                    delay,
+                    sqlstate(exc) or "",
+                    wait,
                 )
                 try:
-                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+                    await asyncio.wait_for(self._stopping.wait(), timeout=wait)
                     return None
                 except TimeoutError:
                     delay = min(delay * 2, self._settings.db_retry_max_seconds)
@@ -156,7 +209,7 @@ class ActivityConsumer:
         ]
         await self._producer.send_and_wait(
             self._settings.dlq_topic, value=record.value, key=record.key, headers=headers
-        )
+        )  # a broker outage here stops the worker; the supervisor restarts it
         DLQ_EVENTS.labels(reason=poison.reason).inc()
         log.warning(
             "dead-lettered %s[%s]@%s: %s",

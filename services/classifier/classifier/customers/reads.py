@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from classifier.db import connect_args
 from classifier.engine import from_micros
 
 _COLUMNS = (
@@ -38,11 +39,21 @@ def _jsonb_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-async def create_pool(dsn: str, size: int) -> asyncpg.Pool:
-    """A small pool for the read path; connections are opened lazily."""
+async def create_pool(dsn: str, size: int, bound_seconds: float) -> asyncpg.Pool:
+    """A small pool for the read path; connections are opened lazily.
+
+    Connects and statements give up after `bound_seconds` (the API answers 503).
+    """
     # No reset on release: the read path sets no session state, takes no locks
     # and opens no transactions, so the default reset query is a wasted round trip.
-    return await asyncpg.create_pool(dsn, min_size=0, max_size=size, init=_init, reset=_keep)
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=0,
+        max_size=size,
+        init=_init,
+        reset=_keep,
+        **connect_args(bound_seconds),
+    )
 
 
 async def _keep(conn: asyncpg.Connection) -> None:

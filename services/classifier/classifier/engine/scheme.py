@@ -306,11 +306,33 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
 def load_scheme_text(text: str) -> Any:
     """Parse YAML or JSON text into plain data; raises SchemeError when unreadable."""
     try:
-        if text.lstrip().startswith("{"):
-            return json.loads(text)
-        return yaml.safe_load(text)
+        data = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise SchemeError([f"(root): not valid YAML or JSON: {exc}"]) from exc
+    except RecursionError as exc:
+        raise SchemeError([f"(root): nested deeper than {MAX_SCHEME_NESTING} levels"]) from exc
+    if _depth(data) > MAX_SCHEME_NESTING:
+        raise SchemeError([f"(root): nested deeper than {MAX_SCHEME_NESTING} levels"])
+    return data
+
+
+MAX_SCHEME_NESTING = 64
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and mappings nest (iteratively: no recursion limit to hit)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if deepest > MAX_SCHEME_NESTING:
+            return deepest
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return deepest
 
 
 def parse_scheme(raw: Any) -> CompiledScheme:

@@ -17,6 +17,7 @@ from classifier.consumer.decoding import PoisonMessage, decode
 from classifier.db import unit_of_work
 from classifier.processing import repository
 from classifier.processing.batch import BatchProcessor, Delivery
+from classifier.processing.scheduler import refresh_cutoffs
 from classifier.schemes.service import SchemeCache, ensure_active_scheme
 from classifier.topics import topic_partitions
 from eventschemas.changes import ChangeReason
@@ -56,7 +57,8 @@ async def replay(
         if not await repository.is_empty(session):
             raise NotEmpty("the database already holds state; replay needs an empty one")
     await ensure_active_scheme(sessions, settings.scheme_file)
-    processor = BatchProcessor(sessions, SchemeCache())
+    schemes = SchemeCache()
+    processor = BatchProcessor(sessions, schemes)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         enable_auto_commit=False,
@@ -98,6 +100,11 @@ async def replay(
             await _commit_offsets(settings, commit_group, {tp: ends[tp] for tp in tps})
     finally:
         await consumer.stop()
+    # Rank cut-offs before any time-driven review: without them every customer
+    # would rank in the lowest class until a worker computed them minutes later,
+    # and be announced moving down and back up.
+    flagged = await refresh_cutoffs(sessions, schemes, clock())
+    log.info("replay: population cut-offs computed, %s customers re-ranked", flagged)
     changes += await _catch_up(processor, sessions, clock)
     if not announce:
         async with unit_of_work(sessions) as session:

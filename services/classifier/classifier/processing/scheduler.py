@@ -66,6 +66,76 @@ async def store_cutoffs(
     return computed
 
 
+async def refresh_cutoffs(
+    sessions: async_sessionmaker[AsyncSession], schemes: SchemeCache, now: int
+) -> int:
+    """Recompute and store rank cut-offs; flag for review (at `now`) the customers whose
+    rank class they change. Returns how many were flagged (0 if another worker holds
+    the cut-off lock)."""
+    flagged = 0
+    async with unit_of_work(sessions) as session:
+        if not await session.scalar(
+            text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": CUTOFF_LOCK}
+        ):
+            return 0
+        scheme = await schemes.active(session)
+        for dim, cuts in await store_cutoffs(session, scheme):
+            spec = dim.spec.rank
+            assert spec is not None
+            flagged += await _flag_flips(
+                session,
+                dim.name,
+                spec.feature,
+                [(c, cuts[c]) for c in dim.classes if c in cuts],
+                dim.default or dim.classes[-1],
+                now,
+            )
+    return flagged
+
+
+async def _flag_flips(
+    session: AsyncSession,
+    dimension: str,
+    feature: str,
+    cuts: list[tuple[str, float]],
+    fallback: str,
+    now: int,
+) -> int:
+    """Mark due for review only those customers whose rank class would change."""
+    cases = " ".join(f"WHEN v > 0 AND v >= :cut{i} THEN :cls{i}" for i in range(len(cuts)))
+    params: dict[str, object] = {
+        "dim": dimension,
+        "feature": feature,
+        "fallback": fallback,
+        "now": from_micros(now),
+    }
+    for i, (cls, cut) in enumerate(cuts):
+        params[f"cut{i}"], params[f"cls{i}"] = cut, cls
+    expected = f"CASE {cases} ELSE :fallback END" if cuts else ":fallback"
+    # The rows are locked in id order, as the batch path locks them
+    # (load_states), so the two can wait for each other but never deadlock.
+    sql = f"""
+        WITH flips AS (
+            SELECT s.id FROM (
+                SELECT c2.id, (c2.features->>:feature)::float AS v, cc.class AS current,
+                       c2.next_review_at
+                FROM customers c2
+                LEFT JOIN {CustomerClass.__tablename__} cc
+                  ON cc.customer_id = c2.id AND cc.dimension = :dim) s
+            WHERE s.current IS DISTINCT FROM ({expected})
+              AND (s.next_review_at IS NULL OR s.next_review_at > :now)
+        ), locked AS (
+            SELECT c.id FROM customers c JOIN flips f ON f.id = c.id
+            ORDER BY c.id FOR UPDATE OF c
+        )
+        UPDATE customers c SET next_review_at = :now
+        FROM locked l
+        WHERE c.id = l.id AND (c.next_review_at IS NULL OR c.next_review_at > :now)
+    """
+    result = await session.execute(text(sql), params)
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 class ReviewScheduler:
     def __init__(
         self,
@@ -108,58 +178,7 @@ class ReviewScheduler:
 
     async def recompute_cutoffs(self) -> int:
         """Recompute rank cut-offs; schedule a review for customers whose class flips."""
-        now = self._clock()
-        flagged = 0
-        async with unit_of_work(self._sessions) as session:
-            if not await session.scalar(
-                text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": CUTOFF_LOCK}
-            ):
-                return 0
-            scheme = await self._schemes.active(session)
-            for dim, cuts in await store_cutoffs(session, scheme):
-                spec = dim.spec.rank
-                assert spec is not None
-                flagged += await self._flag_flips(
-                    session,
-                    dim.name,
-                    spec.feature,
-                    [(c, cuts[c]) for c in dim.classes if c in cuts],
-                    dim.default or dim.classes[-1],
-                    now,
-                )
-        return flagged
-
-    async def _flag_flips(
-        self,
-        session: AsyncSession,
-        dimension: str,
-        feature: str,
-        cuts: list[tuple[str, float]],
-        fallback: str,
-        now: int,
-    ) -> int:
-        """Mark due for review only those customers whose rank class would change."""
-        cases = " ".join(f"WHEN v > 0 AND v >= :cut{i} THEN :cls{i}" for i in range(len(cuts)))
-        params: dict[str, object] = {
-            "dim": dimension,
-            "feature": feature,
-            "fallback": fallback,
-            "now": from_micros(now),
-        }
-        for i, (cls, cut) in enumerate(cuts):
-            params[f"cut{i}"], params[f"cls{i}"] = cut, cls
-        expected = f"CASE {cases} ELSE :fallback END" if cuts else ":fallback"
-        sql = f"""
-            UPDATE customers c SET next_review_at = :now
-            FROM (SELECT c2.id, (c2.features->>:feature)::float AS v, cc.class AS current
-                  FROM customers c2
-                  LEFT JOIN {CustomerClass.__tablename__} cc
-                    ON cc.customer_id = c2.id AND cc.dimension = :dim) s
-            WHERE c.id = s.id AND s.current IS DISTINCT FROM ({expected})
-              AND (c.next_review_at IS NULL OR c.next_review_at > :now)
-        """
-        result = await session.execute(text(sql), params)
-        return int(getattr(result, "rowcount", 0) or 0)
+        return await refresh_cutoffs(self._sessions, self._schemes, self._clock())
 
     def _cutoffs_due_now(self) -> bool:
         """On schedule, or after a bulk load once the backlog is consumed."""

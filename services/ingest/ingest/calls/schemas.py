@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from eventschemas.events import CallOutcome, IntentLevel, NaturalId
+from eventschemas.limits import FreeText, IdText, Instant, RevisionIn
 from ingest.identity import CustomerRef
 
 
@@ -33,11 +34,11 @@ class CallIn(CustomerRef):
     )
 
     call_id: NaturalId
-    agent_id: str | None = Field(default=None, max_length=128)
+    agent_id: IdText | None = Field(default=None, max_length=128)
     direction: Literal["inbound", "outbound"] = "outbound"
-    started_at: AwareDatetime
+    started_at: Instant
     duration_seconds: int = Field(default=0, ge=0, le=86_400)
     outcome: CallOutcome
     intent: IntentLevel | None = None
-    notes: str | None = Field(default=None, max_length=10_000)
-    revision: int = Field(default=0, ge=0)
+    notes: FreeText | None = Field(default=None, max_length=10_000)
+    revision: RevisionIn = 0

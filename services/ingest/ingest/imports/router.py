@@ -14,7 +14,7 @@ from ingest.orders.schemas import OrderIn
 
 router = APIRouter(prefix="/v1/imports", tags=["imports"])
 RESPONSES: dict[int | str, dict[str, object]] = {
-    422: {"model": Problem, "description": "Not a readable CSV file."},
+    422: {"model": Problem, "description": "Not a readable CSV file, or a line too long."},
     503: {"model": Problem, "description": "Broker failed; upload the same file again."},
 }
 
@@ -29,6 +29,7 @@ async def import_orders(
         OrderIn,
         lambda o: orders.order_placed(settings, o).to_envelope(settings.source),
         publisher,
+        line_limit=settings.max_csv_line_bytes,
     )
 
 
@@ -42,4 +43,5 @@ async def import_calls(
         CallIn,
         lambda c: calls.call_logged(settings, c).to_envelope(settings.source),
         publisher,
+        line_limit=settings.max_csv_line_bytes,
     )

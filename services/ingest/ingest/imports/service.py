@@ -43,9 +43,33 @@ class ImportReport(BaseModel):
     errors_truncated: bool = False
 
 
-def _rows(binary: IO[bytes]) -> Iterator[tuple[int, dict[str, str]]]:
-    text = codecs.getreader("utf-8-sig")(binary)  # tolerate a BOM from spreadsheet exports
-    reader = csv.DictReader(text)
+class LineTooLong(InvalidInput):
+    def __init__(self, line: int, limit: int) -> None:
+        super().__init__(
+            "file", f"line {line} is longer than {limit} bytes (INGEST_MAX_CSV_LINE_BYTES)"
+        )
+
+
+def _lines(binary: IO[bytes], limit: int) -> Iterator[str]:
+    """Physical lines as text, each at most `limit` bytes: one huge line is refused
+    after reading `limit` bytes of it, not parsed for minutes."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()  # tolerate a BOM from spreadsheets
+    number = 0
+    while True:
+        raw = binary.readline(limit + 1)
+        if not raw:
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                yield tail
+            return
+        number += 1
+        if len(raw) > limit:
+            raise LineTooLong(number, limit)
+        yield decoder.decode(raw)
+
+
+def _rows(binary: IO[bytes], line_limit: int) -> Iterator[tuple[int, dict[str, str]]]:
+    reader = csv.DictReader(_lines(binary, line_limit))
     if not reader.fieldnames:
         raise InvalidInput("file", "the CSV file is empty or has no header row")
     for row in reader:
@@ -55,9 +79,20 @@ def _rows(binary: IO[bytes]) -> Iterator[tuple[int, dict[str, str]]]:
         yield reader.line_num, row
 
 
+# Columns whose model field takes a strict integer (JSON clients must send a
+# number); in a CSV every cell is text, so digits are turned into that number.
+_INTEGER_COLUMNS = frozenset({"revision"})
+
+
 def _clean(row: dict[str, str]) -> dict[str, Any]:
     """Empty cells are absent values, so optional columns may be left blank."""
-    return {k.strip(): v.strip() for k, v in row.items() if k and v is not None and v.strip()}
+    cells: dict[str, Any] = {
+        k.strip(): v.strip() for k, v in row.items() if k and v is not None and v.strip()
+    }
+    for column in _INTEGER_COLUMNS & cells.keys():
+        if cells[column].isascii() and cells[column].isdigit():
+            cells[column] = int(cells[column])
+    return cells
 
 
 @dataclass
@@ -108,6 +143,8 @@ async def import_csv(
     model: type[Item],
     build: Callable[[Item], Envelope],
     publisher: EventPublisher,
+    *,
+    line_limit: int = 64 * 1024,
 ) -> ImportReport:
     """Validate and publish every row; a bad row is reported with its line number.
 
@@ -116,7 +153,8 @@ async def import_csv(
     acknowledged) before the next is read.
     """
     report = ImportReport(rows=0, accepted=0, rejected=0, errors=[])
-    rows = _rows(binary)
+    csv.field_size_limit(line_limit)  # a quoted field may span lines: bound it too
+    rows = _rows(binary, line_limit)
     try:
         while True:
             chunk = await asyncio.to_thread(_read_chunk, rows, model, build)
@@ -133,6 +171,13 @@ async def import_csv(
         raise InvalidInput("file", f"not UTF-8 text: {exc.reason}") from exc
     except csv.Error as exc:
         raise InvalidInput("file", f"malformed CSV: {exc}") from exc
+    except LineTooLong as exc:
+        if report.accepted:
+            exc.detail = (
+                f"{exc.detail}; the {report.accepted} rows before it were accepted: fix the "
+                "file and upload it again (accepted rows are not duplicated)"
+            )
+        raise
     except KafkaUnavailable as exc:
         exc.detail = (
             f"{exc.detail}; {report.accepted} rows were accepted before the broker "

@@ -5,9 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from eventschemas.events import CustomerId, NaturalId, OrderStatus
+from eventschemas.limits import Instant, RevisionIn
 from ingest.identity import CustomerRef
 
 Amount = Annotated[
@@ -43,9 +44,9 @@ class OrderIn(CustomerRef):
     order_id: NaturalId
     amount: Amount
     currency: CurrencyIn
-    placed_at: AwareDatetime
+    placed_at: Instant
     status: OrderStatus = OrderStatus.PLACED
-    revision: int = Field(default=0, ge=0)
+    revision: RevisionIn = 0
 
 
 class RefundIn(BaseModel):
@@ -70,8 +71,8 @@ class RefundIn(BaseModel):
     customer_id: CustomerId
     amount: Amount
     currency: CurrencyIn
-    refunded_at: AwareDatetime
-    revision: int = Field(default=0, ge=0)
+    refunded_at: Instant
+    revision: RevisionIn = 0
 
 
 class CancellationIn(BaseModel):
@@ -80,5 +81,5 @@ class CancellationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     customer_id: CustomerId
-    cancelled_at: AwareDatetime
-    revision: int = Field(default=0, ge=0)
+    cancelled_at: Instant
+    revision: RevisionIn = 0

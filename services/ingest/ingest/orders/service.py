@@ -22,10 +22,14 @@ def to_base_currency(settings: IngestSettings, amount: Decimal, currency: str) -
 
 
 def check_not_future(settings: IngestSettings, field: str, moment: datetime) -> None:
-    """Reject instants further in the future than the allowed clock skew."""
+    """Reject instants before the plausible range or beyond now + the allowed clock skew."""
     limit = datetime.now(UTC) + timedelta(seconds=settings.max_clock_skew_seconds)
     if moment > limit:
         raise InvalidInput(field, "lies in the future beyond the allowed clock skew")
+    if moment < settings.earliest_instant:
+        raise InvalidInput(
+            field, f"lies before {settings.earliest_instant.date()} (INGEST_EARLIEST_INSTANT)"
+        )
 
 
 def order_placed(settings: IngestSettings, order: OrderIn) -> OrderPlaced:

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from eventschemas.events import ActivityEvent, Identity
+from ingest.errors import InvalidInput
 from ingest.identity import normalize_email, normalize_phone
 
 MAX_WEBHOOK_ITEMS = 1000
@@ -96,5 +97,8 @@ def split_fields(
     return attributes, identity
 
 
-def from_epoch_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
+def from_epoch_ms(ms: int, field: str = "timestamp") -> datetime:
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise InvalidInput(field, "not a plausible Unix time in milliseconds") from exc

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from eventschemas.events import (
     ActivityEvent,
@@ -31,6 +31,7 @@ from eventschemas.events import (
     CrmDealStageChanged,
     NaturalId,
 )
+from eventschemas.limits import Instant
 from ingest.config import IngestSettings
 from ingest.errors import InvalidInput
 from ingest.identity import CustomerRef
@@ -46,7 +47,7 @@ class GenericContactUpdated(CustomerRef):
 
     type: Literal["contact.updated"]
     id: NaturalId = Field(description="The sender's id of this notification.")
-    occurred_at: AwareDatetime
+    occurred_at: Instant
     attributes: dict[str, Scalar] = Field(default_factory=dict)
     tags: list[Annotated[str, Field(max_length=64)]] | None = None
 
@@ -60,7 +61,7 @@ class GenericDealStageChanged(CustomerRef):
 
     type: Literal["deal.stage_changed"]
     id: NaturalId
-    occurred_at: AwareDatetime
+    occurred_at: Instant
     deal_id: NaturalId
     stage: str = Field(min_length=1, max_length=64)
     amount: Amount | None = None

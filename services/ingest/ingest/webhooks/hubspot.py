@@ -70,7 +70,7 @@ def map_hubspot(settings: IngestSettings, body: Any) -> list[Mapped]:
         if obj not in ("contact", "company") or action not in HANDLED:
             mapped.append(Mapped(ignored=f"{item.subscription_type} does not change classes"))
             continue
-        occurred = from_epoch_ms(item.occurred_at)
+        occurred = from_epoch_ms(item.occurred_at, f"[{index}].occurredAt")
         check_not_future(settings, f"[{index}].occurredAt", occurred)
         fields = {item.property_name: item.property_value} if item.property_name else {}
         try:

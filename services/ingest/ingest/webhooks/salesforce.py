@@ -21,9 +21,10 @@ from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
-from pydantic import AwareDatetime, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from eventschemas.events import CrmCompanyUpdated, CrmContactUpdated, CrmDealStageChanged
+from eventschemas.limits import Instant
 from ingest.config import IngestSettings
 from ingest.errors import InvalidInput
 from ingest.orders.service import check_not_future
@@ -43,7 +44,7 @@ ACK_RESPONSE = (
     "</soapenv:Body>"
     "</soapenv:Envelope>"
 )
-_TIMESTAMP = TypeAdapter(AwareDatetime)
+_TIMESTAMP = TypeAdapter(Instant)
 MODIFIED_FIELDS = ("LastModifiedDate", "SystemModstamp", "CreatedDate")
 # Fields that describe the record rather than the customer.
 SKIPPED_FIELDS = {"id", "lastmodifieddate", "systemmodstamp", "createddate", "isdeleted"}
@@ -97,7 +98,8 @@ def _modified_at(fields: dict[str, str]) -> datetime:
             try:
                 return _TIMESTAMP.validate_python(fields[name])
             except ValidationError as exc:
-                raise InvalidInput(name, "not an ISO 8601 instant with offset") from exc
+                message = "; ".join(e["msg"] for e in exc.errors())
+                raise InvalidInput(name, f"not an ISO 8601 instant with offset: {message}") from exc
     return datetime.now(UTC)
 
 

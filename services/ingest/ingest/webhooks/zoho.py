@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from eventschemas.events import (
     ActivityEvent,
@@ -30,6 +30,7 @@ from eventschemas.events import (
     CrmDealStageChanged,
     NaturalId,
 )
+from eventschemas.limits import Instant
 from ingest.config import IngestSettings
 from ingest.errors import InvalidInput
 from ingest.orders.service import check_not_future
@@ -44,7 +45,7 @@ class ZohoRecord(BaseModel):
 
     module: str = Field(min_length=1, max_length=64)
     id: NaturalId
-    modified_time: AwareDatetime
+    modified_time: Instant
     stage: str | None = Field(default=None, max_length=64)
     contact_id: NaturalId | None = None
     account_id: NaturalId | None = None
