@@ -152,7 +152,8 @@ local_database_url() {  # local_database_url DBNAME
   echo "postgresql+asyncpg://$DB_USER:$(db_password)@127.0.0.1:$PGPORT/$1"
 }
 
-psql_admin() { runuser -u postgres -- psql -p "$PGPORT" -v ON_ERROR_STOP=1 -qAt "$@"; }
+# From /: the postgres user may not enter the checkout (a private tmp dir, /root).
+psql_admin() { (cd / && runuser -u postgres -- psql -p "$PGPORT" -v ON_ERROR_STOP=1 -qAt "$@"); }
 
 postgres_up() {
   [ -n "${DATABASE_URL:-}" ] && { log "DATABASE_URL set: using that PostgreSQL"; return 0; }

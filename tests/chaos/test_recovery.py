@@ -233,7 +233,7 @@ def test_a_second_checkout_beside_a_running_stack(chaos_stack: Stack, tmp_path: 
                 timeout=600,
                 check=False,
             )
-            assert run.returncode == 0, f"{command}: {run.stdout[-2000:]}\n{run.stderr[-2000:]}"
+            assert run.returncode == 0, f"{command}: {run.stdout[-4000:]}\n{run.stderr[-4000:]}"
     finally:
         subprocess.run(
             ["make", "down"], cwd=clone, env=env, capture_output=True, timeout=180, check=False
