@@ -222,7 +222,7 @@ def test_a_second_checkout_beside_a_running_stack(chaos_stack: Stack, tmp_path: 
     try:
         for command in (
             ["make", "up"],
-            ["make", "test", "PYTEST_ARGS=tests/unit/test_compose.py -q"],
+            ["make", "test", "PYTEST_ARGS=tests/unit/test_change_ids.py -q"],
         ):
             run = subprocess.run(
                 command,
