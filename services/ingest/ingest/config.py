@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 from decimal import Decimal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eventschemas.topics import ACTIVITY_TOPIC
@@ -66,6 +67,25 @@ class IngestSettings(BaseSettings):
         default="", description="Comma-separated ids of the Salesforce orgs allowed to send."
     )
     zoho_webhook_token: SecretStr | None = None
+    # WeCom (企业微信) callbacks: the token and EncodingAESKey set with the callback URL.
+    wecom_token: SecretStr | None = None
+    wecom_encoding_aes_key: SecretStr | None = Field(
+        default=None, description="The 43-character EncodingAESKey of the callback."
+    )
+    wecom_corp_id: str | None = Field(default=None, description="Your corp id (CorpID).")
+
+    @field_validator("wecom_encoding_aes_key")
+    @classmethod
+    def _aes_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            raw = value.get_secret_value()
+            try:
+                ok = len(raw) == 43 and len(base64.b64decode(raw + "=", validate=True)) == 32
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError("an EncodingAESKey is 43 characters of base64 (a 32-byte key)")
+        return value
 
     def salesforce_orgs(self) -> set[str]:
         """Allowed org ids, as their case-sensitive 15-character form."""
