@@ -12,12 +12,29 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import secrets
 import socket
 import struct
+import time
+from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 BLOCK_SIZE = 32
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "webhooks"
+FIXTURE_EXTERNAL_USER = "woAJ2GCAAAXtWyujaWJHDDGi0mACAAAA"
+
+
+def event_xml(
+    change_type: str, created: int | None = None, *, external_user: str | None = None
+) -> bytes:
+    """The documented change_external_contact event, for `change_type` at `created`."""
+    text = (FIXTURE / "wecom_add_external_contact.xml").read_text()
+    when = str(int(time.time()) - 2 if created is None else created)
+    text = text.replace("{create_time}", when).replace("{change_type}", change_type)
+    if external_user is not None:
+        text = text.replace(FIXTURE_EXTERNAL_USER, external_user)
+    return text.encode()
 
 
 class SampleMsgCrypt:
@@ -56,3 +73,14 @@ class SampleMsgCrypt:
             f"<AgentID><![CDATA[1000002]]></AgentID>"
             f"<Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
         ).encode()
+
+    def signed_callback(
+        self, message: bytes, *, timestamp: int | None = None, receive_id: str | None = None
+    ) -> tuple[str, bytes]:
+        """(query string, body) of a POST to the callback URL carrying `message`."""
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        nonce = secrets.token_hex(5)
+        encrypt, signature = self.encrypt_msg(message, nonce, ts, receive_id=receive_id)
+        return f"msg_signature={signature}&timestamp={ts}&nonce={nonce}", self.callback_body(
+            encrypt
+        )

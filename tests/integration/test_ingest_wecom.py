@@ -7,7 +7,6 @@ import os
 import secrets
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from urllib.parse import quote
 
 import httpx
@@ -18,18 +17,11 @@ from eventschemas.envelope import Envelope
 from ingest.app import create_app
 from ingest.config import IngestSettings
 from tests.kafka_helpers import read_topic, topic_size
-from tests.wecom_sample import SampleMsgCrypt
+from tests.wecom_sample import FIXTURE_EXTERNAL_USER, SampleMsgCrypt, event_xml
 
 pytestmark = pytest.mark.integration
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
 CORP_ID = "ww-test-corp"
-EXTERNAL = "woAJ2GCAAAXtWyujaWJHDDGi0mACAAAA"
-
-
-def event_xml(change_type: str, created: int | None = None) -> bytes:
-    text = (FIXTURE / "wecom_add_external_contact.xml").read_text()
-    when = str(int(time.time()) - 2 if created is None else created)
-    return text.replace("{create_time}", when).replace("{change_type}", change_type).encode()
+EXTERNAL = FIXTURE_EXTERNAL_USER
 
 
 @pytest.fixture
@@ -67,10 +59,7 @@ def signed(
     timestamp: int | None = None,
     receive_id: str | None = None,
 ) -> tuple[str, bytes]:
-    ts, nonce = str(int(time.time()) if timestamp is None else timestamp), secrets.token_hex(5)
-    encrypt, signature = sample.encrypt_msg(message, nonce, ts, receive_id=receive_id)
-    query = f"msg_signature={signature}&timestamp={ts}&nonce={nonce}"
-    return query, sample.callback_body(encrypt)
+    return sample.signed_callback(message, timestamp=timestamp, receive_id=receive_id)
 
 
 async def published(settings: IngestSettings, expected: int) -> list[Envelope]:
