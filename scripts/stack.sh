@@ -293,12 +293,15 @@ apps_up() {
   START_PORT="$CLASSIFIER_PORT" start_app classifier-api "classifier.app" "$VENV/bin/uvicorn" classifier.app:create_app --factory \
     --host "$CLASSIFIER_HOST" --port "$CLASSIFIER_PORT" --no-access-log --log-config "$ROOT/deploy/logging.json"
   start_app classifier-worker "classifier.worker" "$PY" -m classifier.worker
+  # The Fxiaoke sync runs only where a tenant is configured (README: Fxiaoke).
+  [ -z "${INGEST_FXIAOKE_APP_ID:-}" ] || start_app fxiaoke-sync "ingest.cli" "$PY" -m ingest.cli fxiaoke run
   wait_for "ingest API" 60 http_ok "http://$INGEST_HOST:$INGEST_PORT/readyz"
   wait_for "classifier API" 60 http_ok "http://$CLASSIFIER_HOST:$CLASSIFIER_PORT/readyz"
   wait_for "classifier worker" 60 pid_alive classifier-worker classifier.worker
 }
 
 apps_down() {
+  stop_pid fxiaoke-sync ingest.cli
   stop_pid classifier-worker classifier.worker
   stop_pid classifier-api classifier.app
   stop_pid ingest ingest.app
@@ -338,7 +341,7 @@ cmd_down() {
 
 cmd_status() {
   for p in "kafka kafka.Kafka" "ingest ingest.app" "classifier-api classifier.app" \
-           "classifier-worker classifier.worker"; do
+           "classifier-worker classifier.worker" "fxiaoke-sync ingest.cli"; do
     set -- $p
     if pid_alive "$1" "$2" 2>/dev/null; then echo "$1: running (pid $(cat "$RUN/$1.pid"))"
     else echo "$1: stopped"; fi

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -25,7 +27,7 @@ from ingest.fxiaoke.sync import FxiaokeSync
 from ingest.publisher import EventPublisher
 from tests.fxiaoke_server import SYSTEM_ERROR, FakeFxiaoke
 from tests.kafka_helpers import read_topic, topic_size
-from tests.processes import ROOT
+from tests.processes import ROOT, free_port
 
 pytestmark = pytest.mark.integration
 NOW_MS = int(time.time() * 1000)
@@ -441,3 +443,42 @@ async def test_cli_backfills_with_a_progress_bar(
     _, bad_err = await bad.communicate()
     assert bad.returncode == 2
     assert "ISO 8601" in bad_err.decode()
+
+
+async def test_the_run_process_polls_serves_metrics_and_stops_on_sigterm(
+    server: FakeFxiaoke, settings: IngestSettings
+) -> None:
+    standard_records(server)
+    metrics_port = free_port()
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "KAFKA_ACTIVITY_TOPIC": settings.activity_topic,
+        "DATABASE_URL": str(settings.database_url),
+        "INGEST_FXIAOKE_BASE_URL": server.base_url,
+        "INGEST_FXIAOKE_APP_ID": server.app_id,
+        "INGEST_FXIAOKE_APP_SECRET": server.app_secret,
+        "INGEST_FXIAOKE_PERMANENT_CODE": server.permanent_code,
+        "INGEST_FXIAOKE_OPEN_USER_ID": server.open_user_id,
+        "INGEST_FXIAOKE_POLL_INTERVAL_SECONDS": "0.3",
+        "INGEST_FXIAOKE_METRICS_PORT": str(metrics_port),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ingest.cli", "fxiaoke", "run",
+        env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert len(await topic(settings, 7)) == 7
+        later = {"_id": "ar-2", "account_id": "acc-1", "last_modified_time": ago(0.01)}
+        server.add("ActiveRecordObj", later)
+        events = await topic(settings, 8)
+        assert "ar-2" in {e.data.get("touchpoint_id") for e in events}
+        async with httpx.AsyncClient() as http:
+            metrics = (await http.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+        assert 'ingest_fxiaoke_records_total{object="ActiveRecordObj"} 2.0' in metrics
+        assert 'ingest_fxiaoke_sync_passes_total{outcome="ok"}' in metrics
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert await size(settings) == 8  # every pass after the first published nothing twice

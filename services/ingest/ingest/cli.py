@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
+from prometheus_client import start_http_server
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeRemainingColumn
 
@@ -88,6 +89,8 @@ def run_command() -> None:
     settings = IngestSettings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.INFO)
+    if settings.fxiaoke_metrics_port:
+        start_http_server(settings.fxiaoke_metrics_port, addr=settings.host)
     try:
         asyncio.run(_run(settings))
     except FxiaokeNotConfigured as exc:

@@ -95,6 +95,9 @@ class IngestSettings(BaseSettings):
     fxiaoke_backoff_seconds: float = Field(default=2.0, gt=0)
     fxiaoke_max_backoff_seconds: float = 300
     fxiaoke_max_retries: int = 8
+    fxiaoke_metrics_port: int = Field(
+        default=9103, description="Prometheus /metrics of the sync process; 0 = none."
+    )
     database_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("INGEST_DATABASE_URL", "DATABASE_URL", "database_url"),

@@ -21,6 +21,7 @@ from ingest.config import IngestSettings
 from ingest.fxiaoke.client import FxiaokeClient
 from ingest.fxiaoke.cursors import Cursor, CursorStore
 from ingest.fxiaoke.mapping import MODIFIED, FxiaokeMapping, RecordMapper, modified_ms
+from ingest.metrics import FXIAOKE_LAST_SUCCESS, FXIAOKE_PASSES, FXIAOKE_RECORDS
 from ingest.publisher import EventPublisher
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ class FxiaokeSync:
                 cursor = _key(fresh[-1])
                 await self._store.save(corp_id, object_api_name, cursor, accounts)
                 report.read += len(fresh)
+                FXIAOKE_RECORDS.labels(object=object_api_name).inc(len(fresh))
                 report.published += len(envelopes)
                 offset = 0
             else:
@@ -142,8 +144,11 @@ async def run_forever(sync: FxiaokeSync, settings: IngestSettings, stop: asyncio
         try:
             report = await sync.run_once()
             log.info("fxiaoke sync published %d events", report.published)
+            FXIAOKE_PASSES.labels(outcome="ok").inc()
+            FXIAOKE_LAST_SUCCESS.set_to_current_time()
             delay = settings.fxiaoke_poll_interval_seconds
         except Exception as exc:  # a failed pass never ends the process
+            FXIAOKE_PASSES.labels(outcome="failed").inc()
             log.warning("fxiaoke sync failed (%s); retrying in %.0f s", type(exc).__name__, delay)
             delay = min(delay * 2, max(settings.fxiaoke_max_backoff_seconds, delay))
         with contextlib.suppress(TimeoutError):
