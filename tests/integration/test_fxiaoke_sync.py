@@ -444,6 +444,16 @@ async def test_cli_backfills_with_a_progress_bar(
     assert bad.returncode == 2
     assert "ISO 8601" in bad_err.decode()
 
+    refused = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ingest.cli", "fxiaoke", "sync",
+        env={**env, "INGEST_FXIAOKE_APP_SECRET": "not-the-secret"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, refused_err = await refused.communicate()
+    assert refused.returncode == 1
+    assert "Fxiaoke error 20001" in refused_err.decode()
+    assert "not-the-secret" not in refused_err.decode()
+
 
 async def test_the_run_process_polls_serves_metrics_and_stops_on_sigterm(
     server: FakeFxiaoke, settings: IngestSettings

@@ -12,12 +12,14 @@ import signal
 from datetime import datetime
 from typing import Annotated
 
+import httpx
 import typer
 from prometheus_client import start_http_server
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeRemainingColumn
 
 from ingest.config import IngestSettings
+from ingest.errors import KafkaUnavailable
 from ingest.fxiaoke.client import FxiaokeError, FxiaokeNotConfigured
 from ingest.fxiaoke.runner import open_sync
 from ingest.fxiaoke.sync import SyncReport, run_forever
@@ -67,8 +69,9 @@ def sync_command(
     settings = IngestSettings()
     try:
         report = asyncio.run(_sync(settings, _since_ms(since)))
-    except (FxiaokeNotConfigured, FxiaokeError) as exc:
-        console.print(f"[red]{exc}[/red]")
+    except (FxiaokeNotConfigured, FxiaokeError, KafkaUnavailable, httpx.HTTPError) as exc:
+        # Records up to the failure are published and their cursors saved: run it again.
+        console.print(f"[red]sync stopped: {type(exc).__name__}: {exc}[/red]")
         raise typer.Exit(1) from exc
     for name, r in report.objects.items():
         console.print(f"{name}: {r.read} read, {r.published} published, {r.ignored} ignored")

@@ -151,9 +151,7 @@ class FxiaokeClient:
         delay = self._settings.fxiaoke_backoff_seconds
         for _ in range(self._settings.fxiaoke_max_retries + 1):
             response = await self._http.post(path, json=payload)
-            body: dict[str, Any] = {}
-            if response.headers.get("content-type", "").startswith("application/json"):
-                body = response.json()
+            body = _json_object(response)
             code = int(body.get("errorCode", -1)) if body else response.status_code
             limited = response.status_code == 429 or (
                 code in self._settings.fxiaoke_rate_limit_codes
@@ -169,6 +167,15 @@ class FxiaokeClient:
                 raise FxiaokeError(code, str(body.get("errorMessage") or response.reason_phrase))
             return body
         raise FxiaokeError(429, "still rate limited after retries")
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    """The answer's JSON object, or {} when it is not one (an error page, say)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def _retry_after(response: httpx.Response) -> float | None:
