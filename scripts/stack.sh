@@ -287,6 +287,8 @@ ensure_topics() {
 SUPERVISOR_CONF="$STATE/supervisord.conf"
 SUPERVISOR_SOCK="$RUN/supervisor.sock"
 APPS="ingest classifier-api classifier-worker"
+# The Fxiaoke sync runs only where a tenant is configured (README: Fxiaoke).
+[ -z "${INGEST_FXIAOKE_APP_ID:-}" ] || APPS="$APPS fxiaoke-sync"
 CLASSIFIER_WORKER_METRICS_PORT="${CLASSIFIER_WORKER_METRICS_PORT:-9102}"
 
 supervisorctl() { "$VENV/bin/supervisorctl" -c "$SUPERVISOR_CONF" "$@"; }
@@ -328,6 +330,14 @@ command=$PY -m classifier.worker
 ; the worker commits or rolls back its batch on SIGTERM: give it time
 stopwaitsecs=30
 CONF
+  if [[ " $APPS " == *" fxiaoke-sync "* ]]; then
+    cat >>"$tmp" <<CONF
+
+[program:fxiaoke-sync]
+command=$PY -m ingest.cli fxiaoke run
+stopwaitsecs=30
+CONF
+  fi
   local prog
   for prog in $APPS; do
     cat >>"$tmp" <<CONF

@@ -228,6 +228,65 @@ class CrmDealStageChanged(ActivityEvent):
         return self.changed_at
 
 
+class RelationshipChange(StrEnum):
+    """What happened to a salesperson's direct channel to the customer."""
+
+    ADDED = "added"
+    EDITED = "edited"
+    REMOVED_BY_US = "removed_by_us"
+    REMOVED_BY_CUSTOMER = "removed_by_customer"
+
+
+Channel = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+
+
+class CrmRelationshipChanged(ActivityEvent):
+    """A salesperson's channel to the customer (e.g. a WeCom contact) was opened, used or closed.
+
+    `owner_id` is the salesperson's user id in that channel; the customer is
+    the subject. No names or contact details travel here.
+    """
+
+    TYPE: ClassVar[str] = "crm.relationship.changed"
+
+    channel: Channel = Field(description="Where the relationship lives, e.g. `wecom`.")
+    owner_id: NaturalId = Field(description="The salesperson's user id in that channel.")
+    change: RelationshipChange
+    changed_at: Instant
+    source_event_id: NaturalId | None = None
+
+    def natural_id(self) -> str:
+        return self.source_event_id or (
+            f"{self.channel}:{self.owner_id}:{self.change.value}@{self.changed_at.isoformat()}"
+        )
+
+    def occurred_at(self) -> datetime:
+        return self.changed_at
+
+
+class CrmTouchpointLogged(ActivityEvent):
+    """A salesperson's follow-up with the customer was recorded in a CRM (visit, message, meeting).
+
+    Only what the follow-up was and when: its notes stay in the CRM.
+    """
+
+    TYPE: ClassVar[str] = "crm.touchpoint.logged"
+
+    touchpoint_id: NaturalId
+    channel: Channel = Field(description="The CRM that recorded it, e.g. `fxiaoke`.")
+    kind: IdText | None = Field(
+        default=None, max_length=64, description="The CRM's follow-up type, e.g. visit."
+    )
+    owner_id: NaturalId | None = Field(default=None, description="The salesperson's user id.")
+    touched_at: Instant
+
+    def natural_id(self) -> str:
+        return f"{self.channel}:{self.touchpoint_id}@{self.touched_at.isoformat()}"
+
+    def occurred_at(self) -> datetime:
+        return self.touched_at
+
+
 EVENT_TYPES: dict[str, type[ActivityEvent]] = {
     cls.TYPE: cls
     for cls in (
@@ -238,6 +297,8 @@ EVENT_TYPES: dict[str, type[ActivityEvent]] = {
         CrmContactUpdated,
         CrmCompanyUpdated,
         CrmDealStageChanged,
+        CrmRelationshipChanged,
+        CrmTouchpointLogged,
     )
 }
 

@@ -22,7 +22,7 @@ _CONTROL_IN_ID = re.compile(r"[\x00-\x1f\ud800-\udfff]")
 
 EARLIEST_INSTANT = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_INSTANT = datetime(2100, 1, 1, tzinfo=UTC)
-MAX_REVISION = 2**31 - 1
+MAX_REVISION = 2**63 - 1  # a bigint; sources may use a modification time in ms
 MAX_COUNT = 2**31 - 1
 MAX_NESTING = 32
 

@@ -35,7 +35,10 @@ def test_services_are_the_designed_topology(compose: dict[str, Any]) -> None:
         "ingest",
         "classifier-api",
         "classifier-worker",
+        "fxiaoke-sync",
     }
+    # The Fxiaoke sync needs the tenant's credentials: it starts only with its profile.
+    assert compose["services"]["fxiaoke-sync"]["profiles"] == ["fxiaoke"]
     assert compose["services"]["postgres"]["image"].startswith("postgres:")
     kafka = compose["services"]["kafka"]
     assert re.fullmatch(r"apache/kafka:3\.9\.\d+", kafka["image"])
@@ -49,7 +52,12 @@ def test_every_long_running_service_has_a_health_check(compose: dict[str, Any]) 
             assert service["healthcheck"]["test"], name
 
 
-def test_published_ports_match_the_application_defaults(compose: dict[str, Any]) -> None:
+def test_published_ports_match_the_application_defaults(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Defaults, not this shell's ports (make test runs with INGEST_PORT etc. of a checkout).
+    for name in ("INGEST_PORT", "CLASSIFIER_PORT", "CLASSIFIER_WORKER_METRICS_PORT"):
+        monkeypatch.delenv(name, raising=False)
     services = compose["services"]
     assert services["ingest"]["ports"] == [f"127.0.0.1:{IngestSettings().port}:8001"]
     assert option(services["ingest"]["command"], "--port") == str(IngestSettings().port)
@@ -72,7 +80,9 @@ def test_apis_log_json_through_a_config_the_image_holds(compose: dict[str, Any],
     assert "--no-access-log" in command  # URLs may carry a webhook token
 
 
-@pytest.mark.parametrize("name", ["ingest", "classifier-api", "classifier-worker", "migrate"])
+@pytest.mark.parametrize(
+    "name", ["ingest", "classifier-api", "classifier-worker", "migrate", "fxiaoke-sync"]
+)
 def test_environment_is_what_the_settings_read(
     compose: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -105,6 +115,23 @@ def test_commands_name_real_entry_points(compose: dict[str, Any]) -> None:
     worker = compose["services"]["classifier-worker"]["command"]
     assert worker[:2] == ["python", "-m"]
     assert callable(importlib.import_module(worker[2]).main)
+    sync = compose["services"]["fxiaoke-sync"]["command"]
+    assert sync == ["python", "-m", "ingest.cli", "fxiaoke", "run"]
+    commands = importlib.import_module(sync[2]).fxiaoke.registered_commands
+    assert "run" in {c.name for c in commands}
+
+
+def test_the_fxiaoke_sync_reads_its_settings_and_serves_metrics_where_checked(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = compose["services"]["fxiaoke-sync"]
+    for key, value in env_of(service).items():
+        monkeypatch.setenv(key, value)
+    settings = IngestSettings()
+    assert settings.database_url == service["environment"]["DATABASE_URL"]
+    port = settings.fxiaoke_metrics_port
+    assert service["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert f":{port}/metrics" in " ".join(service["healthcheck"]["test"])
 
 
 def test_dockerfile_exists_for_every_built_service(compose: dict[str, Any]) -> None:

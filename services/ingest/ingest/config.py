@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
-from pydantic import AliasChoices, AwareDatetime, Field, SecretStr
+from pydantic import AliasChoices, AwareDatetime, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eventschemas.topics import ACTIVITY_TOPIC
@@ -75,6 +77,54 @@ class IngestSettings(BaseSettings):
         default="", description="Comma-separated ids of the Salesforce orgs allowed to send."
     )
     zoho_webhook_token: SecretStr | None = None
+    # WeCom (企业微信) callbacks: the token and EncodingAESKey set with the callback URL.
+    wecom_token: SecretStr | None = None
+    wecom_encoding_aes_key: SecretStr | None = Field(
+        default=None, description="The 43-character EncodingAESKey of the callback."
+    )
+    wecom_corp_id: str | None = Field(default=None, description="Your corp id (CorpID).")
+
+    # Fxiaoke (纷享销客) incremental sync (`ingest fxiaoke run|sync`): a custom app's
+    # credentials, the user the queries run as, and the database keeping the cursors.
+    fxiaoke_base_url: str = "https://open.fxiaoke.com"
+    fxiaoke_app_id: str | None = None
+    fxiaoke_app_secret: SecretStr | None = None
+    fxiaoke_permanent_code: SecretStr | None = None
+    fxiaoke_open_user_id: str | None = Field(
+        default=None, description="currentOpenUserId: a user allowed to read the objects."
+    )
+    fxiaoke_mapping_file: Path | None = Field(
+        default=None, description="YAML mapping of objects and (custom) fields; see README."
+    )
+    fxiaoke_page_size: int = Field(default=100, ge=1, le=1000)
+    fxiaoke_poll_interval_seconds: float = Field(default=60, gt=0)
+    fxiaoke_timeout_seconds: float = 30
+    fxiaoke_token_expired_codes: list[int] = Field(default_factory=lambda: [20016])
+    fxiaoke_rate_limit_codes: list[int] = Field(default_factory=lambda: [20014, 20015])
+    fxiaoke_backoff_seconds: float = Field(default=2.0, gt=0)
+    fxiaoke_max_backoff_seconds: float = 300
+    fxiaoke_max_retries: int = 8
+    fxiaoke_metrics_port: int = Field(
+        default=9103, description="Prometheus /metrics of the sync process; 0 = none."
+    )
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("INGEST_DATABASE_URL", "DATABASE_URL", "database_url"),
+        description="PostgreSQL for the Fxiaoke sync cursors (the API itself needs none).",
+    )
+
+    @field_validator("wecom_encoding_aes_key")
+    @classmethod
+    def _aes_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            raw = value.get_secret_value()
+            try:
+                ok = len(raw) == 43 and len(base64.b64decode(raw + "=", validate=True)) == 32
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError("an EncodingAESKey is 43 characters of base64 (a 32-byte key)")
+        return value
 
     def salesforce_orgs(self) -> set[str]:
         """Allowed org ids, as their case-sensitive 15-character form."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_PUBLISHED = Counter(
     "ingest_events_published_total", "Events acknowledged by the broker", ["type"]
@@ -21,4 +21,14 @@ REJECTS = Counter(
     "ingest_rejects_total",
     "Requests or items refused, by reason (problem type)",
     ["reason"],
+)
+
+FXIAOKE_RECORDS = Counter(
+    "ingest_fxiaoke_records_total", "Fxiaoke records read by the sync, by object", ["object"]
+)
+FXIAOKE_PASSES = Counter(
+    "ingest_fxiaoke_sync_passes_total", "Fxiaoke sync passes, by outcome", ["outcome"]
+)
+FXIAOKE_LAST_SUCCESS = Gauge(
+    "ingest_fxiaoke_last_success_timestamp_seconds", "When a Fxiaoke sync pass last completed"
 )

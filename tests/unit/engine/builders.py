@@ -13,6 +13,8 @@ from eventschemas.events import (
     CallLogged,
     CrmContactUpdated,
     CrmDealStageChanged,
+    CrmRelationshipChanged,
+    CrmTouchpointLogged,
     OrderCancelled,
     OrderPlaced,
     OrderRefunded,
@@ -107,6 +109,30 @@ class Customer:
         self.facts.apply(
             CrmDealStageChanged(
                 customer_id=self.id, deal_id="d-1", stage=stage, changed_at=ago(days_ago)
+            )
+        )
+        return self
+
+    def wecom(self, change: str, days_ago: float, *, salesperson: str = "sales-1") -> Customer:
+        self.facts.apply(
+            CrmRelationshipChanged(
+                customer_id=self.id,
+                channel="wecom",
+                owner_id=salesperson,
+                change=change,  # type: ignore[arg-type]
+                changed_at=ago(days_ago),
+            )
+        )
+        return self
+
+    def follow_up(self, days_ago: float, kind: str = "visit") -> Customer:
+        self.facts.apply(
+            CrmTouchpointLogged(
+                customer_id=self.id,
+                touchpoint_id=self._next("t"),
+                channel="fxiaoke",
+                kind=kind,
+                touched_at=ago(days_ago),
             )
         )
         return self

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from classifier.engine import PriorClass, compute_cutoffs, evaluate, to_micros
+from classifier.engine import CustomerFacts, PriorClass, compute_cutoffs, evaluate, to_micros
 from tests.unit.engine.builders import DEFAULT, NOW_US, Customer, ago
 
 
@@ -188,3 +188,71 @@ def test_churn_happens_exactly_when_the_last_order_leaves_the_year() -> None:
     before = evaluate(DEFAULT, c.facts, churn_at - 1).classes["purchase_behavior"].cls
     at = evaluate(DEFAULT, c.facts, churn_at).classes["purchase_behavior"].cls
     assert (before, at) == ("occasional", "churned")
+
+
+def test_a_salesperson_adding_the_customer_on_wecom_deepens_the_relationship() -> None:
+    c = Customer()
+    assert c.classes()["relationship"] == "ordinary"
+
+    relationship = c.wecom("added", 2).evaluate().classes["relationship"]
+
+    assert relationship.cls == "priority"
+    assert relationship.rule == "added_by_salesperson"
+    assert relationship.explanation["label"] == "销售已添加企业微信"
+    assert relationship.explanation["features"] == {"sales_contacts": 1}
+
+
+def test_a_customer_who_deletes_every_salesperson_weakens_the_relationship() -> None:
+    c = Customer().wecom("added", 90, salesperson="s-1").wecom("added", 80, salesperson="s-2")
+    prior = {"relationship": PriorClass("priority", to_micros(ago(80)))}
+    c.wecom("removed_by_customer", 5, salesperson="s-1")
+    assert c.classes(previous=prior)["relationship"] == "priority"  # s-2 still has them
+
+    relationship = (
+        c.wecom("removed_by_customer", 3, salesperson="s-2")
+        .evaluate(previous=prior)
+        .classes["relationship"]
+    )
+
+    assert relationship.cls == "ordinary"
+    assert relationship.rule == "customer_removed_salesperson"
+    assert relationship.explanation["features"] == {
+        "contacts_removed_by_customer": 2,
+        "sales_contacts": 0,
+    }
+
+
+def test_a_salesperson_removing_the_customer_only_closes_that_channel() -> None:
+    c = Customer().wecom("added", 40).wecom("removed_by_us", 10)
+
+    evaluation = c.evaluate()
+
+    assert evaluation.classes["relationship"].cls == "ordinary"
+    assert evaluation.classes["relationship"].rule == "default"
+    assert evaluation.features["sales_contacts"] == 0
+
+
+def test_relationship_changes_apply_by_source_time_not_arrival() -> None:
+    late_add = Customer().wecom("removed_by_customer", 1).wecom("added", 20)
+    assert late_add.evaluate().features["sales_contacts"] == 0
+    assert late_add.classes()["relationship"] == "ordinary"
+
+
+def test_follow_ups_and_wecom_contacts_are_touch_points() -> None:
+    c = Customer().follow_up(10).follow_up(200).wecom("added", 5).wecom("edited", 1)
+
+    evaluation = c.evaluate()
+
+    assert evaluation.features["touchpoints_90d"] == 3
+    assert DEFAULT.features["days_since_touchpoint"].value(c.facts, NOW_US) == 1
+    assert evaluation.features["lead_score"] > 0
+
+
+def test_relationship_and_touch_point_facts_survive_the_stored_document() -> None:
+    c = Customer().wecom("added", 5).wecom("removed_by_customer", 2, salesperson="s-9")
+    c.follow_up(3)
+
+    stored = CustomerFacts.from_doc(c.id, c.facts.to_doc())
+
+    assert stored.links == c.facts.links
+    assert stored.touches == c.facts.touches

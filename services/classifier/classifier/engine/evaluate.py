@@ -66,6 +66,7 @@ class _Candidate:
     checks: list[dict[str, Any]]
     flip: int | None
     allow_backward: bool = False
+    label: str | None = None
 
 
 def _earliest(*flips: int | None) -> int | None:
@@ -91,6 +92,7 @@ def _by_rules(dim: CompiledDimension, ctx: EvalContext) -> _Candidate:
                 rule.when.checks(ctx),
                 flip,
                 rule.allow_backward,
+                rule.label,
             )
     return _fallback(dim, flip, "no rule matched")
 
@@ -275,6 +277,8 @@ def evaluate_dimension(
         "checks": cand.checks,
         "features": {c["feature"]: c["actual"] for c in cand.checks},
     }
+    if cand.label:
+        explanation["label"] = cand.label
     if kept_by:
         explanation["kept_by"] = kept_by
         explanation["would_be"] = cand.cls

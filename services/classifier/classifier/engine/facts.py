@@ -1,7 +1,8 @@
 """A customer's facts, and folding activity events into them. Pure: no I/O.
 
 Facts are what we know happened (orders with refunds and cancellations, calls,
-CRM profile and deal stage). They are stored as a JSON document per customer
+CRM profile and deal stage, salespeople's direct channels to the customer such
+as WeCom contacts, and CRM follow-ups). They are stored as a JSON document per customer
 (`to_doc` / `from_doc`), so a batch loads and saves each customer in one row.
 A refund or cancellation that arrives before its order is kept on a
 placeholder order and applied once the order arrives, so arrival order does
@@ -19,6 +20,8 @@ from eventschemas.events import (
     CallLogged,
     CrmContactUpdated,
     CrmDealStageChanged,
+    CrmRelationshipChanged,
+    CrmTouchpointLogged,
     OrderCancelled,
     OrderPlaced,
     OrderRefunded,
@@ -26,6 +29,8 @@ from eventschemas.events import (
 
 DOC_VERSION = 1
 INTENT_LEVELS = {"none": 0, "low": 1, "medium": 2, "high": 3}
+# State of a salesperson's channel to the customer: open, or who closed it.
+LINK_OPEN = "open"
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -78,6 +83,15 @@ class CallFact:
 
 
 @dataclass(slots=True)
+class TouchFact:
+    """A touch point: a follow-up, or a message channel opened or used."""
+
+    touch_id: str
+    at: int
+    kind: str
+
+
+@dataclass(slots=True)
 class FactsView:
     """Time-sorted projections of the facts, built once per change of the facts.
 
@@ -91,6 +105,8 @@ class FactsView:
     refund_amounts: list[float]
     call_times: list[int]
     calls: list[CallFact]
+    touch_times: list[int]
+    touches: list[TouchFact]
     memo: dict[str, Any]
 
     @classmethod
@@ -101,6 +117,10 @@ class FactsView:
         )
         refunds = sorted(r for o in facts.orders.values() for r in o.refunds.values())
         calls = sorted(facts.calls.values(), key=lambda c: (c.started_at, c.call_id))
+        touches = sorted(
+            (TouchFact(tid, at, kind) for tid, (at, kind) in facts.touches.items()),
+            key=lambda t: (t.at, t.touch_id),
+        )
         return cls(
             purchase_times=[o.placed_at or 0 for o in bought],
             purchases=bought,
@@ -108,6 +128,8 @@ class FactsView:
             refund_amounts=[a for _, a in refunds],
             call_times=[c.started_at for c in calls],
             calls=calls,
+            touch_times=[t.at for t in touches],
+            touches=touches,
             memo={},
         )
 
@@ -126,6 +148,9 @@ class CustomerFacts:
     deal_stage_at: int | None = None
     deal_stages_seen: list[str] = field(default_factory=list)
     first_seen_at: int | None = None
+    # "<channel>:<salesperson>" -> (LINK_OPEN or the RelationshipChange that closed it, at)
+    links: dict[str, tuple[str, int]] = field(default_factory=dict)
+    touches: dict[str, tuple[int, str]] = field(default_factory=dict)  # id -> (at, kind)
     _view: FactsView | None = field(default=None, repr=False, compare=False)
 
     def view(self) -> FactsView:
@@ -185,6 +210,27 @@ class CustomerFacts:
                 if self.deal_stage_at is None or ts >= self.deal_stage_at:
                     self.deal_stage = event.stage
                     self.deal_stage_at = ts
+            case CrmRelationshipChanged():
+                self._relationship(event)
+            case CrmTouchpointLogged():
+                self.touches[f"{event.channel}:{event.touchpoint_id}"] = (
+                    to_micros(event.touched_at),
+                    event.kind or event.channel,
+                )
+
+    def _relationship(self, event: CrmRelationshipChanged) -> None:
+        # The latest change by source time decides whether the channel is open.
+        ts = to_micros(event.changed_at)
+        key = f"{event.channel}:{event.owner_id}"
+        opened = event.change.value in ("added", "edited")
+        prior = self.links.get(key)
+        if prior is None or ts >= prior[1]:
+            self.links[key] = (LINK_OPEN if opened else event.change.value, ts)
+        if opened:
+            self.touches[f"{key}:{event.change.value}@{ts}"] = (
+                ts,
+                f"{event.channel}_{event.change.value}",
+            )
 
     # ---- storage document ------------------------------------------------
 
@@ -212,6 +258,8 @@ class CustomerFacts:
             "tags": self.tags,
             "deal": [self.deal_stage, self.deal_stage_at, self.deal_stages_seen],
             "first_seen_at": self.first_seen_at,
+            "links": {k: list(v) for k, v in self.links.items()},
+            "touches": {k: list(v) for k, v in self.touches.items()},
         }
 
     @classmethod
@@ -237,6 +285,9 @@ class CustomerFacts:
         facts.tags = doc["tags"]
         facts.deal_stage, facts.deal_stage_at, facts.deal_stages_seen = doc["deal"]
         facts.first_seen_at = doc["first_seen_at"]
+        # Documents written before relationships and touch points existed lack these keys.
+        facts.links = {k: (v[0], v[1]) for k, v in doc.get("links", {}).items()}
+        facts.touches = {k: (v[0], v[1]) for k, v in doc.get("touches", {}).items()}
         return facts
 
     # ---- derived views used by features and aggregates -------------------

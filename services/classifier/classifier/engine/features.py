@@ -25,7 +25,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from classifier.engine.facts import CallFact, CustomerFacts, FactsView, OrderFact, from_micros
+from classifier.engine.facts import (
+    LINK_OPEN,
+    CallFact,
+    CustomerFacts,
+    FactsView,
+    OrderFact,
+    TouchFact,
+    from_micros,
+)
 
 DAY = 86_400_000_000  # microseconds
 CONNECTED_OUTCOMES = frozenset(
@@ -144,6 +152,7 @@ CALL_FIELDS: dict[str, Callable[[CallFact], Any]] = {
     "direction": lambda c: c.direction,
 }
 REFUND_FIELDS: dict[str, Callable[[float], Any]] = {"amount": lambda amount: amount}
+TOUCH_FIELDS: dict[str, Callable[[TouchFact], Any]] = {"kind": lambda t: t.kind}
 
 
 def _series(view: FactsView, source: str) -> tuple[list[int], list[Any]]:
@@ -151,6 +160,8 @@ def _series(view: FactsView, source: str) -> tuple[list[int], list[Any]]:
         return view.purchase_times, view.purchases
     if source == "refunds":
         return view.refund_times, view.refund_amounts
+    if source == "touchpoints":
+        return view.touch_times, view.touches
     return view.call_times, view.calls
 
 
@@ -158,6 +169,7 @@ SOURCES: dict[str, dict[str, Any]] = {
     "orders": ORDER_FIELDS,
     "refunds": REFUND_FIELDS,
     "calls": CALL_FIELDS,
+    "touchpoints": TOUCH_FIELDS,
 }
 AGGREGATES = ("count", "sum", "avg", "min", "max", "distinct", "first_days_ago", "last_days_ago")
 
@@ -265,6 +277,10 @@ class PointsFeature(Feature):
             p = pts.get(f"call.{c.outcome}", pts.get("call"))
             if p is not None:
                 out.append((c.started_at, p))
+        for t in view.touches:
+            p = pts.get(f"touch.{t.kind}", pts.get("touch"))
+            if p is not None:
+                out.append((t.at, p))
         view.memo[key] = out
         return out
 
@@ -336,6 +352,15 @@ def _first_purchase(f: CustomerFacts) -> int | None:
 def _last_call(f: CustomerFacts) -> int | None:
     times = f.view().call_times
     return times[-1] if times else None
+
+
+def _last_touch(f: CustomerFacts) -> int | None:
+    times = f.view().touch_times
+    return times[-1] if times else None
+
+
+def _links_in(state: str) -> Callable[[CustomerFacts], int]:
+    return lambda f: sum(1 for s, _ in f.links.values() if s == state)
 
 
 def _gross(f: CustomerFacts) -> float:
@@ -464,6 +489,27 @@ BUILTINS: dict[str, Feature] = {
         StaticFeature("max_intent", _max_intent, "highest intent seen: 0 none .. 3 high"),
         AgeFeature("days_since_contact", _last_call, "whole days since the last call"),
         StaticFeature("deal_stage", lambda f: f.deal_stage, "latest CRM deal stage"),
+        StaticFeature(
+            "sales_contacts",
+            _links_in(LINK_OPEN),
+            "salespeople with an open direct channel to the customer (e.g. added on WeCom)",
+        ),
+        StaticFeature(
+            "contacts_removed_by_customer",
+            _links_in("removed_by_customer"),
+            "salespeople the customer removed from their contacts (e.g. deleted on WeCom)",
+        ),
+        StaticFeature(
+            "contacts_removed_by_us",
+            _links_in("removed_by_us"),
+            "salespeople who removed the customer from their contacts",
+        ),
+        StaticFeature(
+            "touchpoint_count",
+            lambda f: len(f.touches),
+            "CRM follow-ups and contact-channel touch points, lifetime",
+        ),
+        AgeFeature("days_since_touchpoint", _last_touch, "whole days since the last touch point"),
         StaticFeature("deal_stages_seen", lambda f: list(f.deal_stages_seen), "all deal stages"),
         StaticFeature("tags", lambda f: list(f.tags), "CRM tags"),
         StaticFeature("industry", _attr("industry"), "CRM industry code or name"),

@@ -82,7 +82,7 @@ class WindowSpec(_Model):
 
 
 class WindowFeatureSpec(_Model):
-    source: Literal["orders", "refunds", "calls"]
+    source: Literal["orders", "refunds", "calls", "touchpoints"]
     agg: Literal["count", "sum", "avg", "min", "max", "distinct", "first_days_ago", "last_days_ago"]
     field: str | None = None
     window: WindowSpec
@@ -168,6 +168,9 @@ class Rule(_Model):
     cls: str = Field(alias="class")
     when: Annotated[Any, WithJsonSchema({CONDITION_MARK: True})] = None
     name: str | None = None
+    label: str | None = Field(
+        default=None, description="What the rule means, for people (e.g. in Chinese)."
+    )
     allow_backward: bool = False
 
 
@@ -234,6 +237,7 @@ class CompiledRule:
     name: str
     when: Condition
     allow_backward: bool
+    label: str | None = None
 
 
 @dataclass(slots=True)
@@ -429,7 +433,9 @@ def compile_scheme(spec: SchemeSpec) -> CompiledScheme:
                     errors.append(f"{exc.path}: {exc.message}")
                     continue
                 compiled.rules.append(
-                    CompiledRule(rule.cls, rule.name or f"rules[{i}]", cond, rule.allow_backward)
+                    CompiledRule(
+                        rule.cls, rule.name or f"rules[{i}]", cond, rule.allow_backward, rule.label
+                    )
                 )
             if dim.default is None and not any(r.when is None for r in dim.rules):
                 errors.append(f"{path}.default: needed unless a rule without 'when' ends the list")

@@ -6,6 +6,7 @@ from classifier.models.classes import ClassHistory, CustomerClass
 from classifier.models.customer import Customer
 from classifier.models.messaging import ClassChange, ProcessedEvent
 from classifier.models.scheme import PopulationCutoffs, SchemeActivation, SchemeVersion
+from classifier.models.sync import FxiaokeAccount, FxiaokeSyncCursor
 
 __all__ = [
     "ApiKey",
@@ -14,6 +15,8 @@ __all__ = [
     "ClassHistory",
     "Customer",
     "CustomerClass",
+    "FxiaokeAccount",
+    "FxiaokeSyncCursor",
     "PopulationCutoffs",
     "ProcessedEvent",
     "SchemeActivation",

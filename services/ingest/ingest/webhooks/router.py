@@ -19,9 +19,13 @@ from ingest.webhooks.common import IgnoredItem, Mapped, WebhookAccepted
 from ingest.webhooks.generic import map_generic
 from ingest.webhooks.hubspot import map_hubspot
 from ingest.webhooks.salesforce import ACK_RESPONSE, map_salesforce
+from ingest.webhooks.wecom import router as wecom_router
 from ingest.webhooks.zoho import TOKEN_HEADER, map_zoho
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+# WeCom has a protocol of its own (GET verification, encrypted XML): its routes
+# come first, so /{source} below never sees it.
+router.include_router(wecom_router)
 SOURCES = ("generic", "hubspot", "salesforce", "zoho")
 
 
