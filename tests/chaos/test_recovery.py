@@ -15,6 +15,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from aiokafka.partitioner import murmur2
 
 from tests.chaos.conftest import Stack, order, report, wait_until
 from tests.processes import ROOT, free_port
@@ -122,7 +123,12 @@ async def test_worker_survives_a_deadlock_and_loses_nothing(chaos_stack: Stack) 
     worker must retry, not die of."""
     stack = chaos_stack
     tag = uuid.uuid4().hex[:6]
-    first, second = f"{tag}-a", f"{tag}-b"
+    first = f"{tag}-a"
+    # Same partition (Kafka's default murmur2 partitioner, 6 partitions), so both
+    # orders reach the worker in one batch and it locks both customers at once.
+    second = next(
+        f"{tag}-b{n}" for n in range(1000) if _partition(f"{tag}-b{n}") == _partition(first)
+    )
     async with httpx.AsyncClient(base_url=stack.ingest, timeout=10) as client:
         for customer in (first, second):
             answer = await client.post("/v1/orders", json=order(customer, f"{customer}-1"))
@@ -171,6 +177,10 @@ async def test_worker_survives_a_deadlock_and_loses_nothing(chaos_stack: Stack) 
     await asyncio.to_thread(wait_until, both_counted, 30)
     assert deadlocks > deadlocks_before, "no deadlock happened: the test proved nothing"
     assert stack.pid("classifier-worker") == worker, stack.log_tail("classifier-worker")
+
+
+def _partition(key: str, partitions: int = 6) -> int:
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 def test_a_second_checkout_beside_a_running_stack(chaos_stack: Stack, tmp_path: Path) -> None:

@@ -45,7 +45,10 @@ class ClassifierSettings(BaseSettings):
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
     poll_timeout_ms: int = 200
-    relay_interval_seconds: float = 0.05
+    relay_idle_seconds: float = Field(
+        default=5.0,
+        description="An idle relay wakes on NOTIFY; this is only the fallback poll interval.",
+    )
     relay_batch_size: int = 1000
     review_interval_seconds: float = 1.0
     review_batch_size: int = 500

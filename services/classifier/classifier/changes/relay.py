@@ -8,19 +8,22 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from classifier.config import ClassifierSettings
-from classifier.db import unit_of_work
+from classifier.db import dsn, unit_of_work
+from classifier.locks import Lock
 from classifier.metrics import CHANGES_PUBLISHED
 from classifier.models import ClassChange
+from classifier.models.messaging import OUTBOX_CHANNEL
 from classifier.topics import topic_partitions
 
 log = logging.getLogger(__name__)
-RELAY_LOCK = 7_002  # one relay at a time keeps per-customer order across workers
+RELAY_LOCK = int(Lock.RELAY)  # one relay at a time keeps per-customer order across workers
 
 
 # The columns a change record is made of, in ClassChanged's field order.
@@ -171,17 +174,51 @@ class OutboxRelay:
             await self.reconcile()
         except Exception:
             log.exception("relay reconciliation failed; changes may be sent twice (same ids)")
+        woken = asyncio.Event()
+        listener = asyncio.create_task(self._listen(woken, stopping), name="relay-listen")
+        try:
+            while not stopping.is_set():
+                woken.clear()
+                try:
+                    sent = await self.relay_once()
+                except Exception:
+                    log.exception("outbox relay failed; retrying")
+                    sent = 0
+                    await asyncio.sleep(1)
+                if sent < self._settings.relay_batch_size:
+                    # Idle until a transaction that wrote outbox rows commits (NOTIFY),
+                    # or the fallback interval passes (a lost listener connection).
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            _first(woken.wait(), stopping.wait()),
+                            self._settings.relay_idle_seconds,
+                        )
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+        await self.drain()
+
+    async def _listen(self, woken: asyncio.Event, stopping: asyncio.Event) -> None:
+        """LISTEN on the outbox channel on a connection of its own; reconnect on loss."""
         while not stopping.is_set():
             try:
-                sent = await self.relay_once()
-            except Exception:
-                log.exception("outbox relay failed; retrying")
-                sent = 0
-                await asyncio.sleep(1)
-            if sent < self._settings.relay_batch_size:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), self._settings.relay_interval_seconds)
-        await self.drain()
+                conn = await asyncpg.connect(
+                    dsn(self._settings.database_url), timeout=self._settings.db_timeout_seconds
+                )
+            except Exception as exc:
+                log.warning("relay cannot listen for new changes (%s)", type(exc).__name__)
+                await asyncio.sleep(2)
+                continue
+            lost = asyncio.Event()
+            try:
+                conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+                await conn.add_listener(OUTBOX_CHANNEL, lambda *_args: woken.set())
+                woken.set()  # changes may have been written while no one listened
+                await _first(lost.wait(), stopping.wait())
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.close(timeout=2)
 
     async def drain(self, within: float = 10.0) -> None:
         """Publish what is left in the outbox before stopping (best effort, bounded)."""
@@ -191,3 +228,13 @@ class OutboxRelay:
                     pass
         except Exception:
             log.warning("outbox not drained at shutdown; the next start relays the rest")
+
+
+async def _first(*waits: Any) -> None:
+    """Wait until the first of these awaitables finishes; cancel the rest."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

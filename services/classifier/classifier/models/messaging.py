@@ -9,6 +9,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from classifier.models.base import Base
 
+# NOTIFY'd by every transaction that wrote outbox rows (class_changes); the relay LISTENs.
+OUTBOX_CHANNEL = "class_changes_outbox"
+
 
 class ProcessedEvent(Base):
     """An event id applied once; a redelivered event with this id is skipped."""

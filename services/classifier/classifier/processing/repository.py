@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Table, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +20,7 @@ from classifier.models import (
     PopulationCutoffs,
     ProcessedEvent,
 )
+from classifier.models.messaging import OUTBOX_CHANNEL
 from classifier.processing.state import Change, CustomerState, instant
 
 # Core tables: inserts with the column name "class" (the ORM attribute is `cls`).
@@ -163,6 +164,8 @@ async def record_changes(
     # Core insert without ON CONFLICT: the inbox makes every change computed
     # once, so a duplicate id is a bug to fail on, and plain inserts batch best.
     if announce:
+        # Delivered at commit (and only then): wakes the outbox relay.
+        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})
         await session.execute(
             insert(CHANGES),
             [

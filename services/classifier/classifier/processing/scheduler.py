@@ -23,13 +23,14 @@ from classifier.engine import (
     rank_dimensions,
 )
 from classifier.engine.scheme import CompiledDimension
+from classifier.locks import Lock
 from classifier.metrics import CLASS_CHANGES
 from classifier.models import Customer, CustomerClass, PopulationCutoffs
 from classifier.processing.batch import BatchProcessor
 from classifier.schemes.service import SchemeCache
 
 log = logging.getLogger(__name__)
-CUTOFF_LOCK = 7_003
+CUTOFF_LOCK = int(Lock.CUTOFFS)
 
 
 async def population_cutoffs(

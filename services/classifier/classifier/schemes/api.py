@@ -18,6 +18,7 @@ from classifier.db import unit_of_work
 from classifier.engine import CustomerFacts, PriorClass, evaluate, parse_scheme
 from classifier.engine.scheme import CompiledScheme, SchemeError
 from classifier.errors import Conflict, NotFound
+from classifier.locks import Lock
 from classifier.models import Customer, SchemeActivation, SchemeVersion
 from classifier.processing.replay import recompute
 from classifier.processing.scheduler import population_cutoffs, store_cutoffs
@@ -27,7 +28,7 @@ from classifier.schemes.service import compile_stored
 from eventschemas.problems import FieldError, ValidationFailed
 
 log = logging.getLogger(__name__)
-ACTIVATION_LOCK = 7_003
+ACTIVATION_LOCK = int(Lock.ACTIVATION)  # was 7_003, the cut-off lock's number
 PREVIEW_PAGE = 1000
 SAMPLES = 5
 

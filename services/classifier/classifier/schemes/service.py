@@ -10,11 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from classifier.db import unit_of_work
 from classifier.engine import CompiledScheme, default_scheme_text, parse_scheme
+from classifier.locks import Lock
 from classifier.models import SchemeVersion
 from classifier.schemes import repository
 
 log = logging.getLogger(__name__)
-SEED_LOCK = 7_001  # advisory lock id: one process seeds the first scheme
+SEED_LOCK = int(Lock.SEED_SCHEME)
 
 
 async def ensure_active_scheme(

@@ -1,0 +1,15 @@
+"""Every PostgreSQL advisory lock the classifier takes, in one place: no two share a key."""
+
+from __future__ import annotations
+
+from enum import IntEnum, unique
+
+
+@unique  # two names with one number would be the same lock: refused at import
+class Lock(IntEnum):
+    """Advisory lock keys (transaction-scoped unless the caller says otherwise)."""
+
+    SEED_SCHEME = 7_001  # one process seeds the first scheme version
+    RELAY = 7_002  # one outbox relay publishes at a time
+    CUTOFFS = 7_003  # one worker recomputes population cut-offs
+    ACTIVATION = 7_004  # one scheme activation at a time
