@@ -156,16 +156,26 @@ async def test_worker_survives_a_deadlock_and_loses_nothing(chaos_stack: Stack) 
             " WHERE wait_event_type = 'Lock' AND datname = current_database()"
         )
         for _ in range(200):
+            await conn.execute("SELECT pg_stat_clear_snapshot()")  # fresh view in our tx
             if await conn.fetchval(waiting):
                 break
             await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the worker never waited for the locked customer")
         # The worker has waited longest, so its deadlock check runs first and
         # PostgreSQL aborts its transaction: this lock is then granted.
         await conn.execute("SELECT 1 FROM customers WHERE id = $1 FOR UPDATE", first)
         await tx.rollback()
-        deadlocks = await conn.fetchval(
-            "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
-        )
+        # Backends report their statistics about once a second: poll for it.
+        deadlocks = deadlocks_before
+        for _ in range(100):
+            await conn.execute("SELECT pg_stat_clear_snapshot()")
+            deadlocks = await conn.fetchval(
+                "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+            )
+            if deadlocks > deadlocks_before:
+                break
+            await asyncio.sleep(0.1)
     finally:
         await conn.close()
 

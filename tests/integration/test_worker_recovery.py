@@ -25,7 +25,10 @@ from classifier.config import ClassifierSettings
 from classifier.consumer.progress import PartitionProgress
 from classifier.db import make_sessionmaker
 from classifier.models import ClassChange, Customer, ProcessedEvent
+from classifier.processing.batch import BatchProcessor
 from classifier.processing.replay import NotEmpty, replay
+from classifier.processing.scheduler import refresh_cutoffs
+from classifier.schemes.service import SchemeCache
 from classifier.worker import run_worker
 from tests.kafka_helpers import eventually, publish_raw, read_topic, topic_size
 from tests.processes import service_env, start, stop, worker_command
@@ -97,6 +100,19 @@ async def settled(sessions: async_sessionmaker[AsyncSession], expected_events: i
     return applied == expected_events and due == 0 and unpublished == 0
 
 
+async def recompute_cutoffs_at_frozen_now(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """What a running worker does on its next cut-off tick (every 5 minutes, or after a
+    bulk load), and a replay does before its time catch-up: rank cut-offs over the whole
+    population, then the reviews they make due. Without it the live run and the replay
+    differ only by when the cut-offs were computed."""
+    now = system_clock(frozen_at=FROZEN_NOW)()
+    schemes = SchemeCache()
+    await refresh_cutoffs(sessions, schemes, now)
+    processor = BatchProcessor(sessions, schemes)
+    while await processor.review_due(now, 1000):
+        pass
+
+
 @pytest.fixture
 async def clean_replay(
     classifier_settings: ClassifierSettings,
@@ -156,6 +172,9 @@ async def test_sigkilled_worker_ends_exactly_like_a_clean_replay(
     proc = start(worker_command(), env, log)
     try:
         await eventually(lambda: settled(sessions, len(records)), within=120, interval=0.5)
+        await recompute_cutoffs_at_frozen_now(sessions)
+        # ... and the running worker's relay announces what they changed.
+        await eventually(lambda: settled(sessions, len(records)), within=60, interval=0.5)
     finally:
         code = stop(proc)
     assert code == 0, log.read_text()[-3000:]
@@ -216,6 +235,8 @@ async def test_two_workers_split_partitions_and_one_leaving_loses_nothing(
         await asyncio.wait_for(worker_b, timeout=30)
         await eventually(lambda: settled(sessions, len(records)), within=120, interval=0.5)
         assert seen_a.owned == {0, 1, 2}  # A took over B's partitions
+        await recompute_cutoffs_at_frozen_now(sessions)
+        await eventually(lambda: settled(sessions, len(records)), within=60, interval=0.5)
     finally:
         stop_a.set()
         stop_b.set()
@@ -238,3 +259,22 @@ async def test_replay_refuses_a_database_that_holds_state(
 
     with pytest.raises(NotEmpty):
         await replay(classifier_settings, sessions, system_clock())
+
+
+async def test_replay_ranks_customers_before_it_ends(
+    classifier_settings: ClassifierSettings, clean_replay: Any
+) -> None:
+    """A replay computes the population cut-offs itself: customers end in their real
+    tier, so a worker started afterwards has nothing to move (no C-then-A flood)."""
+    records = stream(seed=13, customers=200)
+    await publish_raw(
+        classifier_settings.kafka_bootstrap_servers, classifier_settings.activity_topic, records
+    )
+    replayed = await clean_replay()
+    tiers = [
+        classes["abc_tier"]["class"]
+        for _facts, classes, *_rest in replayed["customers"].values()
+        if "abc_tier" in classes
+    ]
+    assert tiers.count("A") > 0, "no customer ranked A: cut-offs were not computed"
+    assert tiers.count("A") < tiers.count("C")  # a few top buyers, not everyone

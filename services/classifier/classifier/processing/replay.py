@@ -100,9 +100,13 @@ async def replay(
             await _commit_offsets(settings, commit_group, {tp: ends[tp] for tp in tps})
     finally:
         await consumer.stop()
-    # Rank cut-offs before any time-driven review: without them every customer
-    # would rank in the lowest class until a worker computed them minutes later,
-    # and be announced moving down and back up.
+    changes += await _catch_up(processor, sessions, clock)
+    # Rank cut-offs over the replayed population before the replay ends, and the
+    # reviews they make due: without them every customer would rank in the lowest
+    # class until a worker computed cut-offs minutes later, and a worker started
+    # now would announce them moving down and back up. (After the time catch-up,
+    # as a live worker's cut-off tick comes after its backlog: a replay ends
+    # exactly like the live run of the same stream.)
     flagged = await refresh_cutoffs(sessions, schemes, clock())
     log.info("replay: population cut-offs computed, %s customers re-ranked", flagged)
     changes += await _catch_up(processor, sessions, clock)
