@@ -84,7 +84,7 @@ class EventPublisher:
                         topic,
                         value=env.to_bytes(),
                         key=env.subject.encode(),
-                        headers=[("ce_type", env.type.encode()), ("ce_id", env.id.encode())],
+                        headers=env.kafka_headers(),
                     )
                     for env in envelopes
                 ]

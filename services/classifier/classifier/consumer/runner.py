@@ -100,7 +100,7 @@ class ActivityConsumer:
         for tp, records in batches.items():
             for record in records:
                 try:
-                    envelope, event = decode(record.value)
+                    envelope, event = decode(record.value, record.headers)
                 except PoisonMessage as poison:
                     await self._dead_letter(record, poison)
                     continue
@@ -147,7 +147,9 @@ class ActivityConsumer:
                     delay = min(delay * 2, self._settings.db_retry_max_seconds)
 
     async def _dead_letter(self, record: Any, poison: PoisonMessage) -> None:
+        # The original headers stay: a binary-mode event's attributes are there.
         headers = [
+            *record.headers,
             ("dlq_reason", poison.reason.encode()),
             ("dlq_error", poison.detail[:1000].encode()),
             ("original_topic", record.topic.encode()),
