@@ -18,6 +18,7 @@ from classifier.metrics import (
     BATCH_SIZE,
     CLASS_CHANGES,
     CONSUMER_LAG,
+    CONSUMER_LAG_SECONDS,
     DB_RETRIES,
     DLQ_EVENTS,
     DUPLICATES,
@@ -97,6 +98,7 @@ class ActivityConsumer:
     async def _handle(self, batches: dict[TopicPartition, list[Any]]) -> None:
         items: list[Delivery] = []
         offsets: dict[TopicPartition, int] = {}
+        newest: dict[TopicPartition, int] = {}  # timestamp (ms) of each partition's last record
         for tp, records in batches.items():
             for record in records:
                 try:
@@ -106,6 +108,7 @@ class ActivityConsumer:
                     continue
                 items.append(Delivery(envelope, event, tp.partition))
             offsets[tp] = records[-1].offset + 1
+            newest[tp] = records[-1].timestamp
         started = time.perf_counter()
         result = await self._apply_with_retry(items)
         if result is None:  # stopping while the database was down: commit nothing
@@ -124,7 +127,7 @@ class ActivityConsumer:
             # The partitions moved during a rebalance; their new owner sees the
             # events again and the inbox drops them.
             log.warning("offset commit failed after a committed batch: %s", exc)
-        self._record_lag(offsets)
+        self._record_lag(offsets, newest)
 
     async def _apply_with_retry(self, items: list[Delivery]) -> Any:
         delay = 0.2
@@ -168,11 +171,17 @@ class ActivityConsumer:
             poison.reason,
         )
 
-    def _record_lag(self, offsets: dict[TopicPartition, int]) -> None:
+    def _record_lag(
+        self, offsets: dict[TopicPartition, int], newest: dict[TopicPartition, int]
+    ) -> None:
         for tp, next_offset in offsets.items():
             try:
                 end = self._consumer.highwater(tp)
             except (AssertionError, IllegalStateError):
                 continue  # revoked by a rebalance meanwhile
-            if end is not None:
-                CONSUMER_LAG.labels(partition=str(tp.partition)).set(max(end - next_offset, 0))
+            if end is None:
+                continue
+            behind = max(end - next_offset, 0)
+            age = max(time.time() - newest[tp] / 1000, 0.0) if behind else 0.0
+            CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(behind)
+            CONSUMER_LAG_SECONDS.labels(topic=tp.topic, partition=str(tp.partition)).set(age)
