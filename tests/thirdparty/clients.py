@@ -24,7 +24,15 @@ ASYNCAPI_PARSER_VERSION = "3.6.6"
 PROMETHEUS_MODULE_VERSION = "v0.316.0"  # promtool of Prometheus 3.x
 
 
+# What provides each command, for the message when one is missing.
+_PACKAGES = {"mvn": "maven", "javac": "openjdk-17-jdk-headless", "npm": "npm", "node": "nodejs"}
+
+
 def _run(cmd: list[str], **kwargs: object) -> None:
+    if shutil.which(cmd[0]) is None and not Path(cmd[0]).is_file():
+        raise RuntimeError(
+            f"{cmd[0]} is missing: apt-get install -y {_PACKAGES.get(cmd[0], cmd[0])}"
+        )
     done = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")

@@ -74,3 +74,27 @@ def test_binary_record_is_validated_like_a_structured_one() -> None:
 
     assert unknown.value.reason == "unknown_type"
     assert mismatch.value.reason == "invalid_data"
+
+
+def test_the_sdks_auto_detecting_reader_takes_our_records_as_structured() -> None:
+    envelope = one_of_each_type("c-1")[4].to_envelope("shop")
+    ours = kafka.KafkaMessage(
+        headers=dict(envelope.kafka_headers()), key=b"c-1", value=envelope.to_bytes()
+    )
+    # What we produced before: `ce_` headers without `ce_specversion`/`ce_source`.
+    before = kafka.KafkaMessage(
+        headers={"ce_type": envelope.type.encode(), "ce_id": envelope.id.encode()},
+        key=b"c-1",
+        value=envelope.to_bytes(),
+    )
+
+    event = kafka.from_kafka(ours, JSONFormat())
+
+    assert not any(name.startswith("ce_") for name in ours.headers)
+    assert (event.get_id(), event.get_source(), event.get_data()) == (
+        envelope.id,
+        envelope.source,
+        envelope.data,
+    )
+    with pytest.raises(Exception, match="source"):
+        kafka.from_kafka(before, JSONFormat())
