@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -38,14 +39,14 @@ def _run(cmd: list[str], **kwargs: object) -> None:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
 
 
-def _install_once(home: Path, build: object) -> Path:
+def _install_once(home: Path, build: Callable[[Path], None]) -> Path:
     """Build into a temporary sibling and move it into place: concurrent runs never see half."""
     if (home / ".complete").exists():
         return home
     home.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=home.name + ".", dir=home.parent))
     try:
-        build(staging)  # type: ignore[operator]
+        build(staging)
         (staging / ".complete").touch()
         try:
             staging.rename(home)
