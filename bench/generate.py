@@ -288,7 +288,10 @@ async def produce(events: list[ActivityEvent], settings: ClassifierSettings) -> 
             envelope = event.to_envelope("bench")
             pending.append(
                 await producer.send(
-                    settings.activity_topic, envelope.to_bytes(), key=event.customer_id.encode()
+                    settings.activity_topic,
+                    envelope.to_bytes(),
+                    key=event.customer_id.encode(),
+                    headers=envelope.kafka_headers(),
                 )
             )
             if len(pending) >= 5000:

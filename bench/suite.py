@@ -304,7 +304,7 @@ async def freshness_and_time(
 
     async def listen() -> None:
         async for record in consumer:
-            change = orjson.loads(record.value)
+            change = orjson.loads(record.value)["data"]  # a CloudEvent; data is the change
             seen = time.time()
             if change.get("event_id") and change["event_id"] not in arrivals:
                 arrivals[change["event_id"]] = seen

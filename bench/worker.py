@@ -185,7 +185,7 @@ async def freshness(settings: ClassifierSettings, rate: int, seconds: int) -> di
 
     async def listen() -> None:
         async for record in consumer:
-            change = orjson.loads(record.value)
+            change = orjson.loads(record.value)["data"]  # a CloudEvent; data is the change
             if change["event_id"] in acked and change["event_id"] not in arrived:
                 arrived[change["event_id"]] = time.perf_counter()
                 if not sending and len(arrived) == len(acked):
@@ -207,7 +207,10 @@ async def freshness(settings: ClassifierSettings, rate: int, seconds: int) -> di
                 placed_at=placed,
             ).to_envelope("bench")
             await producer.send_and_wait(
-                settings.activity_topic, envelope.to_bytes(), key=envelope.subject.encode()
+                settings.activity_topic,
+                envelope.to_bytes(),
+                key=envelope.subject.encode(),
+                headers=envelope.kafka_headers(),
             )
             acked[envelope.id] = time.perf_counter()
             await asyncio.sleep(max(0.0, 1 / rate - (time.perf_counter() - tick)))

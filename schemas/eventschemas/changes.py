@@ -1,10 +1,24 @@
-"""The record published on the class-change topic, one per class change."""
+"""The record published on the class-change topic, one per class change.
+
+On the topic each change is a CloudEvent in structured mode, like the activity
+events: the envelope's `data` is a ClassChanged, `id` is the change id,
+`subject` the customer id and `time` when the change happened.
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from eventschemas.envelope import Envelope, dataschema_for
+
+CHANGE_EVENT_TYPE = "class.changed"
+CHANGE_EVENT_VERSION = 1
+CHANGE_DATASCHEMA = dataschema_for(CHANGE_EVENT_TYPE, CHANGE_EVENT_VERSION)
+# The CloudEvents `source` of class changes: the classifier, whichever worker relayed them.
+CHANGE_SOURCE = "urn:customer-classifier:classifier"
+CHANGE_ID_HEADER = "change_id"
 
 
 class ChangeReason(StrEnum):
@@ -30,3 +44,15 @@ class ClassChanged(BaseModel):
     event_id: str | None
     rule: str | None = None
     occurred_at: AwareDatetime
+
+    def to_envelope(self) -> Envelope:
+        """The CloudEvent this change travels in on the class-change topic."""
+        return Envelope(
+            id=self.change_id,
+            source=CHANGE_SOURCE,
+            type=CHANGE_EVENT_TYPE,
+            subject=self.customer_id,
+            time=self.occurred_at,
+            dataschema=CHANGE_DATASCHEMA,
+            data=self.model_dump(mode="json"),
+        )

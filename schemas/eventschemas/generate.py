@@ -13,8 +13,20 @@ from typing import Any
 
 import yaml
 
-from eventschemas.changes import ClassChanged
-from eventschemas.envelope import Envelope, dataschema_for
+from eventschemas.changes import (
+    CHANGE_DATASCHEMA,
+    CHANGE_EVENT_TYPE,
+    CHANGE_ID_HEADER,
+    CHANGE_SOURCE,
+    ClassChanged,
+)
+from eventschemas.envelope import (
+    EVENT_ID_HEADER,
+    EVENT_TYPE_HEADER,
+    STRUCTURED_CONTENT_TYPE,
+    Envelope,
+    dataschema_for,
+)
 from eventschemas.events import EVENT_TYPES
 from eventschemas.topics import ACTIVITY_DLQ_TOPIC, ACTIVITY_TOPIC, CLASS_CHANGES_TOPIC
 
@@ -38,7 +50,7 @@ def json_schemas() -> dict[str, dict[str, Any]]:
             Envelope, "CloudEvents envelope", "urn:customer-classifier:schema:envelope:v1"
         ),
         "json/class-changed.v1.schema.json": _schema(
-            ClassChanged, "Class changed", "urn:customer-classifier:schema:class.changed:v1"
+            ClassChanged, "Class changed", CHANGE_DATASCHEMA
         ),
     }
     for event_type, model in sorted(EVENT_TYPES.items()):
@@ -48,66 +60,205 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     return files
 
 
-def asyncapi() -> dict[str, Any]:
-    """The AsyncAPI 3.0 document of the three topics."""
-    event_messages = {
-        f"{t}": {
-            "name": t,
-            "contentType": "application/cloudevents+json",
-            "payload": {"$ref": f"./json/events/{t}.v{m.VERSION}.schema.json"},
-            "summary": (m.__doc__ or t).strip().splitlines()[0],
+ENVELOPE_REF = "./json/envelope.schema.json"
+KAFKA_BINDING_VERSION = "0.5.0"
+STRUCTURED_MODE = (
+    "Structured content mode of the CloudEvents 1.0 Kafka protocol binding: the value is "
+    f"the whole event as JSON and the `content-type` header is `{STRUCTURED_CONTENT_TYPE}`. "
+    "Routing headers do not start with `ce_` (the binding reserves that prefix for binary "
+    "mode)."
+)
+
+
+def _key(description: str) -> dict[str, Any]:
+    return {
+        "kafka": {
+            "key": {"type": "string", "description": description},
+            "bindingVersion": KAFKA_BINDING_VERSION,
         }
-        for t, m in sorted(EVENT_TYPES.items())
     }
+
+
+def _cloudevent_payload(
+    event_type: str, dataschema: str, data_ref: str, **attributes: Any
+) -> dict[str, Any]:
+    """The envelope schema, narrowed to one type whose `data` is that type's schema."""
+    return {
+        "allOf": [
+            {"$ref": ENVELOPE_REF},
+            {
+                "type": "object",
+                "properties": {
+                    **attributes,
+                    "type": {"const": event_type},
+                    "dataschema": {"const": dataschema},
+                    "data": {"$ref": data_ref},
+                },
+            },
+        ]
+    }
+
+
+def _structured_headers(**routing: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["content-type", *routing],
+        "properties": {
+            "content-type": {"type": "string", "const": STRUCTURED_CONTENT_TYPE},
+            **routing,
+        },
+    }
+
+
+def _activity_message(event_type: str, model: Any) -> dict[str, Any]:
+    dataschema = dataschema_for(event_type, model.VERSION)
+    return {
+        "name": event_type,
+        "title": event_type,
+        "summary": (model.__doc__ or event_type).strip().splitlines()[0],
+        "contentType": "application/cloudevents+json",
+        "headers": _structured_headers(
+            **{
+                EVENT_TYPE_HEADER: {"type": "string", "const": event_type},
+                EVENT_ID_HEADER: {"type": "string", "description": "The event's `id`."},
+            }
+        ),
+        "payload": _cloudevent_payload(
+            event_type,
+            dataschema,
+            f"./json/events/{event_type}.v{model.VERSION}.schema.json",
+        ),
+        "bindings": _key(
+            "The customer id (the event's `subject`): one customer's events "
+            "stay in order on one partition."
+        ),
+    }
+
+
+def _class_changed_message() -> dict[str, Any]:
+    return {
+        "name": CHANGE_EVENT_TYPE,
+        "title": CHANGE_EVENT_TYPE,
+        "summary": "A customer moved from one class to another in one dimension.",
+        "contentType": "application/cloudevents+json",
+        "headers": _structured_headers(
+            **{CHANGE_ID_HEADER: {"type": "string", "description": "The change id (`id`)."}}
+        ),
+        "payload": _cloudevent_payload(
+            CHANGE_EVENT_TYPE,
+            CHANGE_DATASCHEMA,
+            "./json/class-changed.v1.schema.json",
+            source={"const": CHANGE_SOURCE},
+        ),
+        "bindings": _key("The customer id (the event's `subject`)."),
+    }
+
+
+def _dead_letter_message() -> dict[str, Any]:
+    numeric = {"type": "string", "pattern": "^[0-9]+$"}
+    return {
+        "name": "dead.letter",
+        "title": "Dead letter",
+        "summary": "An activity record the classifier could not process, unchanged, with why.",
+        "description": "Value, key and headers are the original record's (a binary-mode "
+        "CloudEvent keeps its `ce_*` headers and `content-type`); the `dlq_*` and "
+        "`original_*` headers are added.",
+        "contentType": "application/octet-stream",
+        "headers": {
+            "type": "object",
+            "required": [
+                "dlq_reason",
+                "dlq_error",
+                "original_topic",
+                "original_partition",
+                "original_offset",
+            ],
+            "properties": {
+                "dlq_reason": {
+                    "type": "string",
+                    "description": "Why, e.g. empty, invalid_envelope, unknown_type, invalid_data.",
+                },
+                "dlq_error": {
+                    "type": "string",
+                    "maxLength": 1000,
+                    "description": "What was wrong (field paths and messages; no values).",
+                },
+                "original_topic": {"type": "string"},
+                "original_partition": numeric,
+                "original_offset": numeric,
+                "content-type": {
+                    "type": "string",
+                    "description": "The original record's, when it had one.",
+                },
+            },
+        },
+        "payload": {
+            "type": "string",
+            "format": "binary",
+            "description": "The original record's value, byte for byte.",
+        },
+        "bindings": _key("The original record's key (the customer id)."),
+    }
+
+
+def asyncapi() -> dict[str, Any]:
+    """The AsyncAPI 3.0 document of the three topics, as their records are on the wire."""
+    activity = {t: _activity_message(t, m) for t, m in sorted(EVENT_TYPES.items())}
+    messages = {**activity, "classChanged": _class_changed_message()}
+    messages["deadLetter"] = _dead_letter_message()
+
+    def refs(names: Any) -> dict[str, Any]:
+        return {n: {"$ref": f"#/components/messages/{n}"} for n in names}
+
+    def operation(action: str, channel: str, summary: str) -> dict[str, Any]:
+        return {"action": action, "channel": {"$ref": f"#/channels/{channel}"}, "summary": summary}
+
     return {
         "asyncapi": "3.0.0",
         "info": {
             "title": "Customer classifier topics",
             "version": "1.0.0",
-            "description": "Activity events in (CloudEvents 1.0 JSON, key = customer id), "
-            "class changes out, and dead letters.",
+            "description": "Activity events in, class changes out, and dead letters. Events "
+            f"and class changes are CloudEvents 1.0. {STRUCTURED_MODE} The classifier also "
+            "consumes binary content mode (attributes in `ce_*` headers, `content-type: "
+            "application/json`, the data as the value), the default of the CloudEvents "
+            "SDKs; both are validated against the same schemas.",
         },
+        "defaultContentType": "application/cloudevents+json",
         "channels": {
             "activity": {
                 "address": ACTIVITY_TOPIC,
-                "description": "All intake, keyed by customer id; data schemas per type below. "
-                "The envelope is json/envelope.schema.json.",
-                "messages": event_messages,
+                "title": "Customer activity",
+                "description": "All intake, keyed by customer id; one message per event type.",
+                "messages": refs(activity),
             },
             "classChanges": {
                 "address": CLASS_CHANGES_TOPIC,
-                "description": "One record per class change, key = customer id; dedupe by "
-                "change_id.",
-                "messages": {
-                    "classChanged": {
-                        "name": "class.changed",
-                        "contentType": "application/json",
-                        "payload": {"$ref": "./json/class-changed.v1.schema.json"},
-                    }
-                },
+                "title": "Class changes",
+                "description": "One CloudEvent per class change, keyed by customer id; dedupe "
+                "by `id` (the change id).",
+                "messages": refs(["classChanged"]),
             },
             "deadLetters": {
                 "address": ACTIVITY_DLQ_TOPIC,
-                "description": "Activity records the classifier could not process: the original "
-                "bytes, with headers dlq_reason, dlq_error, original_topic, "
-                "original_partition, original_offset.",
-                "messages": {
-                    "deadLetter": {
-                        "name": "dead.letter",
-                        "payload": {"type": "string", "format": "binary"},
-                    }
-                },
+                "title": "Dead letters",
+                "description": "Activity records the classifier could not process.",
+                "messages": refs(["deadLetter"]),
             },
         },
         "operations": {
-            "publishActivity": {"action": "send", "channel": {"$ref": "#/channels/activity"}},
-            "consumeActivity": {"action": "receive", "channel": {"$ref": "#/channels/activity"}},
-            "publishClassChanges": {
-                "action": "send",
-                "channel": {"$ref": "#/channels/classChanges"},
-            },
-            "publishDeadLetters": {"action": "send", "channel": {"$ref": "#/channels/deadLetters"}},
+            "publishActivity": operation("send", "activity", "Ingest publishes intake."),
+            "consumeActivity": operation(
+                "receive", "activity", "The classifier's workers consume it (either mode)."
+            ),
+            "publishClassChanges": operation(
+                "send", "classChanges", "The outbox relay announces class changes."
+            ),
+            "publishDeadLetters": operation(
+                "send", "deadLetters", "The classifier dead-letters poison records."
+            ),
         },
+        "components": {"messages": messages},
     }
 
 

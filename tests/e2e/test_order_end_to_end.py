@@ -137,7 +137,7 @@ async def test_posted_order_shows_up_classified_and_announced(
         classifier_settings.class_changes_topic,
         expected=9,
     )
-    announced = [orjson.loads(r.value) for r in records]
+    announced = [orjson.loads(r.value)["data"] for r in records]
     purchase = [c for c in announced if c["dimension"] == "purchase_behavior"]
     assert purchase == [
         {

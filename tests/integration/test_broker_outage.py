@@ -147,4 +147,4 @@ async def test_requests_get_503_while_the_broker_is_down_and_retries_lose_nothin
     assert row is not None
     assert row.order_count == 2
     assert processed == 2
-    assert second_id in {dict(r.headers)["ce_id"].decode() for r in records}
+    assert second_id in {dict(r.headers)["event_id"].decode() for r in records}

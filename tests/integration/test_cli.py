@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import orjson
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from classifier.config import ClassifierSettings
 from classifier.processing.batch import BatchProcessor, Delivery
 from classifier.schemes.service import SchemeCache, ensure_active_scheme
+from eventschemas.changes import ClassChanged
 from eventschemas.events import OrderPlaced
 from tests.kafka_helpers import publish_raw
 from tests.processes import ROOT, service_env
@@ -91,7 +91,7 @@ async def test_tail_prints_class_changes(classifier_settings: ClassifierSettings
     await publish_raw(
         classifier_settings.kafka_bootstrap_servers,
         classifier_settings.class_changes_topic,
-        [(b"cust-9", orjson.dumps(change))],
+        [(b"cust-9", ClassChanged.model_validate(change).to_envelope().to_bytes())],
     )
 
     code, out = await cli(classifier_settings, "tail", "--from-beginning", "--limit", "1")

@@ -106,7 +106,7 @@ async def test_customer_churns_when_the_last_order_leaves_the_year(
         classifier_settings.class_changes_topic,
         expected=10,
     )
-    announced = [orjson.loads(r.value) for r in records]
+    announced = [orjson.loads(r.value)["data"] for r in records]
     assert {"change_id": second.change_id, "reason": "time", "new_class": "churned"}.items() <= (
         next(c for c in announced if c["change_id"] == second.change_id).items()
     )

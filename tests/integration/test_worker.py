@@ -75,7 +75,8 @@ async def test_order_is_applied_and_the_change_is_published(
     assert row.classes["purchase_behavior"]["class"] == "occasional"
     assert row.classes["purchase_behavior"]["rule"] == "bought_within_a_year"
     records = await read_topic(bootstrap, classifier_settings.class_changes_topic, expected=9)
-    changes = {orjson.loads(r.value)["dimension"]: orjson.loads(r.value) for r in records}
+    announced = [orjson.loads(r.value)["data"] for r in records]
+    changes = {c["dimension"]: c for c in announced}
     change = changes["purchase_behavior"]
     assert records[0].key == b"c-1"
     assert change["old_class"] is None

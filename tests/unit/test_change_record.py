@@ -1,4 +1,5 @@
-"""The relay's hand-built change records are exactly what the ClassChanged contract says."""
+"""The relay's hand-built change records are exactly what the ClassChanged contract says:
+a CloudEvent whose `data` is the ClassChanged."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import orjson
 import pytest
 
 from classifier.changes.relay import RECORD_COLUMNS, encode_record
-from eventschemas.changes import ChangeReason, ClassChanged
+from eventschemas.changes import CHANGE_EVENT_TYPE, ChangeReason, ClassChanged
+from eventschemas.envelope import Envelope
 
 
 @pytest.mark.parametrize(
@@ -20,7 +22,7 @@ from eventschemas.changes import ChangeReason, ClassChanged
     ],
 )
 @pytest.mark.parametrize(("old_class", "event_id"), [(None, None), ("regular", "evt-1")])
-def test_encoded_record_equals_the_contract_model_dump(
+def test_encoded_record_equals_the_contract_envelope(
     occurred_at: datetime, old_class: str | None, event_id: str | None
 ) -> None:
     values = (
@@ -39,9 +41,16 @@ def test_encoded_record_equals_the_contract_model_dump(
         event_id=event_id,
         rule="no_purchase_for_a_year",
         occurred_at=occurred_at,
-    ).model_dump(mode="json")
+    )
 
     encoded = encode_record(values)
 
-    assert orjson.loads(encoded) == expected
-    assert ClassChanged.model_validate_json(encoded).occurred_at == occurred_at
+    assert orjson.loads(encoded) == expected.to_envelope().model_dump(mode="json")
+    envelope = Envelope.from_bytes(encoded)
+    assert (envelope.type, envelope.id, envelope.subject) == (
+        CHANGE_EVENT_TYPE,
+        values[0],
+        "cust-42",
+    )
+    assert envelope.time == occurred_at
+    assert ClassChanged.model_validate(envelope.data) == expected

@@ -23,11 +23,13 @@ from classifier.customers.router import router as customers_router
 from classifier.db import dsn, is_unavailable, make_engine, make_sessionmaker, sqlstate
 from classifier.errors import DatabaseUnavailable, database_input_problem
 from classifier.health.router import router as health_router
+from classifier.metrics import HTTP
 from classifier.processing.batch import BatchProcessor
 from classifier.schemes.api import fail_interrupted
 from classifier.schemes.router import router as schemes_router
 from classifier.schemes.service import SchemeCache
 from eventschemas.http import document_problems, install_problem_handlers, problem_response
+from eventschemas.metrics import RequestMetrics
 from eventschemas.problems import Problem
 
 log = logging.getLogger(__name__)
@@ -127,6 +129,7 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
     app.include_router(classes_router)
     app.include_router(changes_router)
     app.include_router(schemes_router)
+    app.add_middleware(RequestMetrics, metrics=HTTP)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
         app.add_middleware(

@@ -124,7 +124,7 @@ def tail(
         seen = 0
         try:
             async for record in consumer:
-                change = orjson.loads(record.value)
+                change = orjson.loads(record.value)["data"]  # a CloudEvent (structured)
                 rule = f", rule {change['rule']}" if change.get("rule") else ""
                 console.print(
                     f"{change['occurred_at']}  {change['customer_id']}  {change['dimension']}: "

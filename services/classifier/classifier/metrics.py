@@ -1,25 +1,68 @@
-"""Prometheus metrics of the classifier (worker and API)."""
+"""Prometheus metrics of the classifier: the worker's families and the API's, apart.
+
+The worker process serves WORKER_REGISTRY (its own metrics port), the API
+process API_REGISTRY (`/metrics`), so neither exports families the other
+updates. Units are in the names (`_records`, `_seconds`); labels never carry
+personal data.
+"""
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-EVENTS_CONSUMED = Counter("classifier_events_consumed_total", "Events applied", ["type"])
-DUPLICATES = Counter("classifier_duplicate_events_total", "Redelivered events skipped")
-DLQ_EVENTS = Counter("classifier_dlq_events_total", "Events sent to the DLQ", ["reason"])
+from eventschemas.metrics import HttpMetrics, process_registry
+
+WORKER_REGISTRY = process_registry()
+API_REGISTRY = process_registry()
+
+# --- the API process
+HTTP = HttpMetrics("classifier", API_REGISTRY)  # classifier_http_requests_total, ..._seconds
+
+# --- the worker process
+EVENTS_CONSUMED = Counter(
+    "classifier_events_consumed_total", "Events applied", ["type"], registry=WORKER_REGISTRY
+)
+DUPLICATES = Counter(
+    "classifier_duplicate_events_total", "Redelivered events skipped", registry=WORKER_REGISTRY
+)
+DLQ_EVENTS = Counter(
+    "classifier_dlq_events_total", "Events sent to the DLQ", ["reason"], registry=WORKER_REGISTRY
+)
 BATCH_SIZE = Histogram(
-    "classifier_batch_size",
+    "classifier_batch_size_records",
     "Events per processed batch",
     buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+    registry=WORKER_REGISTRY,
 )
 PROCESSING_SECONDS = Histogram(
     "classifier_batch_seconds",
     "Time to apply one batch (transaction included)",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=WORKER_REGISTRY,
 )
 CLASS_CHANGES = Counter(
-    "classifier_class_changes_total", "Class changes recorded", ["dimension", "reason"]
+    "classifier_class_changes_total",
+    "Class changes recorded",
+    ["dimension", "reason"],
+    registry=WORKER_REGISTRY,
 )
-CHANGES_PUBLISHED = Counter("classifier_changes_published_total", "Changes relayed to Kafka")
-CONSUMER_LAG = Gauge("classifier_consumer_lag", "Records behind the log end", ["partition"])
-DB_RETRIES = Counter("classifier_db_retries_total", "Batches retried after a database error")
+CHANGES_PUBLISHED = Counter(
+    "classifier_changes_published_total", "Changes relayed to Kafka", registry=WORKER_REGISTRY
+)
+CONSUMER_LAG = Gauge(
+    "classifier_consumer_lag_records",
+    "Records between the last committed offset and the log end, per partition",
+    ["topic", "partition"],
+    registry=WORKER_REGISTRY,
+)
+CONSUMER_LAG_SECONDS = Gauge(
+    "classifier_consumer_lag_seconds",
+    "Age of the last applied record while the partition is behind (0 when caught up)",
+    ["topic", "partition"],
+    registry=WORKER_REGISTRY,
+)
+DB_RETRIES = Counter(
+    "classifier_db_retries_total",
+    "Batches retried after a database error",
+    registry=WORKER_REGISTRY,
+)

@@ -20,6 +20,7 @@ from classifier.config import ClassifierSettings
 from classifier.consumer.progress import PartitionProgress
 from classifier.consumer.runner import ActivityConsumer
 from classifier.db import make_engine, make_sessionmaker
+from classifier.metrics import WORKER_REGISTRY
 from classifier.processing.batch import BatchProcessor
 from classifier.processing.scheduler import ReviewScheduler
 from classifier.schemes.service import SchemeCache, ensure_active_scheme
@@ -96,7 +97,9 @@ def main() -> None:
     settings = ClassifierSettings()
     configure_logging(settings.log_level)
     if settings.worker_metrics_port:
-        start_http_server(settings.worker_metrics_port, addr=settings.host)
+        start_http_server(
+            settings.worker_metrics_port, addr=settings.host, registry=WORKER_REGISTRY
+        )
 
     async def _main() -> None:
         stopping = asyncio.Event()

@@ -10,12 +10,14 @@ from fastapi import FastAPI, Request, Response
 from pydantic import ValidationError
 
 from eventschemas.http import document_problems, install_problem_handlers, problem_response
+from eventschemas.metrics import RequestMetrics
 from eventschemas.problems import field_errors, validation_problem
 from ingest.calls.router import router as calls_router
 from ingest.config import IngestSettings
 from ingest.health.router import router as health_router
 from ingest.imports.router import router as imports_router
-from ingest.middleware import BodyLimit, RequestMetrics
+from ingest.metrics import HTTP
+from ingest.middleware import BodyLimit, RejectMetrics
 from ingest.orders.router import router as orders_router
 from ingest.publisher import EventPublisher
 from ingest.webhooks.router import router as webhooks_router
@@ -68,5 +70,6 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         default_limit=settings.max_body_bytes,
         limits={"/v1/imports/": settings.max_import_bytes},
     )
-    app.add_middleware(RequestMetrics)
+    app.add_middleware(RejectMetrics)
+    app.add_middleware(RequestMetrics, metrics=HTTP)
     return app

@@ -4,23 +4,28 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from eventschemas.metrics import HttpMetrics, process_registry
+
+# The ingest process's own registry: /metrics serves this and nothing else.
+REGISTRY = process_registry()
+HTTP = HttpMetrics("ingest", REGISTRY)  # ingest_http_requests_total, ..._duration_seconds
 EVENTS_PUBLISHED = Counter(
-    "ingest_events_published_total", "Events acknowledged by the broker", ["type"]
+    "ingest_events_published_total",
+    "Events acknowledged by the broker",
+    ["type"],
+    registry=REGISTRY,
 )
 PUBLISH_LATENCY = Histogram(
     "ingest_publish_seconds",
     "Time from hand-over to broker acknowledgement",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
-REQUESTS = Counter(
-    "ingest_http_requests_total",
-    "HTTP requests answered, by route template and status",
-    ["method", "route", "status"],
+    registry=REGISTRY,
 )
 REJECTS = Counter(
     "ingest_rejects_total",
     "Requests or items refused, by reason (problem type)",
     ["reason"],
+    registry=REGISTRY,
 )
 
 FXIAOKE_RECORDS = Counter(

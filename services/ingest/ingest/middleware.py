@@ -1,4 +1,4 @@
-"""ASGI middleware of the ingest service: request size limits and request metrics."""
+"""ASGI middleware of the ingest service: request size limits and rejects by reason."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from eventschemas.http import problem_reason
 from eventschemas.problems import PROBLEM_CONTENT_TYPE, BodyTooLarge
-from ingest.metrics import REJECTS, REQUESTS
+from ingest.metrics import REJECTS
 
 
 class BodyLimit:
@@ -82,14 +82,12 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-def _route(scope: Scope) -> str:
-    route = scope.get("route")
-    return str(getattr(route, "path", "unmatched"))
+class RejectMetrics:
+    """Count refused requests by reason: the type of the problem-details body the client got.
 
-
-class RequestMetrics:
-    """Count answered requests by method, route template (never the raw path) and status,
-    and refused ones by reason: the type of the problem-details body the client got."""
+    Requests themselves (counts and latency by route and status) are counted by
+    eventschemas.metrics.RequestMetrics, as in the classifier API.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -105,9 +103,6 @@ class RequestMetrics:
             nonlocal status, problem_body
             if message["type"] == "http.response.start":
                 status = message["status"]
-                REQUESTS.labels(
-                    method=scope["method"], route=_route(scope), status=str(status)
-                ).inc()
                 content_type = dict(message.get("headers", [])).get(b"content-type", b"")
                 if status >= 400 and content_type.startswith(PROBLEM_CONTENT_TYPE.encode()):
                     problem_body = bytearray()

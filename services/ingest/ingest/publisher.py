@@ -125,7 +125,7 @@ class EventPublisher:
                         topic,
                         value=value,
                         key=env.subject.encode(),
-                        headers=[("ce_type", env.type.encode()), ("ce_id", env.id.encode())],
+                        headers=env.kafka_headers(),
                     )
                     for env, value in zip(envelopes, values, strict=True)
                 ]

@@ -20,6 +20,7 @@ from classifier.metrics import (
     BATCH_SIZE,
     CLASS_CHANGES,
     CONSUMER_LAG,
+    CONSUMER_LAG_SECONDS,
     DB_RETRIES,
     DLQ_EVENTS,
     DUPLICATES,
@@ -107,16 +108,18 @@ class ActivityConsumer:
         items: list[Delivery] = []
         records_of: list[Any] = []
         offsets: dict[TopicPartition, int] = {}
+        newest: dict[TopicPartition, int] = {}  # timestamp (ms) of each partition's last record
         for tp, records in batches.items():
             for record in records:
                 try:
-                    envelope, event = decode(record.value)
+                    envelope, event = decode(record.value, record.headers)
                 except PoisonMessage as poison:
                     await self._dead_letter(record, poison)
                     continue
                 items.append(Delivery(envelope, event, tp.partition))
                 records_of.append(record)
             offsets[tp] = records[-1].offset + 1
+            newest[tp] = records[-1].timestamp
         started = time.perf_counter()
         result = await self._apply_isolating(items, records_of)
         if result is None:  # stopping while the database was down: commit nothing
@@ -135,7 +138,7 @@ class ActivityConsumer:
             # The partitions moved during a rebalance; their new owner sees the
             # events again and the inbox drops them.
             log.warning("offset commit failed after a committed batch: %s", exc)
-        self._record_lag(offsets)
+        self._record_lag(offsets, newest)
 
     async def _apply_isolating(
         self, items: list[Delivery], records: list[Any]
@@ -200,7 +203,9 @@ class ActivityConsumer:
                     delay = min(delay * 2, self._settings.db_retry_max_seconds)
 
     async def _dead_letter(self, record: Any, poison: PoisonMessage) -> None:
+        # The original headers stay: a binary-mode event's attributes are there.
         headers = [
+            *record.headers,
             ("dlq_reason", poison.reason.encode()),
             ("dlq_error", poison.detail[:1000].encode()),
             ("original_topic", record.topic.encode()),
@@ -219,11 +224,17 @@ class ActivityConsumer:
             poison.reason,
         )
 
-    def _record_lag(self, offsets: dict[TopicPartition, int]) -> None:
+    def _record_lag(
+        self, offsets: dict[TopicPartition, int], newest: dict[TopicPartition, int]
+    ) -> None:
         for tp, next_offset in offsets.items():
             try:
                 end = self._consumer.highwater(tp)
             except (AssertionError, IllegalStateError):
                 continue  # revoked by a rebalance meanwhile
-            if end is not None:
-                CONSUMER_LAG.labels(partition=str(tp.partition)).set(max(end - next_offset, 0))
+            if end is None:
+                continue
+            behind = max(end - next_offset, 0)
+            age = max(time.time() - newest[tp] / 1000, 0.0) if behind else 0.0
+            CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(behind)
+            CONSUMER_LAG_SECONDS.labels(topic=tp.topic, partition=str(tp.partition)).set(age)

@@ -8,10 +8,11 @@ from typing import cast
 from aiokafka import AIOKafkaClient
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from classifier.db import SessionDep
+from classifier.metrics import API_REGISTRY
+from eventschemas.metrics import metrics_response
 
 router = APIRouter(tags=["health"])
 
@@ -55,4 +56,4 @@ async def readyz(request: Request, session: SessionDep) -> JSONResponse:
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return metrics_response(API_REGISTRY)

@@ -82,7 +82,7 @@ async def replay(
                     if record.offset >= ends[tp]:
                         continue
                     try:
-                        envelope, event = decode(record.value)
+                        envelope, event = decode(record.value, record.headers)
                     except PoisonMessage:
                         poison += 1
                         continue

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from eventschemas.metrics import metrics_response
 from ingest.deps import PublisherDep
+from ingest.metrics import REGISTRY
 
 router = APIRouter(tags=["health"])
 
@@ -27,4 +28,4 @@ async def readyz(publisher: PublisherDep) -> JSONResponse:
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return metrics_response(REGISTRY)
