@@ -13,9 +13,12 @@ from eventschemas.events import (
     CrmCompanyUpdated,
     CrmContactUpdated,
     CrmDealStageChanged,
+    CrmRelationshipChanged,
+    CrmTouchpointLogged,
     OrderCancelled,
     OrderPlaced,
     OrderRefunded,
+    RelationshipChange,
 )
 
 
@@ -74,6 +77,21 @@ def one_of_each_type(customer: str, *, now: datetime | None = None) -> list[Acti
             **money,
         ),
         OrderCancelled(customer_id=customer, order_id="o-2", cancelled_at=now - 2 * day),
+        CrmRelationshipChanged(
+            customer_id=customer,
+            channel="wecom",
+            owner_id="sales-1",
+            change=RelationshipChange.ADDED,
+            changed_at=now - day,
+        ),
+        CrmTouchpointLogged(
+            customer_id=customer,
+            touchpoint_id="tp-1",
+            channel="fxiaoke",
+            kind="visit",
+            owner_id="sales-1",
+            touched_at=now - day,
+        ),
     ]
     assert {e.TYPE for e in events} == set(EVENT_TYPES), "a new event type needs a sample here"
     return events
