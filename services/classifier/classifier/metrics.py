@@ -23,3 +23,20 @@ CLASS_CHANGES = Counter(
 CHANGES_PUBLISHED = Counter("classifier_changes_published_total", "Changes relayed to Kafka")
 CONSUMER_LAG = Gauge("classifier_consumer_lag", "Records behind the log end", ["partition"])
 DB_RETRIES = Counter("classifier_db_retries_total", "Batches retried after a database error")
+
+# Operations (alerts and the dashboard in deploy/helm/customer-classifier/files).
+REVIEW_LAG = Histogram(
+    "classifier_review_lag_seconds",
+    "Time-driven changes: from the instant a class fell due to its review",
+    buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "classifier_outbox_oldest_age_seconds",
+    "Age of the oldest class change not yet relayed to Kafka (0: outbox empty)",
+)
+DB_POOL_IN_USE = Gauge(
+    "classifier_db_pool_in_use_connections", "Database connections checked out of the pool"
+)
+DB_POOL_MAX = Gauge(
+    "classifier_db_pool_max_connections", "Most connections the pool opens (size + overflow)"
+)

@@ -5,22 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from classifier.config import ClassifierSettings
 from classifier.db import unit_of_work
-from classifier.metrics import CHANGES_PUBLISHED
+from classifier.metrics import CHANGES_PUBLISHED, OUTBOX_OLDEST_AGE
 from classifier.models import ClassChange
 from classifier.topics import topic_partitions
 
 log = logging.getLogger(__name__)
 RELAY_LOCK = 7_002  # one relay at a time keeps per-customer order across workers
+BACKLOG_MEASURE_SECONDS = 5.0
 
 
 # The columns a change record is made of, in ClassChanged's field order.
@@ -171,7 +173,12 @@ class OutboxRelay:
             await self.reconcile()
         except Exception:
             log.exception("relay reconciliation failed; changes may be sent twice (same ids)")
+        measured = 0.0
         while not stopping.is_set():
+            if time.monotonic() - measured >= BACKLOG_MEASURE_SECONDS:
+                measured = time.monotonic()
+                with contextlib.suppress(Exception):  # a metric never stops the relay
+                    await self.measure_backlog()
             try:
                 sent = await self.relay_once()
             except Exception:
@@ -182,6 +189,19 @@ class OutboxRelay:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), self._settings.relay_interval_seconds)
         await self.drain()
+
+    async def measure_backlog(self) -> float:
+        """Age of the oldest change not yet relayed (0 when none): the outbox backlog."""
+        async with unit_of_work(self._sessions) as session:
+            age = await session.scalar(
+                select(func.extract("epoch", func.now() - ClassChange.created_at))
+                .where(ClassChange.published_at.is_(None))
+                .order_by(ClassChange.seq)
+                .limit(1)
+            )
+        seconds = max(float(age or 0), 0.0)
+        OUTBOX_OLDEST_AGE.set(seconds)
+        return seconds
 
     async def drain(self, within: float = 10.0) -> None:
         """Publish what is left in the outbox before stopping (best effort, bounded)."""
