@@ -158,7 +158,10 @@ def option(command: list[str], name: str) -> str:
 
 @pytest.mark.parametrize(
     ("component", "settings_port"),
-    [("ingest", IngestSettings().port), ("api", ClassifierSettings().port)],
+    [
+        ("ingest", IngestSettings.model_fields["port"].default),
+        ("api", ClassifierSettings.model_fields["port"].default),
+    ],
 )
 def test_apis_run_the_real_app_on_the_probed_port(
     rendered: list[Doc], component: str, settings_port: int

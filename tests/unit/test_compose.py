@@ -23,6 +23,12 @@ def compose() -> dict[str, Any]:
     return data
 
 
+# The defaults in the code, not this shell's overrides (a test run may set INGEST_PORT...).
+INGEST_PORT = IngestSettings.model_fields["port"].default
+API_PORT = ClassifierSettings.model_fields["port"].default
+WORKER_METRICS_PORT = ClassifierSettings.model_fields["worker_metrics_port"].default
+
+
 def env_of(service: dict[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in service["environment"].items()}
 
@@ -93,11 +99,10 @@ def test_prometheus_scrapes_every_process_and_loads_the_chart_alerts(
     targets = {
         job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]
     }
-    worker_port = ClassifierSettings().worker_metrics_port
     assert targets == {
-        "ingest": [f"ingest:{IngestSettings().port}"],
-        "classifier-api": [f"classifier-api:{ClassifierSettings().port}"],
-        "classifier-worker": [f"classifier-worker:{worker_port}"],
+        "ingest": [f"ingest:{INGEST_PORT}"],
+        "classifier-api": [f"classifier-api:{API_PORT}"],
+        "classifier-worker": [f"classifier-worker:{WORKER_METRICS_PORT}"],
     }
     (rules,) = config["rule_files"]
     alerts = files[rules]
@@ -124,11 +129,11 @@ def test_grafana_provisions_the_chart_dashboard_on_that_prometheus(
 
 def test_published_ports_match_the_application_defaults(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert services["ingest"]["ports"] == [f"127.0.0.1:{IngestSettings().port}:8001"]
-    assert option(services["ingest"]["command"], "--port") == str(IngestSettings().port)
-    assert services["classifier-api"]["ports"] == [f"127.0.0.1:{ClassifierSettings().port}:8002"]
-    assert option(services["classifier-api"]["command"], "--port") == str(ClassifierSettings().port)
-    worker_port = ClassifierSettings().worker_metrics_port
+    assert services["ingest"]["ports"] == [f"127.0.0.1:{INGEST_PORT}:8001"]
+    assert option(services["ingest"]["command"], "--port") == str(INGEST_PORT)
+    assert services["classifier-api"]["ports"] == [f"127.0.0.1:{API_PORT}:8002"]
+    assert option(services["classifier-api"]["command"], "--port") == str(API_PORT)
+    worker_port = WORKER_METRICS_PORT
     assert services["classifier-worker"]["ports"] == [f"127.0.0.1:{worker_port}:{worker_port}"]
 
 
