@@ -1,11 +1,14 @@
 # The two commands of the README, and their companions.
-.PHONY: up test down logs status bench bench-engine
+.PHONY: up test down logs status bench bench-engine k8s-check
 
 up:        ## install what is missing, start PostgreSQL, Kafka, ingest, classifier API + worker
 	@bash scripts/stack.sh up
 
 test:      ## lint, type-check and run the whole suite on the real stack (throw-away data)
 	@bash scripts/test.sh $(PYTEST_ARGS)
+
+k8s-check: ## Helm chart lint/template/kubeconform (+CRDs), promtool rule tests, chart policy tests; no cluster needed
+	@bash scripts/k8s-check.sh
 
 down:      ## stop everything `make up` started
 	@bash scripts/stack.sh down

@@ -48,5 +48,6 @@ export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:${KAFKA_POR
 echo "== ruff"; "$PY/ruff" check .
 echo "== ruff format"; "$PY/ruff" format --check . >/dev/null || { "$PY/ruff" format --diff . | head -40; exit 1; }
 echo "== mypy --strict"; "$PY/mypy"
+echo "== k8s-check"; bash "$ROOT/scripts/k8s-check.sh"
 echo "== pytest"
 "$PY/pytest" -q -p no:cacheprovider "$@"

@@ -381,3 +381,17 @@ def test_dashboard_is_grafana_schema(everything: list[Doc]) -> None:
         c for c in of_kind(everything, "ConfigMap") if "dashboard" in c["metadata"]["name"]
     ]
     assert json.loads(configmap["data"]["customer-classifier.json"]) == dashboard
+
+
+def test_every_alert_has_a_runbook_paragraph() -> None:
+    alerts = yaml.safe_load((CHART / "files/alerts.yml").read_text())
+    runbook = (ROOT / "docs/runbook.md").read_text()
+    headings = {line[3:].strip() for line in runbook.splitlines() if line.startswith("## ")}
+    for group in alerts["groups"]:
+        for rule in group["rules"]:
+            name = rule["alert"]
+            assert name in headings, name
+            assert rule["annotations"]["runbook_url"] == f"docs/runbook.md#{name.lower()}"
+            assert rule["labels"]["severity"] in {"warning", "critical"}
+            paragraph = runbook.split(f"## {name}\n", 1)[1].split("\n## ", 1)[0]
+            assert len(paragraph.split()) > 60, f"{name}: a runbook paragraph, not a stub"
