@@ -179,6 +179,12 @@ def test_apis_run_the_real_app_on_the_probed_port(
     assert "--no-access-log" in command  # URLs may carry a webhook token
     service = one(rendered, "Service", component)
     assert service["spec"]["ports"][0]["targetPort"] == "http"
+    # Endpoints drop the pod during preStop; uvicorn then drains in-flight
+    # requests; both end before the kubelet's SIGKILL.
+    pod = one(rendered, "Deployment", component)["spec"]["template"]["spec"]
+    drain = int(option(command, "--timeout-graceful-shutdown"))
+    pre_stop = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pre_stop + drain < pod["terminationGracePeriodSeconds"]
 
 
 def test_worker_runs_the_worker_module_and_exposes_metrics_where_probed(
@@ -283,6 +289,13 @@ def test_network_policies_let_only_what_must_talk_talk(everything: list[Doc]) ->
                 of_kind(everything, "NetworkPolicy")}  # fmt: skip
     deny = policies["default-deny"]
     assert deny["policyTypes"] == ["Ingress", "Egress"]
+    for where, _ in pod_specs(everything):
+        kind, name = where.split("/")
+        (owner,) = [d for d in of_kind(everything, kind) if d["metadata"]["name"] == name]
+        pod_labels = owner["spec"]["template"]["metadata"]["labels"]
+        assert selects(deny["podSelector"]["matchLabels"], pod_labels), where
+        own = [p for p in policies.values() if selects(p["podSelector"]["matchLabels"], pod_labels)]
+        assert len(own) == 2, where  # the default deny and the pod's own allowances
     assert "ingress" not in deny
     assert "egress" not in deny
     # The worker takes no traffic but Prometheus' scrape of its metrics port.

@@ -36,7 +36,7 @@ spec:
       {{- include "cc.podSpecCommon" $root | nindent 6 }}
       terminationGracePeriodSeconds: {{ $v.terminationGracePeriodSeconds }}
       topologySpreadConstraints:
-        {{- include "cc.topologySpread" (dict "root" $root "component" .component) | nindent 8 }}
+        {{- include "cc.topologySpread" (dict "root" $root "component" .component) | trim | nindent 8 }}
       containers:
         - name: {{ .component }}
           image: {{ include "cc.image" $root }}
@@ -51,7 +51,7 @@ spec:
             - configMapRef:
                 name: {{ include "cc.configName" $root }}
           env:
-            {{- include "cc.env" $root | nindent 12 }}
+            {{- include "cc.env" $root | trim | nindent 12 }}
             {{- range $key, $value := $v.env }}
             - name: {{ $key }}
               value: {{ $value | quote }}
