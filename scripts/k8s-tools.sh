@@ -25,18 +25,18 @@ command -v go >/dev/null 2>&1 || {
   exit 1
 }
 
-# install NAME VERSION PACKAGE: `go install PACKAGE@VERSION` unless BIN/NAME
-# was built from that version (a stamp file beside it records which).
+# install NAME VERSION PACKAGE [TAGS]: `go install PACKAGE@VERSION` unless
+# BIN/NAME was built from that version and tags (a stamp file records which).
 install() {
-  local name=$1 version=$2 package=$3
+  local name=$1 version=$2 package=$3 tags=${4:-}
   local stamp="$BIN/.$name.version"
-  if [ -x "$BIN/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$version" ]; then
+  if [ -x "$BIN/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$version $tags" ]; then
     return 0
   fi
   echo "k8s-tools: building $name $version (once; go install $package@$version)" >&2
   GOBIN="$BIN" GOFLAGS="${GOFLAGS:-} -trimpath" CGO_ENABLED=0 \
-    go install -ldflags="-s -w" "$package@$version" >&2
-  echo "$version" >"$stamp"
+    go install -tags="$tags" -ldflags="-s -w" "$package@$version" >&2
+  echo "$version $tags" >"$stamp"
 }
 
 # One build at a time (two checkouts or a test and make k8s-check at once).
@@ -47,7 +47,10 @@ for tool in "${@:-helm kubeconform promtool}"; do
     case "$tool" in
       helm) install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm ;;
       kubeconform) install kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform ;;
-      promtool) install promtool "$PROMETHEUS_MODULE_VERSION" github.com/prometheus/prometheus/cmd/promtool ;;
+      # remove_all_sd: Prometheus' own build tag that leaves out the cloud
+      # service discoveries (AWS, Azure, GCE... SDKs); rule tests need none.
+      promtool) install promtool "$PROMETHEUS_MODULE_VERSION" \
+        github.com/prometheus/prometheus/cmd/promtool remove_all_sd ;;
       *) echo "k8s-tools: unknown tool $tool" >&2; exit 2 ;;
     esac
   done
