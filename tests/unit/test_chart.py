@@ -227,6 +227,8 @@ def test_environment_is_what_the_settings_read(
     assert classifier.dlq_topic == values["kafka"]["topics"]["dlq"]
     assert classifier.consumer_group == values["kafka"]["consumerGroup"]
     assert classifier.activity_partitions == values["kafka"]["partitions"]["activity"]
+    # The migration Job creates production topics replicated, not with the local default of 1.
+    assert classifier.topic_replication_factor == values["kafka"]["replicationFactor"] == 3
 
 
 def test_secrets_are_referenced_never_rendered(rendered: list[Doc]) -> None:
@@ -327,6 +329,7 @@ def test_strimzi_topics_match_the_configured_topics(everything: list[Doc]) -> No
     assert set(topics) == set(values["topics"].values())
     activity = topics[values["topics"]["activity"]]
     assert activity["partitions"] == values["partitions"]["activity"]
+    assert activity["replicas"] == values["replicationFactor"]
     assert activity["config"]["min.insync.replicas"] == "2"
     assert int(activity["config"]["retention.ms"]) == values["strimzi"]["retention"]["activityMs"]
 

@@ -15,6 +15,7 @@ CLASSIFIER_CONSUMER_GROUP: {{ .Values.kafka.consumerGroup | quote }}
 CLASSIFIER_ACTIVITY_PARTITIONS: {{ .Values.kafka.partitions.activity | quote }}
 CLASSIFIER_CLASS_CHANGES_PARTITIONS: {{ .Values.kafka.partitions.classChanges | quote }}
 CLASSIFIER_DLQ_PARTITIONS: {{ .Values.kafka.partitions.dlq | quote }}
+CLASSIFIER_TOPIC_REPLICATION_FACTOR: {{ .Values.kafka.replicationFactor | quote }}
 CLASSIFIER_DB_POOL_SIZE: {{ .Values.postgresql.poolSize | quote }}
 CLASSIFIER_LOG_LEVEL: {{ .Values.env.LOG_LEVEL | quote }}
 INGEST_LOG_LEVEL: {{ .Values.env.LOG_LEVEL | quote }}
