@@ -1,5 +1,5 @@
 # The two commands of the README, and their companions.
-.PHONY: up test chaos down logs status bench bench-engine
+.PHONY: up test chaos down logs status bench bench-engine k8s-check
 
 up:        ## install what is missing, start PostgreSQL, Kafka, ingest, classifier API + worker
 	@bash scripts/stack.sh up
@@ -9,6 +9,8 @@ test:      ## lint, type-check and run the whole suite on the real stack (throw-
 
 chaos:     ## the fault cases alone (also part of `make test`): poison, kills, broker restart, deadlock, hung database, a second checkout
 	@SKIP_LINT=1 bash scripts/test.sh tests/chaos -q $(PYTEST_ARGS)
+k8s-check: ## Helm chart lint/template/kubeconform (+CRDs), promtool rule tests, chart policy tests; no cluster needed
+	@bash scripts/k8s-check.sh
 
 down:      ## stop everything `make up` started
 	@bash scripts/stack.sh down

@@ -49,6 +49,7 @@ if [ -z "${SKIP_LINT:-}" ]; then
   echo "== ruff"; "$PY/ruff" check .
   echo "== ruff format"; "$PY/ruff" format --check . >/dev/null || { "$PY/ruff" format --diff . | head -40; exit 1; }
   echo "== mypy --strict"; "$PY/mypy"
+  echo "== k8s-check"; bash "$ROOT/scripts/k8s-check.sh"
 fi
 echo "== pytest"
 "$PY/pytest" -q -p no:cacheprovider "$@"

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -129,6 +130,8 @@ async def test_an_injected_clock_moves_time_for_the_scheduler(
     await asyncio.sleep(1)  # several scheduler rounds: nothing is due yet
     assert len(await behaviour_changes(sessions, "t-2")) == 1
 
+    lag = "classifier_review_lag_seconds"
+    before = {k: REGISTRY.get_sample_value(f"{lag}_{k}") or 0.0 for k in ("sum", "count")}
     clock.offset = timedelta(days=170)  # now 370 days after the order
 
     async def churned() -> list[ClassChange]:
@@ -138,6 +141,13 @@ async def test_an_injected_clock_moves_time_for_the_scheduler(
     _, change = await eventually(churned)
     assert (change.new_class, change.reason) == ("churned", "time")
     assert change.occurred_at == placed_at + timedelta(days=365)
+    # Reviewed 5 days after it fell due (the clock jumped): the review-lag
+    # metric, which ClassifierReviewLagHigh reads, says so.
+    after = {k: REGISTRY.get_sample_value(f"{lag}_{k}") or 0.0 for k in ("sum", "count")}
+    reviewed = after["count"] - before["count"]
+    assert reviewed >= 1
+    mean = timedelta(seconds=(after["sum"] - before["sum"]) / reviewed)
+    assert timedelta(days=5) <= mean < timedelta(days=5, minutes=2)
     async with sessions() as session:
         customer = await session.get(Customer, "t-2")
     assert customer is not None

@@ -23,12 +23,23 @@ def compose() -> dict[str, Any]:
     return data
 
 
+# The defaults in the code, not this shell's overrides (a test run may set INGEST_PORT...).
+INGEST_PORT = IngestSettings.model_fields["port"].default
+API_PORT = ClassifierSettings.model_fields["port"].default
+WORKER_METRICS_PORT = ClassifierSettings.model_fields["worker_metrics_port"].default
+
+
 def env_of(service: dict[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in service["environment"].items()}
 
 
+MONITORING = {"prometheus", "grafana"}
+APP_SERVICES = ("migrate", "ingest", "classifier-api", "classifier-worker")
+
+
 def test_services_are_the_designed_topology(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {
+    default = {n for n, s in compose["services"].items() if "profiles" not in s}
+    assert default == {
         "postgres",
         "kafka",
         "migrate",
@@ -52,18 +63,83 @@ def test_every_long_running_service_has_a_health_check(compose: dict[str, Any]) 
             assert service["healthcheck"]["test"], name
 
 
-def test_published_ports_match_the_application_defaults(
-    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+def test_every_long_running_service_is_restarted(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        if name == "migrate":  # one-shot: the services wait for it to complete
+            assert "restart" not in service
+        else:
+            assert service.get("restart") == "unless-stopped", name
+
+
+def test_app_services_run_the_one_image(compose: dict[str, Any]) -> None:
+    images = {compose["services"][name]["image"] for name in APP_SERVICES}
+    builds = {str(compose["services"][name]["build"]) for name in APP_SERVICES}
+    assert len(images) == 1
+    assert len(builds) == 1
+    assert compose["services"]["migrate"]["build"]["dockerfile"] == "deploy/docker/Dockerfile"
+
+
+def test_monitoring_is_opt_in_behind_a_profile(compose: dict[str, Any]) -> None:
+    profiled = {n: s["profiles"] for n, s in compose["services"].items() if "profiles" in s}
+    assert profiled == {
+        **{name: ["monitoring"] for name in MONITORING},
+        "fxiaoke-sync": ["fxiaoke"],  # needs a tenant's credentials
+    }
+
+
+def mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """container path -> host path, for the bind mounts of the repository's files."""
+    out = {}
+    for volume in service["volumes"]:
+        host, container = volume.split(":")[:2]
+        if host.startswith("./"):
+            out[container] = ROOT / host
+    return out
+
+
+def test_prometheus_scrapes_every_process_and_loads_the_chart_alerts(
+    compose: dict[str, Any],
 ) -> None:
-    # Defaults, not this shell's ports (make test runs with INGEST_PORT etc. of a checkout).
-    for name in ("INGEST_PORT", "CLASSIFIER_PORT", "CLASSIFIER_WORKER_METRICS_PORT"):
-        monkeypatch.delenv(name, raising=False)
+    files = mounts(compose["services"]["prometheus"])
+    config = yaml.safe_load(files["/etc/prometheus/prometheus.yml"].read_text())
+    targets = {
+        job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]
+    }
+    assert targets == {
+        "ingest": [f"ingest:{INGEST_PORT}"],
+        "classifier-api": [f"classifier-api:{API_PORT}"],
+        "classifier-worker": [f"classifier-worker:{WORKER_METRICS_PORT}"],
+    }
+    (rules,) = config["rule_files"]
+    alerts = files[rules]
+    assert alerts == ROOT / "deploy/helm/customer-classifier/files/alerts.yml"
+    assert yaml.safe_load(alerts.read_text())["groups"]
+
+
+def test_grafana_provisions_the_chart_dashboard_on_that_prometheus(
+    compose: dict[str, Any],
+) -> None:
+    files = mounts(compose["services"]["grafana"])
+    provisioning = files["/etc/grafana/provisioning"]
+    (source,) = yaml.safe_load((provisioning / "datasources/prometheus.yml").read_text())[
+        "datasources"
+    ]
+    assert source["type"] == "prometheus"
+    assert source["url"] == "http://prometheus:9090"
+    (provider,) = yaml.safe_load((provisioning / "dashboards/customer-classifier.yml").read_text())[
+        "providers"
+    ]
+    dashboards = files[provider["options"]["path"]]
+    assert (dashboards / "customer-classifier.json").is_file()
+
+
+def test_published_ports_match_the_application_defaults(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert services["ingest"]["ports"] == [f"127.0.0.1:{IngestSettings().port}:8001"]
-    assert option(services["ingest"]["command"], "--port") == str(IngestSettings().port)
-    assert services["classifier-api"]["ports"] == [f"127.0.0.1:{ClassifierSettings().port}:8002"]
-    assert option(services["classifier-api"]["command"], "--port") == str(ClassifierSettings().port)
-    worker_port = ClassifierSettings().worker_metrics_port
+    assert services["ingest"]["ports"] == [f"127.0.0.1:{INGEST_PORT}:8001"]
+    assert option(services["ingest"]["command"], "--port") == str(INGEST_PORT)
+    assert services["classifier-api"]["ports"] == [f"127.0.0.1:{API_PORT}:8002"]
+    assert option(services["classifier-api"]["command"], "--port") == str(API_PORT)
+    worker_port = WORKER_METRICS_PORT
     assert services["classifier-worker"]["ports"] == [f"127.0.0.1:{worker_port}:{worker_port}"]
 
 

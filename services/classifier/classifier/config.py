@@ -40,6 +40,9 @@ class ClassifierSettings(BaseSettings):
     activity_partitions: int = 6
     class_changes_partitions: int = 6
     dlq_partitions: int = 1
+    topic_replication_factor: int = Field(
+        default=1, ge=1, description="Replicas of topics `python -m classifier.topics` creates."
+    )
     consumer_group: str = "classifier-worker"
     batch_max_records: int = 2000
     session_timeout_ms: int = 10_000

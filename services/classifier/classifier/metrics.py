@@ -66,3 +66,26 @@ DB_RETRIES = Counter(
     "Batches retried after a database error",
     registry=WORKER_REGISTRY,
 )
+
+# Operations (alerts and the dashboard in deploy/helm/customer-classifier/files).
+REVIEW_LAG = Histogram(
+    "classifier_review_lag_seconds",
+    "Time-driven changes: from the instant a class fell due to its review",
+    buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+    registry=WORKER_REGISTRY,
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "classifier_outbox_oldest_age_seconds",
+    "Age of the oldest class change not yet relayed to Kafka (0: outbox empty)",
+    registry=WORKER_REGISTRY,
+)
+DB_POOL_IN_USE = Gauge(
+    "classifier_db_pool_in_use_connections",
+    "Database connections checked out of the pool",
+    registry=WORKER_REGISTRY,
+)
+DB_POOL_MAX = Gauge(
+    "classifier_db_pool_max_connections",
+    "Most connections the pool opens (size + overflow)",
+    registry=WORKER_REGISTRY,
+)

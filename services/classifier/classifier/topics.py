@@ -24,13 +24,14 @@ def wanted_topics(settings: ClassifierSettings) -> dict[str, int]:
 
 
 async def ensure_topics(settings: ClassifierSettings, topics: dict[str, int] | None = None) -> None:
-    """Create missing topics (replication 1: the local broker is one node)."""
+    """Create missing topics (replicas: `topic_replication_factor`, 1 for the local broker)."""
     topics = topics or wanted_topics(settings)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        new = [NewTopic(name, n, 1) for name, n in topics.items() if name not in existing]
+        replicas = settings.topic_replication_factor
+        new = [NewTopic(name, n, replicas) for name, n in topics.items() if name not in existing]
         if new:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(new)

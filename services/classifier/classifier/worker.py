@@ -20,7 +20,7 @@ from classifier.config import ClassifierSettings
 from classifier.consumer.progress import PartitionProgress
 from classifier.consumer.runner import ActivityConsumer
 from classifier.db import make_engine, make_sessionmaker
-from classifier.metrics import WORKER_REGISTRY
+from classifier.metrics import DB_POOL_IN_USE, DB_POOL_MAX, WORKER_REGISTRY
 from classifier.processing.batch import BatchProcessor
 from classifier.processing.scheduler import ReviewScheduler
 from classifier.schemes.service import SchemeCache, ensure_active_scheme
@@ -39,6 +39,9 @@ async def run_worker(
     """Run consumer, relay and scheduler until `stopping` is set; `clock` is injectable."""
     engine = make_engine(settings)
     sessions = make_sessionmaker(engine)
+    DB_POOL_MAX.set(settings.db_pool_size * 2)  # pool_size + max_overflow (db.make_engine)
+    pool = engine.sync_engine.pool
+    DB_POOL_IN_USE.set_function(lambda: float(pool.checkedout()))  # type: ignore[attr-defined]
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         enable_idempotence=True,

@@ -5,19 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from classifier.config import ClassifierSettings
 from classifier.db import dsn, unit_of_work
 from classifier.locks import Lock
-from classifier.metrics import CHANGES_PUBLISHED
+from classifier.metrics import CHANGES_PUBLISHED, OUTBOX_OLDEST_AGE
 from classifier.models import ClassChange
 from classifier.models.messaging import OUTBOX_CHANNEL
 from classifier.topics import topic_partitions
@@ -31,6 +32,7 @@ from eventschemas.envelope import STRUCTURED_HEADER
 
 log = logging.getLogger(__name__)
 RELAY_LOCK = int(Lock.RELAY)  # one relay at a time keeps per-customer order across workers
+BACKLOG_MEASURE_SECONDS = 5.0
 
 
 # The columns a change record is made of, in ClassChanged's field order.
@@ -198,8 +200,13 @@ class OutboxRelay:
         woken = asyncio.Event()
         listener = asyncio.create_task(self._listen(woken, stopping), name="relay-listen")
         try:
+            measured = 0.0
             while not stopping.is_set():
                 woken.clear()
+                if time.monotonic() - measured >= BACKLOG_MEASURE_SECONDS:
+                    measured = time.monotonic()
+                    with contextlib.suppress(Exception):  # a metric never stops the relay
+                        await self.measure_backlog()
                 try:
                     sent = await self.relay_once()
                 except Exception:
@@ -240,6 +247,19 @@ class OutboxRelay:
             finally:
                 with contextlib.suppress(Exception):
                     await conn.close(timeout=2)
+
+    async def measure_backlog(self) -> float:
+        """Age of the oldest change not yet relayed (0 when none): the outbox backlog."""
+        async with unit_of_work(self._sessions) as session:
+            age = await session.scalar(
+                select(func.extract("epoch", func.now() - ClassChange.created_at))
+                .where(ClassChange.published_at.is_(None))
+                .order_by(ClassChange.seq)
+                .limit(1)
+            )
+        seconds = max(float(age or 0), 0.0)
+        OUTBOX_OLDEST_AGE.set(seconds)
+        return seconds
 
     async def drain(self, within: float = 10.0) -> None:
         """Publish what is left in the outbox before stopping (best effort, bounded)."""

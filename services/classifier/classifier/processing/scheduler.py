@@ -24,7 +24,7 @@ from classifier.engine import (
 )
 from classifier.engine.scheme import CompiledDimension
 from classifier.locks import Lock
-from classifier.metrics import CLASS_CHANGES
+from classifier.metrics import CLASS_CHANGES, REVIEW_LAG
 from classifier.models import Customer, CustomerClass, PopulationCutoffs
 from classifier.processing.batch import BatchProcessor
 from classifier.schemes.service import SchemeCache
@@ -168,11 +168,13 @@ class ReviewScheduler:
             return 0
         total = 0
         while True:
+            now = self._clock()
             changes = await self._processor.review_due(
-                self._clock(), self._settings.review_batch_size, partitions
+                now, self._settings.review_batch_size, partitions
             )
             for c in changes:
                 CLASS_CHANGES.labels(dimension=c.dimension, reason=c.reason.value).inc()
+                REVIEW_LAG.observe(max(now - c.at, 0) / 1_000_000)
             total += len(changes)
             if not changes:
                 return total
