@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, status
 
-from eventschemas.events import NaturalId
+from eventschemas.events import NaturalIdIn
 from eventschemas.problems import Problem
 from ingest.deps import PublisherDep, SettingsDep
 from ingest.gate import OrdersGate
@@ -30,7 +30,7 @@ PROBLEMS: dict[int | str, dict[str, object]] = {
     },
     503: {"model": Problem, "description": "Broker unavailable; retry after Retry-After."},
 }
-OrderIdPath = Annotated[NaturalId, Path(description="The order's id in the source system.")]
+OrderIdPath = Annotated[NaturalIdIn, Path(description="The order's id in the source system.")]
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, responses=PROBLEMS)
