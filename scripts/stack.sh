@@ -320,10 +320,10 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 serverurl=unix://$SUPERVISOR_SOCK
 
 [program:ingest]
-command=$VENV/bin/uvicorn ingest.app:create_app --factory --host $INGEST_HOST --port $INGEST_PORT --no-access-log --log-config $ROOT/deploy/logging.json --timeout-keep-alive 5 --limit-concurrency 2000
+command=$VENV/bin/uvicorn ingest.app:create_app --factory --host $INGEST_HOST --port $INGEST_PORT --no-access-log --log-config $ROOT/deploy/logging.json --timeout-keep-alive 5 --limit-concurrency 2000 --http eventschemas.serving:GuardedHttpToolsProtocol
 
 [program:classifier-api]
-command=$VENV/bin/uvicorn classifier.app:create_app --factory --host $CLASSIFIER_HOST --port $CLASSIFIER_PORT --no-access-log --log-config $ROOT/deploy/logging.json --timeout-keep-alive 5 --limit-concurrency 2000
+command=$VENV/bin/uvicorn classifier.app:create_app --factory --host $CLASSIFIER_HOST --port $CLASSIFIER_PORT --no-access-log --log-config $ROOT/deploy/logging.json --timeout-keep-alive 5 --limit-concurrency 2000 --http eventschemas.serving:GuardedHttpToolsProtocol
 
 [program:classifier-worker]
 command=$PY -m classifier.worker

@@ -29,6 +29,7 @@ from classifier.schemes.router import router as schemes_router
 from classifier.schemes.service import SchemeCache
 from eventschemas.http import document_problems, install_problem_handlers, problem_response
 from eventschemas.problems import Problem
+from eventschemas.serving import BodyTimeout
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
     app.include_router(classes_router)
     app.include_router(changes_router)
     app.include_router(schemes_router)
+    app.add_middleware(BodyTimeout, timeout=settings.body_timeout_seconds)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
         app.add_middleware(

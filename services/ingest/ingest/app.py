@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from eventschemas.http import document_problems, install_problem_handlers, problem_response
 from eventschemas.problems import field_errors, validation_problem
+from eventschemas.serving import BodyTimeout
 from ingest.calls.router import router as calls_router
 from ingest.config import IngestSettings
 from ingest.fingerprints import Fingerprints
@@ -90,6 +91,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     app.include_router(calls_router)
     app.include_router(imports_router)
     app.include_router(webhooks_router)
+    app.add_middleware(BodyTimeout, timeout=settings.body_timeout_seconds)
     # Outermost last: metrics see the 413s the size limit answers.
     app.add_middleware(
         BodyLimit,
