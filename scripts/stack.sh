@@ -443,6 +443,11 @@ Stack is up in $((SECONDS - t0))s.
   Kafka            $(kafka_bootstrap)
   PostgreSQL       ${DATABASE_URL:-postgresql://$DB_USER:***@127.0.0.1:$PGPORT/$DB_NAME} (password in .stack/db-password)
   logs             $LOGS   (make logs)
+
+Intake and the API need keys (shown once; only a hash is stored):
+  env \$(scripts/stack.sh env) .venv/bin/classifier api-keys create --name shop --scope orders:write
+  env \$(scripts/stack.sh env) .venv/bin/classifier api-keys create --name me --scope admin
+  then send Authorization: Bearer <key>   (scopes: orders:write calls:write imports:write read admin)
 EOF
 }
 

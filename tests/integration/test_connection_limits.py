@@ -7,8 +7,7 @@ timeout and a concurrency limit), with a header timeout of 2 s for the test.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import resource
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,35 +16,12 @@ import httpx
 import pytest
 
 from classifier.config import ClassifierSettings
-from tests.processes import api_command, free_port, service_env, start, stop, wait_ready
+from tests.processes import ROOT, api_command, free_port, service_env, start, stop, wait_ready
 
 pytestmark = pytest.mark.integration
 
 HEADER_TIMEOUT = 2.0
 TRICKLERS = 1000
-
-
-async def trickle(port: int, closed_after: list[float], started: float) -> None:
-    """Open a connection and send one header byte every 0.5 s until the server hangs up."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 1000
-    try:
-        for byte in request:
-            writer.write(bytes([byte]))
-            try:
-                await writer.drain()
-                # The server answers 408 and closes: the read returns (data or EOF) then.
-                await asyncio.wait_for(reader.read(1024), timeout=0.5)
-                break
-            except TimeoutError:
-                continue
-            except (ConnectionError, OSError):
-                break
-    finally:
-        closed_after.append(time.monotonic() - started)
-        writer.close()
-        with contextlib.suppress(ConnectionError, OSError):
-            await writer.wait_closed()
 
 
 @pytest.fixture
@@ -71,31 +47,38 @@ async def test_trickling_connections_are_closed_while_others_are_served(
     ingest_process: tuple[int, Path],
 ) -> None:
     port, _ = ingest_process
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < 2 * TRICKLERS + 200:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4 * TRICKLERS), hard))
-    closed_after: list[float] = []
-    started = time.monotonic()
-    tricklers = [
-        asyncio.create_task(trickle(port, closed_after, started)) for _ in range(TRICKLERS)
-    ]
-    latencies: list[float] = []
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-        await asyncio.sleep(0.5)  # all connections are open and trickling
-        while time.monotonic() - started < HEADER_TIMEOUT + 1:
-            before = time.monotonic()
-            answer = await client.get("/healthz")
-            latencies.append(time.monotonic() - before)
-            assert answer.status_code == 200
-            await asyncio.sleep(0.1)
-    await asyncio.wait_for(asyncio.gather(*tricklers), timeout=HEADER_TIMEOUT + 10)
+    # 1,000 connections trickling one header byte every 0.5 s, from another process.
+    slow = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.slow_clients", str(port), str(TRICKLERS), "0.5",
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert slow.stdout is not None
+    try:
+        word, opening = (await asyncio.wait_for(slow.stdout.readline(), timeout=30)).split()
+        assert word == b"open"
+        all_open = time.monotonic()
+        latencies: list[float] = []
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            while time.monotonic() - all_open < HEADER_TIMEOUT + 2:
+                before = time.monotonic()
+                answer = await client.get("/healthz")
+                latencies.append(time.monotonic() - before)
+                assert answer.status_code == 200
+                await asyncio.sleep(0.05)
+        out, _ = await asyncio.wait_for(slow.communicate(), timeout=HEADER_TIMEOUT + 10)
+    finally:
+        if slow.returncode is None:
+            slow.kill()
+            await slow.wait()
 
+    # Seconds from the first connection attempt until the server closed each one: none
+    # before the header timeout, all soon after it (the last opened `opening` s in).
+    closed_after = [float(line) for line in out.split()]
     assert len(closed_after) == TRICKLERS
-    # Each was closed by the server soon after the header timeout, none before it.
-    assert min(closed_after) >= HEADER_TIMEOUT - 0.1
-    assert max(closed_after) < HEADER_TIMEOUT + 3
-    # Meanwhile normal requests kept answering promptly.
-    assert len(latencies) >= 10
+    assert min(closed_after) >= HEADER_TIMEOUT - 0.05
+    assert max(closed_after) < float(opening) + HEADER_TIMEOUT + 1
+    # Meanwhile normal requests kept answering within 100 ms.
+    assert len(latencies) >= 20
     assert max(latencies) < 0.1, sorted(latencies)[-5:]
 
 

@@ -88,6 +88,24 @@ async def create_key(
     return key_id, key
 
 
+async def set_quota(
+    sessions: async_sessionmaker[AsyncSession],
+    key_id: str,
+    *,
+    rate_per_second: float | None,
+    burst: int | None,
+) -> bool:
+    """Set an active key's intake quota (None: ingest's defaults); ingest applies it
+    once its cached copy of the key expires."""
+    async with unit_of_work(sessions) as session:
+        result = await session.execute(
+            update(ApiKey)
+            .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+            .values(rate_per_second=rate_per_second, burst=burst)
+        )
+    return bool(getattr(result, "rowcount", 0))
+
+
 async def revoke_key(sessions: async_sessionmaker[AsyncSession], key_id: str) -> bool:
     async with unit_of_work(sessions) as session:
         result = await session.execute(

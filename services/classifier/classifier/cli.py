@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from sqlalchemy import select
 
-from classifier.auth import create_key, parse_scopes, revoke_key
+from classifier.auth import create_key, parse_scopes, revoke_key, set_quota
 from classifier.clock import system_clock
 from classifier.config import ClassifierSettings
 from classifier.db import make_engine, make_sessionmaker
@@ -189,6 +189,26 @@ def create_api_key(
     )
     console.print(f"id: {key_id}  scope: {' '.join(scopes)}", highlight=False)
     typer.echo(key)
+
+
+@keys_app.command("set-quota")
+def set_api_key_quota(
+    key_id: Annotated[str, typer.Argument(help="The key's id.")],
+    rate: Annotated[
+        float | None,
+        typer.Option(help="Events per second (0: no limit; unset: ingest's default)."),
+    ] = None,
+    burst: Annotated[int | None, typer.Option(help="Events at once above the rate.")] = None,
+) -> None:
+    """Change a key's intake quota (effective within ingest's key cache time, 10 s)."""
+    if (rate is not None and rate < 0) or (burst is not None and burst < 1):
+        raise typer.BadParameter("the rate is >= 0 (0: no limit) and the burst >= 1")
+    if not _run(
+        lambda: _with_sessions(lambda s: set_quota(s, key_id, rate_per_second=rate, burst=burst))
+    ):
+        console.print(f"no active key with id {key_id}")
+        raise typer.Exit(1)
+    console.print(f"quota of {key_id} set")
 
 
 @keys_app.command("revoke")
