@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client import generate_latest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from classifier.auth import create_key, revoke_key
@@ -308,3 +309,33 @@ async def test_openapi_declares_the_intake_key(ingest: httpx.AsyncClient) -> Non
             assert "409" in operation["responses"]
     webhook = schema["paths"]["/v1/webhooks/{source}"]["post"]
     assert "security" not in webhook
+
+
+async def test_fingerprints_older_than_the_retention_are_pruned(
+    ingest_settings: IngestSettings, sessions: async_sessionmaker[AsyncSession], intake_key: str
+) -> None:
+    app = create_app(ingest_settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://ingest",
+            headers={"Authorization": f"Bearer {intake_key}"},
+        ) as client:
+            old = await client.post("/v1/orders", json=order("SO-old"))
+            await client.post("/v1/orders", json=order("SO-new"))
+            async with sessions.begin() as session:
+                await session.execute(
+                    text(
+                        "UPDATE intake_fingerprints SET created_at = now() - interval '3 days' "
+                        "WHERE event_id = :id"
+                    ),
+                    {"id": old.json()["event_ids"][0]},
+                )
+            pruned = await app.state.fingerprints.prune(2)
+            old_changed = await client.post("/v1/orders", json=order("SO-old", amount="1"))
+            new_changed = await client.post("/v1/orders", json=order("SO-new", amount="1"))
+
+    assert pruned == 1
+    assert old_changed.status_code == 202  # no longer compared
+    assert new_changed.status_code == 409

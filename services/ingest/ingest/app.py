@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -60,9 +62,18 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             else None
         )
         app.state.quotas = Quotas(settings.default_rate_per_second, settings.default_burst)
+        pruning = None
+        if app.state.fingerprints and settings.fingerprint_retention_days:
+            pruning = asyncio.create_task(
+                app.state.fingerprints.prune_forever(settings.fingerprint_retention_days, 3600)
+            )
         try:
             yield
         finally:
+            if pruning is not None:
+                pruning.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pruning
             await publisher.stop()
             if pool is not None:
                 await pool.close()

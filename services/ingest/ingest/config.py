@@ -133,6 +133,9 @@ class IngestSettings(BaseSettings):
         description="Answer 409 to a re-send of a natural id and revision with another "
         "payload (needs the database).",
     )
+    fingerprint_retention_days: float = Field(
+        default=90, ge=0, description="Re-sends are compared this long; 0: records kept for ever."
+    )
     body_timeout_seconds: float = Field(
         default=30, gt=0, description="Longest wait for the next chunk of a request body (408)."
     )

@@ -10,12 +10,16 @@ re-send stays an idempotent 202; a different one names the fields that differ.
 
 Two first sends of one id racing each other are not told apart (both are
 published; the classifier keeps the first): the check is for re-sends.
+Records older than `INGEST_FINGERPRINT_RETENTION_DAYS` are pruned by every
+ingest process once an hour (a re-send older than that is not compared).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import logging
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -28,6 +32,9 @@ from eventschemas.envelope import Envelope
 from eventschemas.problems import FieldError
 from ingest.errors import IngestError
 from ingest.keys import DATABASE_ERRORS, DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+PRUNE_BATCH = 10_000
 
 # Derived by ingest, not sent: a new FX rate must not turn a re-send into a conflict.
 _DERIVED = frozenset({"amount_base", "base_currency"})
@@ -155,3 +162,29 @@ class Fingerprints:
                 )
         except DATABASE_ERRORS:
             pass
+
+    async def prune(self, retention_days: float) -> int:
+        """Delete records older than `retention_days`, in batches; return how many."""
+        deleted = 0
+        while True:
+            async with asyncio.timeout(self._timeout * 10):
+                status = await self._pool.execute(
+                    "DELETE FROM intake_fingerprints WHERE event_id IN ("
+                    " SELECT event_id FROM intake_fingerprints"
+                    " WHERE created_at < now() - make_interval(secs => $1) LIMIT $2)",
+                    retention_days * 86_400,
+                    PRUNE_BATCH,
+                )
+            count = int(status.split()[-1])
+            deleted += count
+            if count < PRUNE_BATCH:
+                return deleted
+
+    async def prune_forever(self, retention_days: float, every_seconds: float) -> None:
+        """Prune now and then every `every_seconds`; a failure waits for the next round."""
+        while True:
+            with contextlib.suppress(*DATABASE_ERRORS):
+                deleted = await self.prune(retention_days)
+                if deleted:
+                    log.info("pruned %d intake fingerprints", deleted)
+            await asyncio.sleep(every_seconds)
