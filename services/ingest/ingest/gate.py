@@ -94,6 +94,10 @@ class IntakeGate:
             if self._fingerprints is not None:
                 await self._fingerprints.forget(self._recorded)
             raise
+        finally:
+            # Recorded and now published (or forgotten): an import's next chunk
+            # failing must not forget the chunks the broker took.
+            self._recorded = []
 
 
 def intake_gate(scope: str) -> Callable[..., Awaitable[IntakeGate]]:
