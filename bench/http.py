@@ -30,7 +30,7 @@ import orjson
 
 from bench import loadgen
 from bench.infra import ROOT, create_database, customer_columns, drop_database, dsn
-from classifier.auth import create_key
+from classifier.auth import INTAKE_SCOPES, create_key
 from classifier.config import ClassifierSettings
 from classifier.db import make_engine, make_sessionmaker
 from classifier.processing.batch import BatchProcessor, Delivery
@@ -50,6 +50,7 @@ async def start_api(app: str, env: dict[str, str], log: Path) -> tuple[Any, str]
     proc = await asyncio.create_subprocess_exec(
         str(Path(sys.executable).parent / "uvicorn"), app, "--factory", "--port", str(port),
         "--no-access-log", "--log-level", "warning",
+        "--http", "eventschemas.serving:GuardedHttpToolsProtocol",
         cwd=ROOT, env=env, stdout=log.open("ab"), stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -83,7 +84,9 @@ def order(i: int, run: str) -> dict[str, Any]:
     }
 
 
-async def bench_intake(url: str, args: argparse.Namespace) -> dict[str, Any]:
+async def bench_intake(url: str, args: argparse.Namespace, key: str) -> dict[str, Any]:
+    """Intake throughput with an intake key (`key`: its lookup and checks are counted)."""
+    headers = {"Authorization": f"Bearer {key}"}
     single, batch = [], []
     for _ in range(args.rounds):
         run = uuid.uuid4().hex[:8]
@@ -91,14 +94,16 @@ async def bench_intake(url: str, args: argparse.Namespace) -> dict[str, Any]:
         def single_request(i: int, run: str = run) -> loadgen.Request:
             return loadgen.Request("POST", "/v1/orders", orjson.dumps(order(i, run)))
 
-        wall, _ = await loadgen.run(url, single_request, args.single_requests, args.concurrency)
+        wall, _ = await loadgen.run(
+            url, single_request, args.single_requests, args.concurrency, headers
+        )
         single.append(args.single_requests / wall)
 
         def batch_request(i: int, run: str = run, size: int = args.batch_size) -> loadgen.Request:
             body = b"\n".join(orjson.dumps(order(i * size + k, run)) for k in range(size))
             return loadgen.Request("POST", "/v1/orders:batch", body, "application/x-ndjson")
 
-        wall, _ = await loadgen.run(url, batch_request, args.batches, 4)
+        wall, _ = await loadgen.run(url, batch_request, args.batches, 4, headers)
         batch.append(args.batches * args.batch_size / wall)
     return {
         "single_events_per_s": statistics.median(single),
@@ -197,9 +202,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     procs = []
     try:
+        engine = make_engine(settings)
+        _, intake_key = await create_key(
+            make_sessionmaker(engine), "bench-intake", INTAKE_SCOPES, rate_per_second=0
+        )
+        await engine.dispose()
         ingest, ingest_url = await start_api("ingest.app:create_app", env, logs / "ingest.log")
         procs.append(ingest)
-        intake = await bench_intake(ingest_url, args)
+        intake = await bench_intake(ingest_url, args, intake_key)
         await seed_customers(settings, args.customers)
         engine = make_engine(settings)
         _, key = await create_key(make_sessionmaker(engine), "bench", "read")

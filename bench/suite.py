@@ -56,7 +56,7 @@ from bench.infra import (
     isolated_settings,
     service_env,
 )
-from classifier.auth import create_key
+from classifier.auth import INTAKE_SCOPES, create_key
 from classifier.config import ClassifierSettings
 from classifier.db import make_engine, make_sessionmaker
 from classifier.engine import default_scheme_text
@@ -201,11 +201,12 @@ async def activation(api_url: str, admin_key: str) -> dict[str, Any]:
 
 
 async def _post_at_rate(
-    url: str, rate: int, seconds: int, run: str, connections: int = 64
+    url: str, key: str, rate: int, seconds: int, run: str, connections: int = 64
 ) -> tuple[dict[str, float], int]:
     """Open-loop: one order per 1/rate s over a pool of keep-alive connections; returns
     {event id: wall time of its 202} and how many requests were late to start."""
     acked: dict[str, float] = {}
+    authorization = f"Authorization: Bearer {key}\r\n"
     pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
     host, port = url.removeprefix("http://").split(":")
     for _ in range(connections):
@@ -227,7 +228,10 @@ async def _post_at_rate(
         reader, writer = await pool.get()
         try:
             status, answer = await loadgen.exchange(
-                reader, writer, loadgen.head(request, host), body
+                reader,
+                writer,
+                loadgen.head(request, host, authorization),
+                body,
             )
             if status == 202:
                 acked[orjson.loads(answer)["event_ids"][0]] = time.time()
@@ -288,7 +292,11 @@ async def _wait_for_customers(url: str, ids: list[str]) -> None:
 
 
 async def freshness_and_time(
-    settings: ClassifierSettings, ingest_url: str, p: dict[str, int], log: Path | None = None
+    settings: ClassifierSettings,
+    ingest_url: str,
+    intake_key: str,
+    p: dict[str, int],
+    log: Path | None = None,
 ) -> dict[str, Any]:
     worker = await bench_worker.start_worker(settings, log)
     consumer = AIOKafkaConsumer(
@@ -325,7 +333,9 @@ async def freshness_and_time(
         await _wait_for_customers(settings.database_url, list(due))  # the worker is consuming
         run = uuid.uuid4().hex[:6]
         started = time.perf_counter()
-        acked, behind = await _post_at_rate(ingest_url, p["fresh_rate"], p["fresh_seconds"], run)
+        acked, behind = await _post_at_rate(
+            ingest_url, intake_key, p["fresh_rate"], p["fresh_seconds"], run
+        )
         sent_for = time.perf_counter() - started
         # A worker behind its backlog reviews nothing (time never overtakes unapplied
         # events), so time-driven changes may come late: wait up to 90 s for them.
@@ -404,6 +414,11 @@ async def run(scale: str, overrides: dict[str, int], seed: int, log_dir: Path) -
         engine_ = make_engine(settings)
         _, read_key = await create_key(make_sessionmaker(engine_), "bench", "read")
         _, admin_key = await create_key(make_sessionmaker(engine_), "bench-admin", "admin")
+        # Intake is measured with a key (its lookup, quota and re-send check included);
+        # no quota, so the figures are the service's, not the key's limit.
+        _, intake_key = await create_key(
+            make_sessionmaker(engine_), "bench-intake", INTAKE_SCOPES, rate_per_second=0
+        )
         await engine_.dispose()
         env = service_env(settings, CLASSIFIER_CUTOFFS_INTERVAL_SECONDS="100000")
         api, api_url = await bench_http.start_api(
@@ -428,7 +443,7 @@ async def run(scale: str, overrides: dict[str, int], seed: int, log_dir: Path) -
             batches=p["intake_batches"],
             batch_size=500,
         )
-        intake = await bench_http.bench_intake(ingest_url, ns)
+        intake = await bench_http.bench_intake(ingest_url, ns, intake_key)
         results["intake"] = {
             "single_events_per_s": round(intake["single_events_per_s"]),
             "batch_events_per_s": round(intake["batch_events_per_s"]),
@@ -446,7 +461,9 @@ async def run(scale: str, overrides: dict[str, int], seed: int, log_dir: Path) -
         )
         procs.append(fresh_ingest)
         say(f"freshness at {p['fresh_rate']}/s for {p['fresh_seconds']} s, time-driven changes")
-        results |= await freshness_and_time(fresh, fresh_url, p, log_dir / "worker-fresh.log")
+        results |= await freshness_and_time(
+            fresh, fresh_url, intake_key, p, log_dir / "worker-fresh.log"
+        )
         say("engine (one core)")
         results["engine"] = engine(p)
     finally:

@@ -320,10 +320,10 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 serverurl=unix://$SUPERVISOR_SOCK
 
 [program:ingest]
-command=$VENV/bin/uvicorn ingest.app:create_app --factory --host $INGEST_HOST --port $INGEST_PORT --no-access-log --log-config $ROOT/deploy/logging.json --timeout-keep-alive 5 --limit-concurrency 2000
+command=$VENV/bin/uvicorn ingest.app:create_app --factory --host $INGEST_HOST --port $INGEST_PORT --no-access-log --log-config $ROOT/deploy/logging.json --timeout-keep-alive 5 --limit-concurrency 2000 --http eventschemas.serving:GuardedHttpToolsProtocol
 
 [program:classifier-api]
-command=$VENV/bin/uvicorn classifier.app:create_app --factory --host $CLASSIFIER_HOST --port $CLASSIFIER_PORT --no-access-log --log-config $ROOT/deploy/logging.json --timeout-keep-alive 5 --limit-concurrency 2000
+command=$VENV/bin/uvicorn classifier.app:create_app --factory --host $CLASSIFIER_HOST --port $CLASSIFIER_PORT --no-access-log --log-config $ROOT/deploy/logging.json --timeout-keep-alive 5 --limit-concurrency 2000 --http eventschemas.serving:GuardedHttpToolsProtocol
 
 [program:classifier-worker]
 command=$PY -m classifier.worker
@@ -443,6 +443,11 @@ Stack is up in $((SECONDS - t0))s.
   Kafka            $(kafka_bootstrap)
   PostgreSQL       ${DATABASE_URL:-postgresql://$DB_USER:***@127.0.0.1:$PGPORT/$DB_NAME} (password in .stack/db-password)
   logs             $LOGS   (make logs)
+
+Intake and the API need keys (shown once; only a hash is stored):
+  env \$(scripts/stack.sh env) .venv/bin/classifier api-keys create --name shop --scope orders:write
+  env \$(scripts/stack.sh env) .venv/bin/classifier api-keys create --name me --scope admin
+  then send Authorization: Bearer <key>   (scopes: orders:write calls:write imports:write read admin)
 EOF
 }
 

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from classifier.auth import INTAKE_SCOPES, create_key
 from classifier.config import ClassifierSettings
 from classifier.models import Base
 from classifier.topics import ensure_topics
@@ -105,6 +106,7 @@ def ingest_settings(classifier_settings: ClassifierSettings) -> IngestSettings:
     return IngestSettings(
         kafka_bootstrap_servers=classifier_settings.kafka_bootstrap_servers,
         activity_topic=classifier_settings.activity_topic,
+        database_url=classifier_settings.database_url,
         publish_timeout_seconds=5,
         # Per-test webhook credentials, made up here: none is a real secret.
         generic_webhook_secret=SecretStr(secrets.token_hex(16)),
@@ -120,10 +122,27 @@ def root() -> Iterator[Path]:
 
 
 @pytest.fixture
-async def ingest(ingest_settings: IngestSettings) -> AsyncIterator[httpx.AsyncClient]:
-    """The ingest app in-process (lifespan run), publishing to this test's real topic."""
+async def intake_key(sessions: async_sessionmaker[AsyncSession]) -> str:
+    """A real intake key (every *:write scope, no quota) in this test's database."""
+    _, key = await create_key(sessions, "test-intake", INTAKE_SCOPES, rate_per_second=0)
+    return key
+
+
+@pytest.fixture
+def intake_headers(intake_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {intake_key}"}
+
+
+@pytest.fixture
+async def ingest(
+    ingest_settings: IngestSettings, intake_headers: dict[str, str]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The ingest app in-process (lifespan run), publishing to this test's real topic;
+    the client sends an intake key."""
     app = create_ingest_app(ingest_settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://ingest", headers=intake_headers
+        ) as client:
             yield client

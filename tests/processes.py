@@ -15,6 +15,7 @@ from bench.infra import ROOT, service_env
 __all__ = [
     "BIN",
     "ROOT",
+    "SERVER_OPTIONS",
     "api_command",
     "free_port",
     "service_env",
@@ -49,8 +50,19 @@ def worker_command() -> list[str]:
     return [sys.executable, "-m", "classifier.worker"]
 
 
+# As `make up` runs the APIs: slow clients cannot hold connections (eventschemas.serving).
+SERVER_OPTIONS = [
+    "--http",
+    "eventschemas.serving:GuardedHttpToolsProtocol",
+    "--timeout-keep-alive",
+    "5",
+    "--limit-concurrency",
+    "2000",
+]
+
+
 def api_command(app: str, port: int) -> list[str]:
-    return [str(BIN / "uvicorn"), app, "--factory", "--port", str(port)]
+    return [str(BIN / "uvicorn"), app, "--factory", "--port", str(port), *SERVER_OPTIONS]
 
 
 def stop(proc: subprocess.Popen[bytes], within: float = 30) -> int:

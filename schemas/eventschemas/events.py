@@ -17,7 +17,16 @@ from pydantic import (
 )
 
 from eventschemas.envelope import Envelope, dataschema_for, deterministic_event_id
-from eventschemas.limits import MAX_COUNT, FreeText, IdText, Instant, Revision, check_id, check_json
+from eventschemas.limits import (
+    MAX_COUNT,
+    FreeText,
+    IdText,
+    Instant,
+    Revision,
+    check_formula_safe,
+    check_id,
+    check_json,
+)
 
 CustomerId = Annotated[
     str,
@@ -29,6 +38,10 @@ NaturalId = Annotated[
     StringConstraints(min_length=1, max_length=128, strip_whitespace=True),
     AfterValidator(check_id),
 ]
+# Ids as HTTP clients send them (ingest request schemas): never formula-like, so an
+# id cannot run in the spreadsheet a user exports it to. Events keep the plain types.
+CustomerIdIn = Annotated[CustomerId, AfterValidator(check_formula_safe)]
+NaturalIdIn = Annotated[NaturalId, AfterValidator(check_formula_safe)]
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=4)]
 

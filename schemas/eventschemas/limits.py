@@ -42,6 +42,24 @@ def check_id(value: str) -> str:
     return value
 
 
+# What spreadsheets read as the start of a formula (CSV/formula injection, OWASP).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def check_formula_safe(value: str) -> str:
+    """Refuse an id a spreadsheet would run as a formula once exported (ids from HTTP).
+
+    Line breaks (and every other control character) are refused by check_id.
+    Checked at the ingest edge only: the worker's decoder keeps accepting
+    events already on the topic.
+    """
+    if value.startswith(FORMULA_STARTS):
+        raise ValueError(
+            f"must not start with {value[0]!r}: a spreadsheet would read the id as a formula"
+        )
+    return value
+
+
 def check_text(value: str) -> str:
     """Refuse control characters other than tab and newlines in free text."""
     found = _CONTROL_IN_TEXT.search(value)
@@ -81,6 +99,8 @@ def check_json(value: Any, depth: int = 0) -> Any:
 
 
 IdText = Annotated[str, AfterValidator(check_id)]
+# An id or label as HTTP clients send it: also never formula-like.
+IdTextIn = Annotated[str, AfterValidator(check_id), AfterValidator(check_formula_safe)]
 FreeText = Annotated[str, AfterValidator(check_text)]
 Instant = Annotated[AwareDatetime, AfterValidator(check_instant)]
 Revision = Annotated[

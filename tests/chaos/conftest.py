@@ -35,6 +35,11 @@ class Stack:
     kafka: str
     database_url: str
     key: str
+    intake_key: str = ""
+
+    def intake_headers(self) -> dict[str, str]:
+        """What a shop sends to ingest: its intake key (every *:write scope, no quota)."""
+        return {"Authorization": f"Bearer {self.intake_key}"}
 
     def sh(self, *args: str, timeout: float = 240) -> str:
         done = subprocess.run(
@@ -157,6 +162,25 @@ def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             timeout=60,
         )
         stack.key = created.stdout.strip().splitlines()[-1]
+        intake = subprocess.run(
+            [
+                str(ROOT / ".venv/bin/classifier"),
+                "api-keys",
+                "create",
+                "--name",
+                "chaos-intake",
+                "--scope",
+                "orders:write,calls:write,imports:write",
+                "--rate",
+                "0",
+            ],
+            env={**env, **app_env},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        stack.intake_key = intake.stdout.strip().splitlines()[-1]
         yield stack
     finally:
         subprocess.run(

@@ -76,7 +76,7 @@ def test_poison_requests_are_refused_and_intake_goes_on(chaos_stack: Stack) -> N
             "revision",
         ),
     ]
-    with httpx.Client(base_url=stack.ingest, timeout=30) as client:
+    with httpx.Client(base_url=stack.ingest, timeout=30, headers=stack.intake_headers()) as client:
         for path, body, status, needle in poisons:
             answer = client.post(path, json=body)
             assert answer.status_code == status, (path, answer.text)

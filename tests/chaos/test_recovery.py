@@ -48,7 +48,9 @@ class Load:
         assert not self._thread.is_alive(), "the load did not finish"
 
     def _run(self) -> None:
-        with httpx.Client(base_url=self.stack.ingest, timeout=15) as client:
+        with httpx.Client(
+            base_url=self.stack.ingest, timeout=15, headers=self.stack.intake_headers()
+        ) as client:
             for i in range(self.count):
                 body = order(f"{self.tag}-{i % 10}", f"{self.tag}-o{i}")
                 while True:
@@ -129,7 +131,9 @@ async def test_worker_survives_a_deadlock_and_loses_nothing(chaos_stack: Stack) 
     second = next(
         f"{tag}-b{n}" for n in range(1000) if _partition(f"{tag}-b{n}") == _partition(first)
     )
-    async with httpx.AsyncClient(base_url=stack.ingest, timeout=10) as client:
+    async with httpx.AsyncClient(
+        base_url=stack.ingest, timeout=10, headers=stack.intake_headers()
+    ) as client:
         for customer in (first, second):
             answer = await client.post("/v1/orders", json=order(customer, f"{customer}-1"))
             assert answer.status_code == 202
@@ -145,7 +149,9 @@ async def test_worker_survives_a_deadlock_and_loses_nothing(chaos_stack: Stack) 
         await conn.execute("SELECT 1 FROM customers WHERE id = $1 FOR UPDATE", second)
         # One batch for both customers: same partition key is not needed, the
         # worker locks every customer of a batch in id order (A before B).
-        async with httpx.AsyncClient(base_url=stack.ingest, timeout=10) as client:
+        async with httpx.AsyncClient(
+            base_url=stack.ingest, timeout=10, headers=stack.intake_headers()
+        ) as client:
             answer = await client.post(
                 "/v1/orders:batch",
                 json=[order(first, f"{first}-2"), order(second, f"{second}-2")],
@@ -226,7 +232,10 @@ def test_a_second_checkout_beside_a_running_stack(chaos_stack: Stack, tmp_path: 
             try:
                 a = stack.customer("nobody")
                 b = httpx.post(
-                    f"{stack.ingest}/v1/orders", json=order(f"{tag}-p", f"{tag}-{i}"), timeout=10
+                    f"{stack.ingest}/v1/orders",
+                    json=order(f"{tag}-p", f"{tag}-{i}"),
+                    headers=stack.intake_headers(),
+                    timeout=10,
                 )
                 for r in (a, b):
                     if r.status_code >= 500:

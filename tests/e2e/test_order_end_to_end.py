@@ -21,7 +21,7 @@ import pytest
 
 from classifier.config import ClassifierSettings
 from tests.kafka_helpers import read_topic
-from tests.processes import free_port, service_env, wait_ready
+from tests.processes import SERVER_OPTIONS, free_port, service_env, wait_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -40,6 +40,7 @@ def stack(
             "--factory",
             "--port",
             str(ingest_port),
+            *SERVER_OPTIONS,
         ],
         "api": [
             str(bin_dir / "uvicorn"),
@@ -47,6 +48,7 @@ def stack(
             "--factory",
             "--port",
             str(api_port),
+            *SERVER_OPTIONS,
         ],
         "worker": [sys.executable, "-m", "classifier.worker"],
     }
@@ -67,6 +69,13 @@ def stack(
             cwd=root, env=env, capture_output=True, text=True, check=True, timeout=60,
         )  # fmt: skip
         urls["key"] = created.stdout.strip().splitlines()[-1]
+        # And an intake key for the shop that posts orders (one key store, another scope).
+        intake = subprocess.run(
+            [str(bin_dir / "classifier"), "api-keys", "create", "--name", "e2e-shop",
+             "--scope", "orders:write", "--rate", "100", "--burst", "100"],
+            cwd=root, env=env, capture_output=True, text=True, check=True, timeout=60,
+        )  # fmt: skip
+        urls["intake_key"] = intake.stdout.strip().splitlines()[-1]
         yield urls
     finally:
         for proc in procs.values():
@@ -101,7 +110,17 @@ async def test_posted_order_shows_up_classified_and_announced(
         "status": "paid",
     }
     async with httpx.AsyncClient(timeout=10) as client:
-        accepted = await client.post(stack["ingest"] + "/v1/orders", json=order)
+        anonymous = await client.post(stack["ingest"] + "/v1/orders", json=order)
+        assert anonymous.status_code == 401
+        with_read_key = await client.post(
+            stack["ingest"] + "/v1/orders", json=order, headers=auth(stack)
+        )
+        assert with_read_key.status_code == 403
+        accepted = await client.post(
+            stack["ingest"] + "/v1/orders",
+            json=order,
+            headers={"Authorization": f"Bearer {stack['intake_key']}"},
+        )
         assert accepted.status_code == 202
         event_id = accepted.json()["event_ids"][0]
 

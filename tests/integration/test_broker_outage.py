@@ -84,11 +84,13 @@ async def test_requests_get_503_while_the_broker_is_down_and_retries_lose_nothin
     own_broker: tuple[str, Callable[[str], None]],
     outage_settings: ClassifierSettings,
     sessions: async_sessionmaker[AsyncSession],
+    intake_headers: dict[str, str],
 ) -> None:
     bootstrap, stack = own_broker
     ingest_settings = IngestSettings(
         kafka_bootstrap_servers=bootstrap,
         activity_topic=outage_settings.activity_topic,
+        database_url=outage_settings.database_url,
         publish_timeout_seconds=3,
         retry_after_seconds=2,
     )
@@ -96,7 +98,9 @@ async def test_requests_get_503_while_the_broker_is_down_and_retries_lose_nothin
     second = {**ORDER, "order_id": "SO-OUT-2"}
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://i") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://i", headers=intake_headers
+        ) as client:
             first = await client.post("/v1/orders", json=ORDER)
             assert first.status_code == 202
 

@@ -98,3 +98,34 @@ async def test_tail_prints_class_changes(classifier_settings: ClassifierSettings
 
     assert code == 0, out
     assert "cust-9  value: low -> high  (event, rule high_revenue)" in out
+
+
+async def test_api_keys_with_intake_scopes_and_a_quota(
+    classifier_settings: ClassifierSettings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    code, out = await cli(
+        classifier_settings,
+        "api-keys", "create", "--name", "shop",
+        "--scope", "orders:write,calls:write", "--scope", "imports:write",
+        "--rate", "5", "--burst", "10",
+    )  # fmt: skip
+    assert code == 0, out
+    assert "scope: orders:write calls:write imports:write" in out
+    key = out.strip().splitlines()[-1]
+    assert key.startswith("ck_")
+    key_id = key.split("_")[1]
+
+    code, listed = await cli(classifier_settings, "api-keys", "list")
+    assert code == 0
+    assert f"{key_id}\torders:write calls:write imports:write\t5/s burst 10\tactive\tshop" in listed
+
+    code, _ = await cli(classifier_settings, "api-keys", "set-quota", key_id, "--rate", "0")
+    assert code == 0
+    _, listed = await cli(classifier_settings, "api-keys", "list")
+    assert f"{key_id}\torders:write calls:write imports:write\t0/s\tactive" in listed
+
+    code, out = await cli(
+        classifier_settings, "api-keys", "create", "--name", "x", "--scope", "orders:read"
+    )
+    assert code != 0
+    assert "scopes must be among" in out

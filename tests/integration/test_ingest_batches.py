@@ -177,12 +177,18 @@ async def test_bad_batches_are_refused_and_publish_nothing(
     assert size == 0
 
 
-async def test_batch_with_the_broker_down_claims_nothing() -> None:
-    settings = IngestSettings(kafka_bootstrap_servers="127.0.0.1:1", publish_timeout_seconds=2)
+async def test_batch_with_the_broker_down_claims_nothing(
+    ingest_settings: IngestSettings, intake_headers: dict[str, str]
+) -> None:
+    settings = ingest_settings.model_copy(
+        update={"kafka_bootstrap_servers": "127.0.0.1:1", "publish_timeout_seconds": 2}
+    )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://ingest", headers=intake_headers
+        ) as client:
             response = await client.post("/v1/orders:batch", json=[order(0), order(1)])
 
     assert response.status_code == 503

@@ -94,7 +94,7 @@ async def test_call_notes_and_phones_never_reach_the_logs(
 
 @pytest.mark.parametrize("chunked", [False, True])
 async def test_oversized_bodies_get_413_and_publish_nothing(
-    ingest_settings: IngestSettings, chunked: bool
+    ingest_settings: IngestSettings, intake_headers: dict[str, str], chunked: bool
 ) -> None:
     app = create_app(ingest_settings.model_copy(update={"max_body_bytes": 2048}))
     items = b"[" + b",".join([b'{"order_id": "x"}'] * 200) + b"]"  # ~3.6 KB
@@ -105,7 +105,9 @@ async def test_oversized_bodies_get_413_and_publish_nothing(
 
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://i") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://i", headers=intake_headers
+        ) as client:
             response = await client.post(
                 "/v1/orders:batch",
                 content=stream() if chunked else items,  # type: ignore[arg-type]

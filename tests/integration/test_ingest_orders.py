@@ -117,13 +117,19 @@ async def test_readyz_reports_the_broker(ingest: httpx.AsyncClient) -> None:
     assert response.json() == {"status": "ready", "kafka": "ok"}
 
 
-async def test_broker_down_answers_503_with_retry_after() -> None:
+async def test_broker_down_answers_503_with_retry_after(
+    ingest_settings: IngestSettings, intake_headers: dict[str, str]
+) -> None:
     # Nothing listens on this port: the publisher must refuse, not pretend.
-    settings = IngestSettings(kafka_bootstrap_servers="127.0.0.1:1", publish_timeout_seconds=2)
+    settings = ingest_settings.model_copy(
+        update={"kafka_bootstrap_servers": "127.0.0.1:1", "publish_timeout_seconds": 2}
+    )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://ingest", headers=intake_headers
+        ) as client:
             response = await client.post(
                 "/v1/orders",
                 content=orjson.dumps(ORDER),

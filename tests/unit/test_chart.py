@@ -305,11 +305,11 @@ def test_network_policies_let_only_what_must_talk_talk(everything: list[Doc]) ->
     assert rule["ports"] == [{"port": 9102, "protocol": "TCP"}]
     assert rule["from"]
 
-    # Ingest reaches Kafka, not PostgreSQL; the API and the worker reach both.
+    # Every process reaches Kafka and PostgreSQL (ingest: intake keys and re-sends).
     def egress_ports(name: str) -> set[int]:
         return {p["port"] for rule in policies[name]["egress"] for p in rule["ports"]}
 
-    assert egress_ports("ingest") == {53, 9093}
+    assert egress_ports("ingest") == {53, 9093, 5432}
     assert egress_ports("api") == {53, 9093, 5432}
     assert egress_ports("worker") == {53, 9093, 5432}
     assert "ingress" not in policies["migrate"]

@@ -12,7 +12,14 @@ from pydantic import TypeAdapter, ValidationError
 from classifier.engine.scheme import SchemeError, load_scheme_text
 from eventschemas.envelope import Envelope
 from eventschemas.events import OrderPlaced, parse_event
-from eventschemas.limits import RevisionIn, check_id, check_instant, check_json, check_text
+from eventschemas.limits import (
+    RevisionIn,
+    check_formula_safe,
+    check_id,
+    check_instant,
+    check_json,
+    check_text,
+)
 from eventschemas.logs import RateLimit
 
 
@@ -125,3 +132,14 @@ def test_kafka_client_log_lines_are_rate_limited() -> None:
     line = record("aiokafka.conn", "Unable connect to %s")
     assert limit.filter(line)
     assert "2499 similar suppressed" in line.getMessage()
+
+
+@pytest.mark.parametrize("value", ["=1+1", "+cmd", "-2", "@SUM(A1)", "\t=1", "\rx"])
+def test_formula_like_ids_are_refused(value: str) -> None:
+    with pytest.raises(ValueError, match="formula"):
+        check_formula_safe(value)
+
+
+@pytest.mark.parametrize("value", ["SO-1", "cust=42", "a+b", "id-e-00ff", "1e5"])
+def test_ids_with_such_characters_inside_are_kept(value: str) -> None:
+    assert check_formula_safe(value) == value

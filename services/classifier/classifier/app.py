@@ -31,6 +31,7 @@ from classifier.schemes.service import SchemeCache
 from eventschemas.http import document_problems, install_problem_handlers, problem_response
 from eventschemas.metrics import RequestMetrics
 from eventschemas.problems import Problem
+from eventschemas.serving import BodyTimeout
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
     app.include_router(changes_router)
     app.include_router(schemes_router)
     app.add_middleware(RequestMetrics, metrics=HTTP)
+    app.add_middleware(BodyTimeout, timeout=settings.body_timeout_seconds)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
         app.add_middleware(

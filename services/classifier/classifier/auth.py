@@ -1,4 +1,4 @@
-"""API keys: `read` or `admin` scope, stored as SHA-256 hashes, checked per request.
+"""API keys: scopes `read` or `admin` here (`*:write` for ingest), stored as SHA-256 hashes.
 
 A key is `ck_<id>_<secret>`; only its hash is stored, so the database never
 holds a usable key. Clients send `Authorization: Bearer <key>` or `X-API-Key`.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, cast
@@ -25,7 +26,10 @@ from classifier.db import unit_of_work
 from classifier.errors import Forbidden, Unauthenticated
 from classifier.models import ApiKey
 
-SCOPES = ("read", "admin")
+# The classifier API's scopes, and ingest's intake scopes: one key store for both.
+API_SCOPES = ("read", "admin")
+INTAKE_SCOPES = ("orders:write", "calls:write", "imports:write")
+SCOPES = API_SCOPES + INTAKE_SCOPES
 _bearer = HTTPBearer(auto_error=False, description="An API key as a bearer token.")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
 
@@ -34,23 +38,72 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def parse_scopes(scope: str | Iterable[str]) -> list[str]:
+    """Scopes given space- or comma-separated (or as a list), checked and de-duplicated."""
+    parts = scope.replace(",", " ").split() if isinstance(scope, str) else list(scope)
+    unknown = [p for p in parts if p not in SCOPES]
+    if unknown or not parts:
+        raise ValueError(f"scopes must be among {', '.join(SCOPES)}")
+    return list(dict.fromkeys(parts))
+
+
 @dataclass(frozen=True)
 class Principal:
     key_id: str
-    scope: str
+    scope: str  # space-separated
+
+    def has(self, scope: str) -> bool:
+        return scope in self.scope.split()
 
 
 async def create_key(
-    sessions: async_sessionmaker[AsyncSession], name: str, scope: str
+    sessions: async_sessionmaker[AsyncSession],
+    name: str,
+    scope: str | Iterable[str],
+    *,
+    rate_per_second: float | None = None,
+    burst: int | None = None,
 ) -> tuple[str, str]:
-    """Store a new key's hash; return (id, key). The key is shown once, never stored."""
-    if scope not in SCOPES:
-        raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
+    """Store a new key's hash; return (id, key). The key is shown once, never stored.
+
+    `rate_per_second` and `burst` are the key's intake quota (None: ingest's
+    defaults; a rate of 0: no limit).
+    """
+    scopes = " ".join(parse_scopes(scope))
+    if (rate_per_second is not None and rate_per_second < 0) or (burst is not None and burst < 1):
+        raise ValueError("the rate is >= 0 (0: no limit) and the burst >= 1")
     key_id = secrets.token_hex(6)
     key = f"ck_{key_id}_{secrets.token_urlsafe(24)}"
     async with unit_of_work(sessions) as session:
-        session.add(ApiKey(id=key_id, name=name, key_hash=hash_key(key), scope=scope))
+        session.add(
+            ApiKey(
+                id=key_id,
+                name=name,
+                key_hash=hash_key(key),
+                scope=scopes,
+                rate_per_second=rate_per_second,
+                burst=burst,
+            )
+        )
     return key_id, key
+
+
+async def set_quota(
+    sessions: async_sessionmaker[AsyncSession],
+    key_id: str,
+    *,
+    rate_per_second: float | None,
+    burst: int | None,
+) -> bool:
+    """Set an active key's intake quota (None: ingest's defaults); ingest applies it
+    once its cached copy of the key expires."""
+    async with unit_of_work(sessions) as session:
+        result = await session.execute(
+            update(ApiKey)
+            .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+            .values(rate_per_second=rate_per_second, burst=burst)
+        )
+    return bool(getattr(result, "rowcount", 0))
 
 
 async def revoke_key(sessions: async_sessionmaker[AsyncSession], key_id: str) -> bool:
@@ -110,11 +163,14 @@ async def current_principal(
 
 
 async def require_read(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
-    return principal  # both scopes may read
+    # read and admin keys may read; an intake-only key (orders:write, ...) may not.
+    if not (principal.has("read") or principal.has("admin")):
+        raise Forbidden("this operation needs an API key with the read or admin scope")
+    return principal
 
 
 async def require_admin(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
-    if principal.scope != "admin":
+    if not principal.has("admin"):
         raise Forbidden("this operation needs an API key with the admin scope")
     return principal
 

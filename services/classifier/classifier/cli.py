@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from sqlalchemy import select
 
-from classifier.auth import SCOPES, create_key, revoke_key
+from classifier.auth import create_key, parse_scopes, revoke_key, set_quota
 from classifier.clock import system_clock
 from classifier.config import ClassifierSettings
 from classifier.db import make_engine, make_sessionmaker
@@ -160,14 +160,55 @@ async def _with_sessions(work: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any
 @keys_app.command("create")
 def create_api_key(
     name: Annotated[str, typer.Option(help="Who or what uses the key.")],
-    scope: Annotated[str, typer.Option(help="read or admin.")] = "read",
+    scope: Annotated[
+        list[str],
+        typer.Option(
+            help="read or admin (classifier API); orders:write, calls:write, imports:write "
+            "(ingest). Repeat it, or separate scopes with commas, for several."
+        ),
+    ] = ["read"],  # noqa: B006 - typer reads the default, never mutates it
+    rate: Annotated[
+        float | None,
+        typer.Option(help="Intake quota in events per second (default: ingest's; 0: none)."),
+    ] = None,
+    burst: Annotated[
+        int | None, typer.Option(help="Events the key may send at once above its rate.")
+    ] = None,
 ) -> None:
     """Create a key; it is printed once and only its hash is stored."""
-    if scope not in SCOPES:
-        raise typer.BadParameter(f"scope must be one of {', '.join(SCOPES)}")
-    key_id, key = _run(lambda: _with_sessions(lambda s: create_key(s, name, scope)))
-    console.print(f"id: {key_id}  scope: {scope}", highlight=False)
+    try:
+        scopes = parse_scopes(" ".join(scope))
+    except ValueError as exc:
+        raise typer.BadParameter(f"{exc}") from exc
+    if (rate is not None and rate < 0) or (burst is not None and burst < 1):
+        raise typer.BadParameter("the rate is >= 0 (0: no limit) and the burst >= 1")
+    key_id, key = _run(
+        lambda: _with_sessions(
+            lambda s: create_key(s, name, scopes, rate_per_second=rate, burst=burst)
+        )
+    )
+    console.print(f"id: {key_id}  scope: {' '.join(scopes)}", highlight=False)
     typer.echo(key)
+
+
+@keys_app.command("set-quota")
+def set_api_key_quota(
+    key_id: Annotated[str, typer.Argument(help="The key's id.")],
+    rate: Annotated[
+        float | None,
+        typer.Option(help="Events per second (0: no limit; unset: ingest's default)."),
+    ] = None,
+    burst: Annotated[int | None, typer.Option(help="Events at once above the rate.")] = None,
+) -> None:
+    """Change a key's intake quota (effective within ingest's key cache time, 10 s)."""
+    if (rate is not None and rate < 0) or (burst is not None and burst < 1):
+        raise typer.BadParameter("the rate is >= 0 (0: no limit) and the burst >= 1")
+    if not _run(
+        lambda: _with_sessions(lambda s: set_quota(s, key_id, rate_per_second=rate, burst=burst))
+    ):
+        console.print(f"no active key with id {key_id}")
+        raise typer.Exit(1)
+    console.print(f"quota of {key_id} set")
 
 
 @keys_app.command("revoke")
@@ -189,4 +230,7 @@ def list_api_keys() -> None:
 
     for key in _run(lambda: _with_sessions(rows)):
         state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
-        typer.echo(f"{key.id}\t{key.scope}\t{state}\t{key.name}")
+        quota = "default" if key.rate_per_second is None else f"{key.rate_per_second:g}/s"
+        if key.burst is not None:
+            quota += f" burst {key.burst}"
+        typer.echo(f"{key.id}\t{key.scope}\t{quota}\t{state}\t{key.name}")

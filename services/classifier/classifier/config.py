@@ -78,6 +78,9 @@ class ClassifierSettings(BaseSettings):
     api_key_cache_seconds: float = Field(
         default=10.0, description="How long a verified key is trusted before re-checking."
     )
+    body_timeout_seconds: float = Field(
+        default=30, gt=0, description="Longest wait for the next chunk of a request body (408)."
+    )
     cors_origins: str = Field(default="", description="Comma-separated allowed origins, or *.")
     max_lookup_ids: int = 1000
     worker_metrics_port: int = Field(default=9102, description="0 disables the worker's /metrics")

@@ -110,7 +110,34 @@ class IngestSettings(BaseSettings):
     database_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("INGEST_DATABASE_URL", "DATABASE_URL", "database_url"),
-        description="PostgreSQL for the Fxiaoke sync cursors (the API itself needs none).",
+        description="PostgreSQL of the classifier: API keys, intake fingerprints (re-sends "
+        "that differ are a 409) and the Fxiaoke sync cursors.",
+    )
+
+    # Intake keys (`Authorization: Bearer`), one key store with the classifier's.
+    auth_enabled: bool = Field(
+        default=True, description="Require an API key with a *:write scope on intake."
+    )
+    api_key_cache_seconds: float = Field(
+        default=10, ge=0, description="A verified key is trusted this long (revocation delay)."
+    )
+    database_timeout_seconds: float = Field(
+        default=2, gt=0, description="Bound of one key lookup or fingerprint write (then 503)."
+    )
+    database_pool_size: int = Field(default=10, ge=1)
+    # A key's quota when the key sets none (`classifier api-keys create --rate --burst`).
+    default_rate_per_second: float = Field(default=500, ge=0, description="0: no limit.")
+    default_burst: int = Field(default=1000, ge=1)
+    conflict_check: bool = Field(
+        default=True,
+        description="Answer 409 to a re-send of a natural id and revision with another "
+        "payload (needs the database).",
+    )
+    fingerprint_retention_days: float = Field(
+        default=90, ge=0, description="Re-sends are compared this long; 0: records kept for ever."
+    )
+    body_timeout_seconds: float = Field(
+        default=30, gt=0, description="Longest wait for the next chunk of a request body (408)."
     )
 
     @field_validator("wecom_encoding_aes_key")

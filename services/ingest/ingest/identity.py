@@ -15,7 +15,7 @@ import re
 import phonenumbers
 from pydantic import BaseModel, Field
 
-from eventschemas.events import CustomerId, Identity
+from eventschemas.events import CustomerIdIn, Identity
 from eventschemas.limits import IdText
 from ingest.errors import InvalidInput
 
@@ -75,7 +75,7 @@ def resolve_customer(
 class CustomerRef(BaseModel):
     """Who an input is about: a customer id, or a phone/e-mail to derive it from."""
 
-    customer_id: CustomerId | None = Field(
+    customer_id: CustomerIdIn | None = Field(
         default=None, description="Your customer id; derived from e-mail/phone when absent."
     )
     phone: IdText | None = Field(

@@ -12,6 +12,8 @@ from pydantic import BaseModel, ValidationError
 from eventschemas.envelope import Envelope
 from eventschemas.problems import FieldError, ServiceError, field_errors
 from ingest.errors import IngestError, InvalidInput
+from ingest.fingerprints import ConflictingResend, conflict_errors
+from ingest.gate import IntakeGate
 from ingest.metrics import REJECTS
 from ingest.publisher import EventPublisher
 
@@ -38,9 +40,15 @@ class Accepted(BaseModel):
     event_ids: list[str]
 
 
-async def accept_one(publisher: EventPublisher, envelope: Envelope) -> Accepted:
+async def accept_one(gate: IntakeGate, publisher: EventPublisher, envelope: Envelope) -> Accepted:
     """Publish one event and answer with its id once the broker acknowledged it."""
-    await publisher.publish([envelope])
+    conflicts = await gate.admit([envelope])
+    if conflicts:
+        raise ConflictingResend(
+            f"{envelope.type} {envelope.id} was accepted with another {', '.join(conflicts[0])}",
+            errors=conflict_errors(conflicts[0]),
+        )
+    await gate.publish(publisher, [envelope])
     return Accepted(accepted=1, event_ids=[envelope.id])
 
 
@@ -119,8 +127,22 @@ class NoValidItems(IngestError):
     title = "No item of the batch is valid"
 
 
+def _drop_conflicts(
+    envelopes: list[Envelope], rejected: list[Rejected], conflicts: dict[int, list[str]]
+) -> list[Envelope]:
+    """Move conflicting re-sends from `envelopes` to `rejected` (by item index)."""
+    invalid = {r.index for r in rejected}
+    # Every item became one envelope or one rejection: envelopes keep item order.
+    indexes = [i for i in range(len(envelopes) + len(invalid)) if i not in invalid]
+    for position, fields in conflicts.items():
+        rejected.append(Rejected(index=indexes[position], errors=conflict_errors(fields)))
+    rejected.sort(key=lambda r: r.index)
+    return [e for position, e in enumerate(envelopes) if position not in conflicts]
+
+
 async def accept_batch(
     request: Request,
+    gate: IntakeGate,
     publisher: EventPublisher,
     model: type[Item],
     build: Callable[[Item], Envelope],
@@ -128,6 +150,23 @@ async def accept_batch(
     """Publish the valid items of a batch (all acknowledged, or 503 for all); report the rest."""
     items = await read_items(request)
     envelopes, rejected = validate_items(items, model, build)
+    conflicts = await gate.admit(envelopes)
+    if conflicts:
+        REJECTS.labels(reason="conflicting-resend").inc(len(conflicts))
+        envelopes = _drop_conflicts(envelopes, rejected, conflicts)
+    if not envelopes and conflicts and len(conflicts) == len(rejected):
+        raise ConflictingResend(
+            "every item was accepted before with another payload under its id and revision",
+            errors=[
+                FieldError(
+                    field=f"[{r.index}].{e.field}",
+                    location=f"body[{r.index}].{e.field}",
+                    message=e.message,
+                )
+                for r in rejected
+                for e in r.errors
+            ],
+        )
     if not envelopes:
         errors = [
             FieldError(
@@ -139,9 +178,9 @@ async def accept_batch(
             for e in r.errors
         ]
         raise NoValidItems(f"none of the {len(items)} items is valid", errors=errors)
-    await publisher.publish(envelopes)
-    if rejected:
-        REJECTS.labels(reason="invalid-item").inc(len(rejected))
+    await gate.publish(publisher, envelopes)
+    if len(rejected) > len(conflicts):
+        REJECTS.labels(reason="invalid-item").inc(len(rejected) - len(conflicts))
     return BatchAccepted(
         accepted=len(envelopes), event_ids=[e.id for e in envelopes], rejected=rejected
     )

@@ -37,3 +37,14 @@ FXIAOKE_PASSES = Counter(
 FXIAOKE_LAST_SUCCESS = Gauge(
     "ingest_fxiaoke_last_success_timestamp_seconds", "When a Fxiaoke sync pass last completed"
 )
+
+RATE_LIMITED_REQUESTS = Counter(
+    "ingest_rate_limited_requests_total",
+    "Intake requests refused (429) because their API key was over its quota",
+    ["key_id"],
+)
+RATE_LIMITED_EVENTS = Counter(
+    "ingest_rate_limited_events_total",
+    "Events refused (not published) because their API key was over its quota",
+    ["key_id"],
+)

@@ -8,6 +8,7 @@ from eventschemas.problems import Problem
 from ingest.calls import service
 from ingest.calls.schemas import CallIn
 from ingest.deps import PublisherDep, SettingsDep
+from ingest.gate import CallsGate
 from ingest.intake import BATCH_OPENAPI, Accepted, BatchAccepted, accept_batch, accept_one
 from ingest.orders.router import PROBLEMS
 
@@ -15,10 +16,12 @@ router = APIRouter(prefix="/v1/calls", tags=["calls"])
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, responses=PROBLEMS)
-async def log_call(call: CallIn, settings: SettingsDep, publisher: PublisherDep) -> Accepted:
+async def log_call(
+    gate: CallsGate, call: CallIn, settings: SettingsDep, publisher: PublisherDep
+) -> Accepted:
     """Publish a `call.logged` event; answers once the broker acknowledged it."""
     return await accept_one(
-        publisher, service.call_logged(settings, call).to_envelope(settings.source)
+        gate, publisher, service.call_logged(settings, call).to_envelope(settings.source)
     )
 
 
@@ -29,11 +32,12 @@ async def log_call(call: CallIn, settings: SettingsDep, publisher: PublisherDep)
     responses={**PROBLEMS, 413: {"model": Problem}, 415: {"model": Problem}},
 )
 async def log_calls(
-    request: Request, settings: SettingsDep, publisher: PublisherDep
+    gate: CallsGate, request: Request, settings: SettingsDep, publisher: PublisherDep
 ) -> BatchAccepted:
     """Up to 1,000 call logs (JSON array or NDJSON): good ones published, bad ones reported."""
     return await accept_batch(
         request,
+        gate,
         publisher,
         CallIn,
         lambda c: service.call_logged(settings, c).to_envelope(settings.source),

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from eventschemas.events import CallOutcome, IntentLevel, NaturalId
-from eventschemas.limits import FreeText, IdText, Instant, RevisionIn
+from eventschemas.events import CallOutcome, IntentLevel, NaturalIdIn
+from eventschemas.limits import FreeText, IdTextIn, Instant, RevisionIn
 from ingest.identity import CustomerRef
 
 
@@ -33,8 +33,8 @@ class CallIn(CustomerRef):
         },
     )
 
-    call_id: NaturalId
-    agent_id: IdText | None = Field(default=None, max_length=128)
+    call_id: NaturalIdIn
+    agent_id: IdTextIn | None = Field(default=None, max_length=128)
     direction: Literal["inbound", "outbound"] = "outbound"
     started_at: Instant
     duration_seconds: int = Field(default=0, ge=0, le=86_400)

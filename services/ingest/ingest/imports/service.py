@@ -19,10 +19,15 @@ from pydantic import BaseModel, ValidationError
 from eventschemas.envelope import Envelope
 from eventschemas.problems import ServiceError, field_errors
 from ingest.errors import InvalidInput, KafkaUnavailable
+from ingest.fingerprints import conflict_errors
+from ingest.gate import IntakeGate
 from ingest.metrics import REJECTS
 from ingest.publisher import EventPublisher
+from ingest.quotas import QuotaExceeded
 
 CHUNK_ROWS = 500
+# An import over its key's quota waits this long at most per chunk, then gets a 429.
+IMPORT_PACE_SECONDS = 5.0
 MAX_REPORTED_ERRORS = 1000
 Item = TypeVar("Item", bound=BaseModel)
 
@@ -98,6 +103,7 @@ def _clean(row: dict[str, str]) -> dict[str, Any]:
 @dataclass
 class _Chunk:
     envelopes: list[Envelope] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)  # the line of each envelope
     rows: int = 0
     errors: list[RowError] = field(default_factory=list)
     rejected: int = 0
@@ -121,6 +127,7 @@ def _read_chunk(
         else:
             try:
                 chunk.envelopes.append(build(model.model_validate(_clean(row))))
+                chunk.lines.append(line)
             except ValidationError as exc:
                 chunk.rejected += 1
                 chunk.errors.extend(
@@ -138,11 +145,31 @@ def _read_chunk(
     return chunk
 
 
+async def _admit(gate: IntakeGate, chunk: _Chunk, report: ImportReport) -> list[Envelope]:
+    """Charge the chunk to the key's quota; report rows that re-send an id and revision
+    with another payload (a 409 for a single event) and leave them out."""
+    conflicts = await gate.admit(chunk.envelopes, pace_up_to=IMPORT_PACE_SECONDS)
+    if not conflicts:
+        return chunk.envelopes
+    report.rejected += len(conflicts)
+    REJECTS.labels(reason="conflicting-resend").inc(len(conflicts))
+    for position, fields in sorted(conflicts.items()):
+        if len(report.errors) >= MAX_REPORTED_ERRORS:
+            report.errors_truncated = True
+            break
+        report.errors.extend(
+            RowError(line=chunk.lines[position], field=e.field, message=e.message)
+            for e in conflict_errors(fields)
+        )
+    return [e for position, e in enumerate(chunk.envelopes) if position not in conflicts]
+
+
 async def import_csv(
     binary: IO[bytes],
     model: type[Item],
     build: Callable[[Item], Envelope],
     publisher: EventPublisher,
+    gate: IntakeGate,
     *,
     line_limit: int = 64 * 1024,
 ) -> ImportReport:
@@ -163,8 +190,9 @@ async def import_csv(
             room = MAX_REPORTED_ERRORS - len(report.errors)
             report.errors.extend(chunk.errors[: max(room, 0)])
             report.errors_truncated = report.errors_truncated or len(chunk.errors) > room
-            await publisher.publish(chunk.envelopes)
-            report.accepted += len(chunk.envelopes)
+            envelopes = await _admit(gate, chunk, report)
+            await gate.publish(publisher, envelopes)
+            report.accepted += len(envelopes)
             if chunk.done:
                 break
     except UnicodeDecodeError as exc:
@@ -177,6 +205,12 @@ async def import_csv(
                 f"{exc.detail}; the {report.accepted} rows before it were accepted: fix the "
                 "file and upload it again (accepted rows are not duplicated)"
             )
+        raise
+    except QuotaExceeded as exc:
+        exc.detail = (
+            f"{exc.detail} beyond the {report.accepted} rows accepted: upload the same file "
+            "again later (accepted rows are not duplicated), or use a key with a larger quota"
+        )
         raise
     except KafkaUnavailable as exc:
         exc.detail = (

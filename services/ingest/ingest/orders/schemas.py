@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from eventschemas.events import CustomerId, NaturalId, OrderStatus
+from eventschemas.events import CustomerIdIn, NaturalIdIn, OrderStatus
 from eventschemas.limits import Instant, RevisionIn
 from ingest.identity import CustomerRef
 
@@ -41,7 +41,7 @@ class OrderIn(CustomerRef):
         },
     )
 
-    order_id: NaturalId
+    order_id: NaturalIdIn
     amount: Amount
     currency: CurrencyIn
     placed_at: Instant
@@ -67,8 +67,8 @@ class RefundIn(BaseModel):
         },
     )
 
-    refund_id: NaturalId
-    customer_id: CustomerId
+    refund_id: NaturalIdIn
+    customer_id: CustomerIdIn
     amount: Amount
     currency: CurrencyIn
     refunded_at: Instant
@@ -80,6 +80,6 @@ class CancellationIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    customer_id: CustomerId
+    customer_id: CustomerIdIn
     cancelled_at: Instant
     revision: RevisionIn = 0

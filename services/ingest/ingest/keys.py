@@ -1,0 +1,119 @@
+"""Intake keys: `Authorization: Bearer <key>` with a `*:write` scope, checked per request.
+
+The keys are the classifier's (one key store, table `api_keys`, SHA-256
+hashes; `classifier api-keys create --scope orders:write`). Ingest reads them
+with an asyncpg pool and trusts a verified key for `api_key_cache_seconds`, so
+hot lookups cost no query; revocation bites within that time. When the
+database cannot answer within `database_timeout_seconds` the request is a 503
+with Retry-After: nothing is accepted from a caller that was not verified.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from dataclasses import dataclass
+
+import asyncpg
+
+from ingest.errors import IngestError
+
+INTAKE_SCOPES = ("orders:write", "calls:write", "imports:write")
+_NEGATIVE_TTL = 1.0  # an unknown key is asked for again after this long
+
+
+class Unauthenticated(IngestError):
+    status = 401
+    slug = "unauthenticated"
+    title = "A valid API key is required"
+
+
+class Forbidden(IngestError):
+    status = 403
+    slug = "forbidden"
+    title = "This API key's scopes do not allow this"
+
+
+class DatabaseUnavailable(IngestError):
+    status = 503
+    slug = "database-unavailable"
+    title = "The key store is unavailable; nothing was accepted, retry later"
+
+
+# What a failed or hung database call raises: refused, reset, timed out, gone.
+DATABASE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+@dataclass(frozen=True)
+class IntakeKey:
+    key_id: str
+    scopes: frozenset[str]
+    rate_per_second: float | None  # None: the service's default; 0: no limit
+    burst: int | None
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    """A SQLAlchemy URL (postgresql+asyncpg://) as the plain DSN asyncpg takes."""
+    scheme, sep, rest = database_url.partition("://")
+    return f"{scheme.split('+')[0]}{sep}{rest}"
+
+
+async def open_pool(database_url: str, *, size: int, call_timeout: float) -> asyncpg.Pool:
+    """A lazy pool: no connection is made until the first lookup (ingest starts
+    even while the database is down, and answers 503 until it is back)."""
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        asyncpg_dsn(database_url),
+        min_size=0,
+        max_size=size,
+        timeout=call_timeout,
+        command_timeout=call_timeout,
+        max_inactive_connection_lifetime=60,
+    )
+    return pool
+
+
+class KeyStore:
+    """Looks intake keys up by hash, with a short-lived cache (hits and misses)."""
+
+    def __init__(self, pool: asyncpg.Pool, *, ttl: float, timeout: float, retry_after: int):
+        self._pool = pool
+        self._ttl = ttl
+        self._timeout = timeout
+        self._retry_after = retry_after
+        self._cache: dict[str, tuple[float, IntakeKey | None]] = {}
+
+    async def verify(self, key: str) -> IntakeKey | None:
+        digest = hash_key(key)
+        now = time.monotonic()
+        hit = self._cache.get(digest)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        try:
+            async with asyncio.timeout(self._timeout):
+                row = await self._pool.fetchrow(
+                    "SELECT id, scope, rate_per_second, burst FROM api_keys "
+                    "WHERE key_hash = $1 AND revoked_at IS NULL",
+                    digest,
+                )
+        except DATABASE_ERRORS as exc:
+            raise DatabaseUnavailable(
+                "the API key could not be checked",
+                headers={"Retry-After": str(self._retry_after)},
+            ) from exc
+        found = None
+        if row is not None:
+            found = IntakeKey(
+                key_id=row["id"],
+                scopes=frozenset(row["scope"].split()),
+                rate_per_second=row["rate_per_second"],
+                burst=row["burst"],
+            )
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (now + (self._ttl if found else min(self._ttl, _NEGATIVE_TTL)), found)
+        return found
