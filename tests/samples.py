@@ -90,7 +90,7 @@ def one_of_each_type(customer: str, *, now: datetime | None = None) -> list[Acti
             channel="fxiaoke",
             kind="visit",
             owner_id="sales-1",
-            touched_at=now - day,
+            touched_at=now - day / 2,
         ),
     ]
     assert {e.TYPE for e in events} == set(EVENT_TYPES), "a new event type needs a sample here"

@@ -127,7 +127,9 @@ async def all_on_the_wire(
     return Wire(
         envelopes=envelopes,
         binary=binary,
-        activity=await read_topic(bootstrap, classifier_settings.activity_topic, expected=10),
+        activity=await read_topic(
+            bootstrap, classifier_settings.activity_topic, expected=len(envelopes) + 2
+        ),
         changes=await read_topic(
             bootstrap, classifier_settings.class_changes_topic, expected=change_count
         ),
@@ -147,7 +149,7 @@ async def test_python_sdk_reads_every_activity_type_and_every_class_change(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     wire = await all_on_the_wire(classifier_settings, ingest_settings, sessions)
-    assert len(wire.activity) == 10
+    assert len(wire.activity) == len(wire.envelopes) + 2  # + a binary event and a poison
     assert len(wire.changes) >= 9 * 2  # at least one change per dimension, per customer
 
     read = {e.get_id(): e for e in map(_sdk_read, wire.activity)}

@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from classifier.changes.relay import OutboxRelay
 from classifier.config import ClassifierSettings
+from classifier.metrics import WORKER_REGISTRY
 from classifier.models import ClassChange
 
 pytestmark = pytest.mark.integration
@@ -46,11 +46,11 @@ async def test_outbox_age_is_the_oldest_unrelayed_change_and_zero_once_relayed(
             session.add_all([change(1, now - timedelta(minutes=5)), change(2, now)])
         age = await relay.measure_backlog()
         assert 290 < age < 360
-        assert REGISTRY.get_sample_value("classifier_outbox_oldest_age_seconds") == age
+        assert WORKER_REGISTRY.get_sample_value("classifier_outbox_oldest_age_seconds") == age
 
         while await relay.relay_once():
             pass
         assert await relay.measure_backlog() == 0.0
-        assert REGISTRY.get_sample_value("classifier_outbox_oldest_age_seconds") == 0.0
+        assert WORKER_REGISTRY.get_sample_value("classifier_outbox_oldest_age_seconds") == 0.0
     finally:
         await producer.stop()

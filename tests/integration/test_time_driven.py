@@ -9,12 +9,12 @@ from decimal import Decimal
 
 import orjson
 import pytest
-from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from classifier.config import ClassifierSettings
 from classifier.engine import to_micros
+from classifier.metrics import WORKER_REGISTRY
 from classifier.models import ClassChange, Customer
 from classifier.worker import run_worker
 from eventschemas.events import OrderPlaced
@@ -131,7 +131,7 @@ async def test_an_injected_clock_moves_time_for_the_scheduler(
     assert len(await behaviour_changes(sessions, "t-2")) == 1
 
     lag = "classifier_review_lag_seconds"
-    before = {k: REGISTRY.get_sample_value(f"{lag}_{k}") or 0.0 for k in ("sum", "count")}
+    before = {k: WORKER_REGISTRY.get_sample_value(f"{lag}_{k}") or 0.0 for k in ("sum", "count")}
     clock.offset = timedelta(days=170)  # now 370 days after the order
 
     async def churned() -> list[ClassChange]:
@@ -143,7 +143,7 @@ async def test_an_injected_clock_moves_time_for_the_scheduler(
     assert change.occurred_at == placed_at + timedelta(days=365)
     # Reviewed 5 days after it fell due (the clock jumped): the review-lag
     # metric, which ClassifierReviewLagHigh reads, says so.
-    after = {k: REGISTRY.get_sample_value(f"{lag}_{k}") or 0.0 for k in ("sum", "count")}
+    after = {k: WORKER_REGISTRY.get_sample_value(f"{lag}_{k}") or 0.0 for k in ("sum", "count")}
     reviewed = after["count"] - before["count"]
     assert reviewed >= 1
     mean = timedelta(seconds=(after["sum"] - before["sum"]) / reviewed)

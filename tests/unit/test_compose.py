@@ -46,7 +46,6 @@ def test_services_are_the_designed_topology(compose: dict[str, Any]) -> None:
         "ingest",
         "classifier-api",
         "classifier-worker",
-        "fxiaoke-sync",
     }
     # The Fxiaoke sync needs the tenant's credentials: it starts only with its profile.
     assert compose["services"]["fxiaoke-sync"]["profiles"] == ["fxiaoke"]
