@@ -79,7 +79,9 @@ def promtool_check(checker: Path, text: str) -> tuple[int, str]:
 
 @pytest.mark.timeout(1200)  # the first run may build promtool from the Go module
 async def test_each_process_exports_its_own_families_and_promtool_accepts_them(
-    services: dict[str, str], classifier_settings: ClassifierSettings
+    services: dict[str, str],
+    classifier_settings: ClassifierSettings,
+    intake_headers: dict[str, str],
 ) -> None:
     checker = await asyncio.to_thread(promtool)
     placed_at = (datetime.now(UTC) - timedelta(days=2)).isoformat()
@@ -91,7 +93,10 @@ async def test_each_process_exports_its_own_families_and_promtool_accepts_them(
         "placed_at": placed_at,
     }
     async with httpx.AsyncClient(timeout=10) as client:
-        assert (await client.post(services["ingest"] + "/v1/orders", json=order)).status_code == 202
+        placed = await client.post(
+            services["ingest"] + "/v1/orders", json=order, headers=intake_headers
+        )
+        assert placed.status_code == 202, placed.text
         for _ in range(3):
             assert (await client.get(services["api"] + "/healthz")).status_code == 200
         unauthorised = await client.get(services["api"] + "/v1/customers/metrics-cust")
