@@ -178,7 +178,6 @@ postgres_up() {
   else
     psql_admin -c "ALTER ROLE $DB_USER LOGIN CREATEDB PASSWORD '$pw'"
   fi
-  ensure_database "$DB_NAME"
 }
 
 ensure_database() {
@@ -425,6 +424,8 @@ restarts_of() {  # how often supervisord saw NAME end since it started
 cmd_infra() {
   install_all
   postgres_up
+  # The stack's own database (make test needs none: it makes a throw-away one).
+  [ -n "${DATABASE_URL:-}" ] || ensure_database "$DB_NAME"
   kafka_up
   migrate
   ensure_topics

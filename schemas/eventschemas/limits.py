@@ -102,7 +102,13 @@ IdText = Annotated[str, AfterValidator(check_id)]
 # An id or label as HTTP clients send it: also never formula-like.
 IdTextIn = Annotated[str, AfterValidator(check_id), AfterValidator(check_formula_safe)]
 FreeText = Annotated[str, AfterValidator(check_text)]
-Instant = Annotated[AwareDatetime, AfterValidator(check_instant)]
+Instant = Annotated[
+    AwareDatetime,
+    AfterValidator(check_instant),
+    Field(
+        description="ISO 8601 date-time with a UTC offset, from 1970-01-01 to before 2100-01-01."
+    ),
+]
 Revision = Annotated[
     int,
     Field(ge=0, le=MAX_REVISION, description="Bump when the source fact is re-sent changed."),

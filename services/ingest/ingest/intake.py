@@ -114,7 +114,9 @@ BATCH_OPENAPI: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": {"type": "array", "maxItems": MAX_BATCH_ITEMS}},
+            "application/json": {
+                "schema": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH_ITEMS}
+            },
             "application/x-ndjson": {"schema": {"type": "string"}},
         },
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
 from eventschemas.events import CustomerIdIn, NaturalIdIn, OrderStatus
 from eventschemas.limits import Instant, RevisionIn
@@ -14,6 +14,16 @@ from ingest.identity import CustomerRef
 Amount = Annotated[
     Decimal,
     Field(ge=0, max_digits=18, decimal_places=4, description="Decimal string or number, >= 0."),
+    # What the server enforces, in the schema too: up to 14 digits, then up to 4 decimals.
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "exclusiveMaximum": 100_000_000_000_000},
+                {"type": "string", "pattern": r"^[0-9]{1,14}(\.[0-9]{1,4})?$"},
+            ],
+            "description": "Decimal string or number, >= 0, at most 14 digits and 4 decimals.",
+        }
+    ),
 ]
 CurrencyIn = Annotated[
     str,
