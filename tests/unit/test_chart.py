@@ -200,6 +200,18 @@ def test_worker_runs_the_worker_module_and_exposes_metrics_where_probed(
     assert c["livenessProbe"]["httpGet"]["port"] == "metrics"
 
 
+def test_fxiaoke_sync_runs_the_sync_command_with_its_metrics_probed(helm: Path) -> None:
+    assert not [d for d in render(helm) if "fxiaoke" in d["metadata"]["name"]]  # off by default
+    docs = render(helm, "ci/all-features-values.yaml")
+    sync = container(docs, "fxiaoke")
+    assert sync["command"] == ["python", "-m", "ingest.cli", "fxiaoke", "run"]
+    env = {e["name"]: e.get("value") for e in sync["env"]}
+    port = sync["ports"][0]["containerPort"]
+    assert env["INGEST_FXIAOKE_METRICS_PORT"] == str(port)
+    assert sync["readinessProbe"]["httpGet"]["port"] in (port, "metrics")
+    assert one(docs, "Deployment", "fxiaoke")["spec"]["replicas"] == 1
+
+
 def test_worker_grace_period_covers_its_sigterm_handling(rendered: list[Doc]) -> None:
     """SIGTERM: the batch in flight commits (a database outage backs off up to
     db_retry_max_seconds), then the relay drains the outbox (bounded by
@@ -312,6 +324,8 @@ def test_network_policies_let_only_what_must_talk_talk(everything: list[Doc]) ->
     assert egress_ports("ingest") == {53, 9093, 5432}
     assert egress_ports("api") == {53, 9093, 5432}
     assert egress_ports("worker") == {53, 9093, 5432}
+    # The Fxiaoke sync also calls Fxiaoke's OpenAPI over HTTPS.
+    assert egress_ports("fxiaoke") == {53, 9093, 5432, 443}
     assert "ingress" not in policies["migrate"]
 
 
