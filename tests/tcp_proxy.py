@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from urllib.parse import urlsplit
 
 
 class TcpProxy:
@@ -67,3 +68,13 @@ class TcpProxy:
                 await dst.drain()
         dst.close()
         self._writers.discard(dst)
+
+
+async def proxy_in_front_of(database_url: str) -> tuple[TcpProxy, str]:
+    """A started proxy in front of the database of `database_url`, and that URL through it."""
+    target = urlsplit(database_url.replace("+asyncpg", ""))
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    await proxy.start()
+    return proxy, database_url.replace(
+        f"@{target.hostname}:{target.port}", f"@127.0.0.1:{proxy.port}"
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -17,7 +16,7 @@ from classifier.worker import run_worker
 from tests.chaos.conftest import report
 from tests.integration.test_database_outage import applied, orders
 from tests.kafka_helpers import eventually, publish_raw
-from tests.tcp_proxy import TcpProxy
+from tests.tcp_proxy import proxy_in_front_of
 
 pytestmark = pytest.mark.chaos
 
@@ -26,12 +25,7 @@ async def test_hung_database_is_a_503_and_the_worker_resumes_quickly(
     classifier_settings: ClassifierSettings,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    target = urlsplit(classifier_settings.database_url.replace("+asyncpg", ""))
-    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
-    await proxy.start()
-    via_proxy = classifier_settings.database_url.replace(
-        f"@{target.hostname}:{target.port}", f"@127.0.0.1:{proxy.port}"
-    )
+    proxy, via_proxy = await proxy_in_front_of(classifier_settings.database_url)
     settings = classifier_settings.model_copy(
         update={
             "database_url": via_proxy,

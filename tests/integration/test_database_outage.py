@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import func, select
@@ -17,7 +16,7 @@ from classifier.models import Customer, ProcessedEvent
 from classifier.worker import run_worker
 from eventschemas.events import OrderPlaced
 from tests.kafka_helpers import eventually, publish_raw, topic_size
-from tests.tcp_proxy import TcpProxy
+from tests.tcp_proxy import proxy_in_front_of
 
 pytestmark = pytest.mark.integration
 
@@ -53,12 +52,7 @@ async def test_worker_rides_out_a_database_outage(
     classifier_settings: ClassifierSettings,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    target = urlsplit(classifier_settings.database_url.replace("+asyncpg", ""))
-    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
-    await proxy.start()
-    via_proxy = classifier_settings.database_url.replace(
-        f"@{target.hostname}:{target.port}", f"@127.0.0.1:{proxy.port}"
-    )
+    proxy, via_proxy = await proxy_in_front_of(classifier_settings.database_url)
     settings = classifier_settings.model_copy(
         update={"database_url": via_proxy, "db_retry_max_seconds": 1.0}
     )
