@@ -6,9 +6,12 @@ import json
 import logging
 from datetime import UTC, datetime, timedelta, timezone
 
+import asyncpg
 import pytest
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.exc import DBAPIError
 
+from classifier.consumer.runner import failure_summary
 from classifier.engine.scheme import SchemeError, load_scheme_text
 from eventschemas.envelope import Envelope
 from eventschemas.events import OrderPlaced, parse_event
@@ -143,3 +146,13 @@ def test_formula_like_ids_are_refused(value: str) -> None:
 @pytest.mark.parametrize("value", ["SO-1", "cust=42", "a+b", "id-e-00ff", "1e5"])
 def test_ids_with_such_characters_inside_are_kept(value: str) -> None:
     assert check_formula_safe(value) == value
+
+
+def test_a_dead_letter_names_the_failure_without_the_statement_parameters() -> None:
+    orig = asyncpg.exceptions.CharacterNotInRepertoireError("invalid byte sequence 0x00")
+    wrapped = DBAPIError("INSERT ...", {"facts": "+8613800138000"}, orig)
+    summary = failure_summary(wrapped)
+    assert "+8613800138000" not in summary
+    assert "DBAPIError" in summary
+    assert "SQLSTATE 22021" in summary
+    assert failure_summary(ValueError("note: call +8613800138000")) == "ValueError"

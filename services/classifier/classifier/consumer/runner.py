@@ -37,6 +37,17 @@ def is_transient(exc: BaseException) -> bool:
     return is_unavailable(exc)
 
 
+def failure_summary(exc: BaseException) -> str:
+    """What failed, for the DLQ header: exception types and SQLSTATE only. The message
+    is left out: SQLAlchemy's carries the statement's parameters (identities, notes)."""
+    names = [type(exc).__name__]
+    orig = getattr(exc, "orig", None)
+    if orig is not None:
+        names.append(type(orig).__name__)
+    code = sqlstate(exc)
+    return " / ".join(names) + (f" (SQLSTATE {code})" if code else "")
+
+
 def is_fatal(exc: BaseException) -> bool:
     """Errors no event causes (a missing table or column, out of memory): stop the
     worker and let the supervisor restart it, rather than dead-letter good events."""
@@ -158,7 +169,7 @@ class ActivityConsumer:
                 if items:
                     await self._dead_letter(
                         records[0],
-                        PoisonMessage("processing_failed", f"{type(exc).__name__}: {exc}"),
+                        PoisonMessage("processing_failed", failure_summary(exc)),
                     )
                 return BatchResult(0, 0, [])
             log.warning(
