@@ -123,6 +123,19 @@ BATCH_OPENAPI: dict[str, Any] = {
 }
 
 
+def _item_errors(rejected: list[Rejected]) -> list[FieldError]:
+    """Every rejected item's errors, each field prefixed with the item's index."""
+    return [
+        FieldError(
+            field=f"[{r.index}].{e.field}",
+            location=f"body[{r.index}].{e.field}",
+            message=e.message,
+        )
+        for r in rejected
+        for e in r.errors
+    ]
+
+
 class NoValidItems(IngestError):
     status = 422
     slug = "validation-error"
@@ -159,27 +172,12 @@ async def accept_batch(
     if not envelopes and conflicts and len(conflicts) == len(rejected):
         raise ConflictingResend(
             "every item was accepted before with another payload under its id and revision",
-            errors=[
-                FieldError(
-                    field=f"[{r.index}].{e.field}",
-                    location=f"body[{r.index}].{e.field}",
-                    message=e.message,
-                )
-                for r in rejected
-                for e in r.errors
-            ],
+            errors=_item_errors(rejected),
         )
     if not envelopes:
-        errors = [
-            FieldError(
-                field=f"[{r.index}].{e.field}",
-                location=f"body[{r.index}].{e.field}",
-                message=e.message,
-            )
-            for r in rejected
-            for e in r.errors
-        ]
-        raise NoValidItems(f"none of the {len(items)} items is valid", errors=errors)
+        raise NoValidItems(
+            f"none of the {len(items)} items is valid", errors=_item_errors(rejected)
+        )
     await gate.publish(publisher, envelopes)
     if len(rejected) > len(conflicts):
         REJECTS.labels(reason="invalid-item").inc(len(rejected) - len(conflicts))

@@ -32,11 +32,6 @@ from classifier.processing.batch import BatchProcessor, BatchResult, Delivery
 log = logging.getLogger(__name__)
 
 
-def is_transient(exc: BaseException) -> bool:
-    """A database outage, timeout, deadlock or serialization failure: retry the batch."""
-    return is_unavailable(exc)
-
-
 def failure_summary(exc: BaseException) -> str:
     """What failed, for the DLQ header: exception types and SQLSTATE only. The message
     is left out: SQLAlchemy's carries the statement's parameters (identities, notes)."""
@@ -197,7 +192,7 @@ class ActivityConsumer:
             try:
                 return await self._processor.process(items)
             except Exception as exc:
-                if not is_transient(exc):
+                if not is_unavailable(exc):  # outage, timeout, deadlock: retry
                     raise
                 DB_RETRIES.inc()
                 wait = random.uniform(delay / 2, delay)
