@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from classifier.engine.conditions import EvalContext
@@ -31,10 +31,20 @@ class Override:
 
 @dataclass(slots=True)
 class ClassResult:
+    """One dimension's class; the explanation text is built only when read."""
+
     dimension: str
     cls: str
     rule: str
-    explanation: dict[str, Any]
+    checks: list[dict[str, Any]]
+    _explain: Callable[[], dict[str, Any]] = field(repr=False, compare=False)
+    _explanation: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def explanation(self) -> dict[str, Any]:
+        if self._explanation is None:
+            self._explanation = self._explain()
+        return self._explanation
 
 
 @dataclass(slots=True)
@@ -43,6 +53,8 @@ class Evaluation:
     next_review_at: int | None
     _ctx: EvalContext
     _stored: tuple[str, ...]
+    # Per evaluated dimension: the next instant its class may change (None: never).
+    flips: dict[str, int | None] = field(default_factory=dict)
     _features: dict[str, Any] | None = None
 
     @property
@@ -62,11 +74,14 @@ class Evaluation:
 class _Candidate:
     cls: str
     rule: str
-    summary: str
+    summary: str | Callable[[], str]  # a callable is called only if an explanation is built
     checks: list[dict[str, Any]]
     flip: int | None
     allow_backward: bool = False
     label: str | None = None
+
+    def text(self) -> str:
+        return self.summary if isinstance(self.summary, str) else self.summary()
 
 
 def _earliest(*flips: int | None) -> int | None:
@@ -85,11 +100,12 @@ def _by_rules(dim: CompiledDimension, ctx: EvalContext) -> _Candidate:
         # Any rule before the match, and the match itself, can change the outcome.
         flip = _earliest(flip, rule.when.next_flip(ctx))
         if rule.when.test(ctx):
+            when = rule.when
             return _Candidate(
                 rule.cls,
                 rule.name,
-                rule.when.describe(ctx),
-                rule.when.checks(ctx),
+                lambda: when.describe(ctx),
+                when.checks(ctx),
                 flip,
                 rule.allow_backward,
                 rule.label,
@@ -253,7 +269,8 @@ def evaluate_dimension(
             "checks": [],
             "expires_at": override.expires_at,
         }
-        return ClassResult(dim.name, override.cls, "override", explanation), override.expires_at
+        result = ClassResult(dim.name, override.cls, "override", [], lambda: explanation)
+        return result, override.expires_at
     cand = _candidate(dim, ctx, prior, cutoffs or {})
     flip = cand.flip
     kept_by = None
@@ -270,20 +287,27 @@ def evaluate_dimension(
             kept_by = "min_dwell"
             flip = _earliest(flip, prior.since + int(dim.spec.min_dwell_days * DAY))
     cls = prior.cls if kept_by and prior is not None else cand.cls
-    explanation = {
-        "kind": dim.kind,
-        "rule": cand.rule,
-        "summary": cand.summary,
-        "checks": cand.checks,
-        "features": {c["feature"]: c["actual"] for c in cand.checks},
-    }
-    if cand.label:
-        explanation["label"] = cand.label
-    if kept_by:
-        explanation["kept_by"] = kept_by
-        explanation["would_be"] = cand.cls
-        explanation["summary"] = f"stays {cls} ({kept_by}); rules say {cand.cls}: {cand.summary}"
-    return ClassResult(dim.name, cls, kept_by if kept_by else cand.rule, explanation), flip
+
+    def explain() -> dict[str, Any]:
+        explanation = {
+            "kind": dim.kind,
+            "rule": cand.rule,
+            "summary": cand.text(),
+            "checks": cand.checks,
+            "features": {c["feature"]: c["actual"] for c in cand.checks},
+        }
+        if cand.label:
+            explanation["label"] = cand.label
+        if kept_by:
+            explanation["kept_by"] = kept_by
+            explanation["would_be"] = cand.cls
+            explanation["summary"] = (
+                f"stays {cls} ({kept_by}); rules say {cand.cls}: {explanation['summary']}"
+            )
+        return explanation
+
+    rule = kept_by if kept_by else cand.rule
+    return ClassResult(dim.name, cls, rule, cand.checks, explain), flip
 
 
 def evaluate(
@@ -294,18 +318,28 @@ def evaluate(
     previous: Mapping[str, PriorClass] | None = None,
     overrides: Mapping[str, Override] | None = None,
     cutoffs: Mapping[str, Mapping[str, float]] | None = None,
+    only: Iterable[str] | None = None,
 ) -> Evaluation:
-    """Classify one customer in every dimension at `now` (epoch µs)."""
+    """Classify one customer at `now` (epoch µs), in every dimension or `only` these."""
     ctx = EvalContext(facts, now, scheme.features)
     previous = previous or {}
     overrides = overrides or {}
     classes: dict[str, ClassResult] = {}
+    flips: dict[str, int | None] = {}
     review: int | None = None
-    for name, dim in scheme.dimensions.items():
+    for name in scheme.dimensions if only is None else only:
         result, flip = evaluate_dimension(
-            dim, ctx, prior=previous.get(name), override=overrides.get(name), cutoffs=cutoffs
+            scheme.dimensions[name],
+            ctx,
+            prior=previous.get(name),
+            override=overrides.get(name),
+            cutoffs=cutoffs,
         )
         classes[name] = result
-        if flip is not None and flip > now and (review is None or flip < review):
-            review = flip
-    return Evaluation(classes, review, ctx, scheme.stored_features)
+        if flip is not None and flip > now:
+            flips[name] = flip
+            if review is None or flip < review:
+                review = flip
+        else:
+            flips[name] = None
+    return Evaluation(classes, review, ctx, scheme.stored_features, flips)

@@ -1,16 +1,27 @@
-"""A customer's facts, and folding activity events into them. Pure: no I/O.
+"""A customer's facts, and folding facts into them. Pure: no I/O.
 
 Facts are what we know happened (orders with refunds and cancellations, calls,
 CRM profile and deal stage, salespeople's direct channels to the customer such
-as WeCom contacts, and CRM follow-ups). They are stored as a JSON document per customer
-(`to_doc` / `from_doc`), so a batch loads and saves each customer in one row.
-A refund or cancellation that arrives before its order is kept on a
-placeholder order and applied once the order arrives, so arrival order does
-not change the result.
+as WeCom contacts, and CRM follow-ups). Every activity event becomes one `Fact`
+(`fact_of`): a small record of what the engine needs, which the worker appends
+to the facts log and folds into the customer's state (`CustomerFacts.apply`).
+Folding is idempotent and independent of arrival order: a refund or
+cancellation that arrives before its order is kept on a placeholder order and
+applied once the order arrives.
+
+The state stays small: detail is kept only for facts inside the scheme's
+longest window (the horizon); older orders, refunds, calls and touch points are
+folded into `Past`, a fixed-size summary (counts, sums, first/last instants,
+decayed points). A fact that would have to change the summary (a backdated
+order, a refund of a summarised order, a scheme whose points differ) is not
+folded incrementally: `needs_rebuild` says so and the worker rebuilds the
+customer from the facts log instead.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,14 +38,40 @@ from eventschemas.events import (
     OrderRefunded,
 )
 
-DOC_VERSION = 1
+DOC_VERSION = 2
 INTENT_LEVELS = {"none": 0, "low": 1, "medium": 2, "high": 3}
 # State of a salesperson's channel to the customer: open, or who closed it.
 LINK_OPEN = "open"
-
+DAY_US = 86_400_000_000
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROS = timedelta(microseconds=1)
+
+# Fact kinds: the facts log's `kind` column.
+ORDER = "order"
+REFUND = "refund"
+CANCEL = "cancel"
+CALL = "call"
+CONTACT = "contact"
+DEAL = "deal"
+RELATIONSHIP = "relationship"
+TOUCH = "touch"
+FACT_KINDS = (ORDER, REFUND, CANCEL, CALL, CONTACT, DEAL, RELATIONSHIP, TOUCH)
+
+# What a fact of each kind can change, for the scheme's dependency graph
+# (features declare the aspects they read). "first_seen" is added when a fact
+# moves the customer's first-seen instant.
+ASPECTS: dict[str, frozenset[str]] = {
+    ORDER: frozenset({"orders"}),
+    REFUND: frozenset({"orders", "refunds"}),
+    CANCEL: frozenset({"orders"}),
+    CALL: frozenset({"calls"}),
+    CONTACT: frozenset({"contact"}),
+    DEAL: frozenset({"deal"}),
+    RELATIONSHIP: frozenset({"links", "touches"}),
+    TOUCH: frozenset({"touches"}),
+}
+ALL_ASPECTS = frozenset().union(*ASPECTS.values()) | {"first_seen"}
 
 
 def to_micros(moment: datetime) -> int:
@@ -44,6 +81,66 @@ def to_micros(moment: datetime) -> int:
 
 def from_micros(us: int) -> datetime:
     return EPOCH + timedelta(microseconds=us)
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """One thing that happened to a customer, as the engine needs it.
+
+    `key` names the entity (order, refund, call, touch point id); `at` is its
+    business instant and `seen` the event's instant (epoch µs). `body` holds
+    the rest in short keys; it is what the facts log stores (no call notes,
+    no names or contact details).
+    """
+
+    kind: str
+    key: str
+    at: int
+    seen: int
+    body: dict[str, Any]
+
+
+def fact_of(event: ActivityEvent) -> Fact:
+    """The fact an activity event records."""
+    seen = to_micros(event.occurred_at())
+    match event:
+        case OrderPlaced():
+            body = {
+                "a": float(event.amount_base),
+                "s": event.status.value,
+                "r": event.revision,
+            }
+            return Fact(ORDER, event.order_id, to_micros(event.placed_at), seen, body)
+        case OrderRefunded():
+            body = {"o": event.order_id, "a": float(event.amount_base)}
+            return Fact(REFUND, event.refund_id, to_micros(event.refunded_at), seen, body)
+        case OrderCancelled():
+            return Fact(CANCEL, event.order_id, seen, seen, {})
+        case CallLogged():
+            body = {
+                "o": event.outcome.value,
+                "i": INTENT_LEVELS[event.intent.value] if event.intent else None,
+                "d": event.duration_seconds,
+                "w": event.direction,
+            }
+            return Fact(CALL, event.call_id, to_micros(event.started_at), seen, body)
+        case CrmContactUpdated():
+            body = {"attrs": dict(event.attributes), "tags": event.tags}
+            return Fact(CONTACT, "", to_micros(event.updated_at), seen, body)
+        case CrmDealStageChanged():
+            return Fact(DEAL, "", to_micros(event.changed_at), seen, {"stage": event.stage})
+        case CrmRelationshipChanged():
+            body = {"ch": event.channel, "own": event.owner_id, "chg": event.change.value}
+            return Fact(RELATIONSHIP, "", to_micros(event.changed_at), seen, body)
+        case CrmTouchpointLogged():
+            body = {"kind": event.kind or event.channel}
+            key = f"{event.channel}:{event.touchpoint_id}"
+            return Fact(TOUCH, key, to_micros(event.touched_at), seen, body)
+    raise TypeError(f"no fact for {type(event).__name__}")
+
+
+def _opens(change: str) -> bool:
+    return change in ("added", "edited")
 
 
 @dataclass(slots=True)
@@ -92,8 +189,84 @@ class TouchFact:
 
 
 @dataclass(slots=True)
+class PointsSpec:
+    """A points score's definition, as compaction needs it."""
+
+    points: Mapping[str, float]
+    half_life_days: float
+
+    def of(self, kind: str, detail: str | None = None) -> float | None:
+        """Points for a fact: `order`, `refund`, `call[.outcome]`, `touch[.kind]`."""
+        pts = self.points
+        if detail is not None and f"{kind}.{detail}" in pts:
+            return pts[f"{kind}.{detail}"]
+        return pts.get(kind)
+
+    def decay(self, dt_us: int) -> float:
+        return float(2.0 ** (-dt_us / (self.half_life_days * DAY_US)))
+
+
+@dataclass(slots=True)
+class Past:
+    """Summary of the facts before `until`, whose detail is no longer kept.
+
+    Fixed size whatever the history's length. `spec` names the points
+    definitions it was built for; a scheme with others needs a rebuild.
+    """
+
+    until: int
+    spec: str = ""
+    orders: int = 0  # summarised orders of any state
+    purchases: int = 0
+    gross: float = 0.0
+    first: int | None = None
+    last: int | None = None
+    gap_sq_days: float = 0.0  # sum of squared gaps between consecutive purchases (days²)
+    refunded: float = 0.0
+    calls: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    max_intent: int | None = None
+    last_call: tuple[int, str, str] | None = None  # (at, call id, outcome)
+    touches: int = 0
+    last_touch: int | None = None
+    points: dict[str, float] = field(default_factory=dict)  # name -> value at `until`
+
+    def score(self, name: str, spec: PointsSpec, now: int) -> float:
+        value = self.points.get(name, 0.0)
+        return value * spec.decay(now - self.until) if value else 0.0
+
+    def to_doc(self) -> list[Any]:
+        return [
+            self.until,
+            self.spec,
+            self.orders,
+            self.purchases,
+            self.gross,
+            self.first,
+            self.last,
+            self.gap_sq_days,
+            self.refunded,
+            self.calls,
+            self.outcomes,
+            self.max_intent,
+            list(self.last_call) if self.last_call else None,
+            self.touches,
+            self.last_touch,
+            self.points,
+        ]
+
+    @classmethod
+    def from_doc(cls, doc: list[Any]) -> Past:
+        past = cls(*doc)
+        if past.last_call is not None:
+            at, cid, outcome = past.last_call
+            past.last_call = (at, cid, outcome)
+        return past
+
+
+@dataclass(slots=True)
 class FactsView:
-    """Time-sorted projections of the facts, built once per change of the facts.
+    """Time-sorted projections of the detailed facts, built once per change.
 
     Features read these instead of re-deriving them, and `memo` keeps
     per-feature derived rows (e.g. filtered, with prefix sums).
@@ -115,7 +288,9 @@ class FactsView:
             (o for o in facts.orders.values() if o.counts),
             key=lambda o: (o.placed_at or 0, o.order_id),
         )
-        refunds = sorted(r for o in facts.orders.values() for r in o.refunds.values())
+        refunds = [r for o in facts.orders.values() for r in o.refunds.values()]
+        refunds.extend((t, a) for t, a, _ in facts.loose_refunds.values())
+        refunds.sort()
         calls = sorted(facts.calls.values(), key=lambda c: (c.started_at, c.call_id))
         touches = sorted(
             (TouchFact(tid, at, kind) for tid, (at, kind) in facts.touches.items()),
@@ -136,7 +311,7 @@ class FactsView:
 
 @dataclass(slots=True)
 class CustomerFacts:
-    """Everything known about one customer, as plain values."""
+    """Everything known about one customer: detail since `past.until`, a summary before."""
 
     customer_id: str
     orders: dict[str, OrderFact] = field(default_factory=dict)
@@ -151,6 +326,9 @@ class CustomerFacts:
     # "<channel>:<salesperson>" -> (LINK_OPEN or the RelationshipChange that closed it, at)
     links: dict[str, tuple[str, int]] = field(default_factory=dict)
     touches: dict[str, tuple[int, str]] = field(default_factory=dict)  # id -> (at, kind)
+    # Refunds (id -> (at, amount, order id)) of orders already summarised in `past`.
+    loose_refunds: dict[str, tuple[int, float, str]] = field(default_factory=dict)
+    past: Past | None = None
     _view: FactsView | None = field(default=None, repr=False, compare=False)
 
     def view(self) -> FactsView:
@@ -159,84 +337,173 @@ class CustomerFacts:
             self._view = FactsView.build(self)
         return self._view
 
-    def _seen(self, ts: int) -> None:
-        if self.first_seen_at is None or ts < self.first_seen_at:
-            self.first_seen_at = ts
+    def needs_rebuild(self, fact: Fact) -> bool:
+        """True when folding `fact` would have to change the summary of the past."""
+        past = self.past
+        if past is None:
+            return False
+        kind = fact.kind
+        if kind in (ORDER, REFUND, CALL, TOUCH) and fact.at < past.until:
+            return True
+        if kind == RELATIONSHIP and _opens(fact.body["chg"]) and fact.at < past.until:
+            return True
+        if kind in (REFUND, CANCEL) and past.orders:
+            order_id = fact.body["o"] if kind == REFUND else fact.key
+            return order_id not in self.orders  # maybe a summarised order
+        return False
 
-    def apply(self, event: ActivityEvent) -> None:
-        """Fold one event into the facts; applying the same event twice is harmless."""
+    def apply(self, event: ActivityEvent) -> frozenset[str]:
+        """Fold one event into the facts (see `apply_fact`)."""
+        return self.apply_fact(fact_of(event))
+
+    def apply_fact(self, fact: Fact) -> frozenset[str]:
+        """Fold one fact in; applying the same fact twice is harmless.
+
+        Returns the aspects that may have changed (see ASPECTS). The caller
+        checks `needs_rebuild` first.
+        """
         self._view = None
-        self._seen(to_micros(event.occurred_at()))
-        match event:
-            case OrderPlaced():
-                order = self.orders.setdefault(event.order_id, OrderFact(event.order_id))
-                if event.revision >= order.revision:
-                    order.placed_at = to_micros(event.placed_at)
-                    order.amount = float(event.amount_base)
-                    order.status = event.status.value
-                    order.revision = event.revision
-                    if event.status.value == "cancelled":
-                        order.cancelled = True
-            case OrderRefunded():
-                order = self.orders.setdefault(event.order_id, OrderFact(event.order_id))
-                order.refunds[event.refund_id] = (
-                    to_micros(event.refunded_at),
-                    float(event.amount_base),
-                )
-            case OrderCancelled():
-                order = self.orders.setdefault(event.order_id, OrderFact(event.order_id))
-                order.cancelled = True
-            case CallLogged():
-                self.calls[event.call_id] = CallFact(
-                    call_id=event.call_id,
-                    started_at=to_micros(event.started_at),
-                    outcome=event.outcome.value,
-                    intent=INTENT_LEVELS[event.intent.value] if event.intent else None,
-                    duration=event.duration_seconds,
-                    direction=event.direction,
-                )
-            case CrmContactUpdated():
-                # Last write wins by source time, so late CRM updates don't roll back.
-                ts = to_micros(event.updated_at)
-                if ts >= self.attributes_at:
-                    self.attributes.update(event.attributes)
-                    if event.tags is not None:
-                        self.tags = sorted(set(event.tags))
-                    self.attributes_at = ts
-            case CrmDealStageChanged():
-                ts = to_micros(event.changed_at)
-                if event.stage not in self.deal_stages_seen:
-                    self.deal_stages_seen.append(event.stage)
-                if self.deal_stage_at is None or ts >= self.deal_stage_at:
-                    self.deal_stage = event.stage
-                    self.deal_stage_at = ts
-            case CrmRelationshipChanged():
-                self._relationship(event)
-            case CrmTouchpointLogged():
-                self.touches[f"{event.channel}:{event.touchpoint_id}"] = (
-                    to_micros(event.touched_at),
-                    event.kind or event.channel,
-                )
+        aspects = ASPECTS[fact.kind]
+        if self.first_seen_at is None or fact.seen < self.first_seen_at:
+            self.first_seen_at = fact.seen
+            aspects = aspects | {"first_seen"}
+        body = fact.body
+        kind = fact.kind
+        if kind == ORDER:
+            order = self.orders.setdefault(fact.key, OrderFact(fact.key))
+            if body["r"] >= order.revision:
+                order.placed_at = fact.at
+                order.amount = body["a"]
+                order.status = body["s"]
+                order.revision = body["r"]
+                if body["s"] == "cancelled":
+                    order.cancelled = True
+        elif kind == REFUND:
+            order = self.orders.setdefault(body["o"], OrderFact(body["o"]))
+            order.refunds[fact.key] = (fact.at, body["a"])
+        elif kind == CANCEL:
+            self.orders.setdefault(fact.key, OrderFact(fact.key)).cancelled = True
+        elif kind == CALL:
+            self.calls[fact.key] = CallFact(
+                fact.key, fact.at, body["o"], body["i"], body["d"], body["w"]
+            )
+        elif kind == CONTACT:
+            # Last write wins by source time, so late CRM updates don't roll back.
+            if fact.at >= self.attributes_at:
+                self.attributes.update(body["attrs"])
+                if body["tags"] is not None:
+                    self.tags = sorted(set(body["tags"]))
+                self.attributes_at = fact.at
+        elif kind == DEAL:
+            stage = body["stage"]
+            if stage not in self.deal_stages_seen:
+                self.deal_stages_seen.append(stage)
+            if self.deal_stage_at is None or fact.at >= self.deal_stage_at:
+                self.deal_stage = stage
+                self.deal_stage_at = fact.at
+        elif kind == RELATIONSHIP:
+            self._relationship(fact)
+        elif kind == TOUCH:
+            self.touches[fact.key] = (fact.at, body["kind"])
+        return aspects
 
-    def _relationship(self, event: CrmRelationshipChanged) -> None:
+    def _relationship(self, fact: Fact) -> None:
         # The latest change by source time decides whether the channel is open.
-        ts = to_micros(event.changed_at)
-        key = f"{event.channel}:{event.owner_id}"
-        opened = event.change.value in ("added", "edited")
+        ts, change = fact.at, fact.body["chg"]
+        key = f"{fact.body['ch']}:{fact.body['own']}"
         prior = self.links.get(key)
         if prior is None or ts >= prior[1]:
-            self.links[key] = (LINK_OPEN if opened else event.change.value, ts)
-        if opened:
-            self.touches[f"{key}:{event.change.value}@{ts}"] = (
-                ts,
-                f"{event.channel}_{event.change.value}",
-            )
+            self.links[key] = (LINK_OPEN if _opens(change) else change, ts)
+        if _opens(change):
+            self.touches[f"{key}:{change}@{ts}"] = (ts, f"{fact.body['ch']}_{change}")
+
+    # ---- the summary of the past ------------------------------------------
+
+    def oldest_detail(self) -> int | None:
+        """The earliest instant among the facts kept in detail (None if none)."""
+        times = [o.placed_at for o in self.orders.values() if o.placed_at is not None]
+        times += [c.started_at for c in self.calls.values()]
+        times += [at for at, _ in self.touches.values()]
+        times += [at for at, _, _ in self.loose_refunds.values()]
+        return min(times) if times else None
+
+    def compact(self, until: int, spec: str, points: Mapping[str, PointsSpec]) -> None:
+        """Fold the detail of facts before `until` into the summary of the past.
+
+        Windows of the scheme must not reach before `until` at any instant the
+        customer is evaluated again; the caller picks it from the horizon.
+        """
+        past = self.past
+        if past is None:
+            past = self.past = Past(until, spec)
+        elif until <= past.until:
+            return
+        else:
+            for name, ps in points.items():
+                if name in past.points:
+                    past.points[name] *= ps.decay(until - past.until)
+            past.until = until
+        self._view = None
+
+        def add_points(kind: str, detail: str | None, at: int) -> None:
+            for name, ps in points.items():
+                p = ps.of(kind, detail)
+                if p is not None:
+                    past.points[name] = past.points.get(name, 0.0) + p * ps.decay(until - at)
+
+        def add_refund(at: int, amount: float) -> None:
+            past.refunded += amount
+            add_points("refund", None, at)
+
+        old = sorted(
+            (o for o in self.orders.values() if o.placed_at is not None and o.placed_at < until),
+            key=lambda o: (o.placed_at or 0, o.order_id),
+        )
+        for o in old:
+            del self.orders[o.order_id]
+            past.orders += 1
+            if o.counts:
+                at = o.placed_at or 0
+                if past.last is not None:
+                    past.gap_sq_days += ((at - past.last) / DAY_US) ** 2
+                past.first = at if past.first is None else past.first
+                past.last = at
+                past.purchases += 1
+                past.gross += o.amount
+                add_points("order", None, at)
+            for rid, (at, amount) in o.refunds.items():
+                if at < until:
+                    add_refund(at, amount)
+                else:
+                    self.loose_refunds[rid] = (at, amount, o.order_id)
+        for rid, (at, amount, _) in list(self.loose_refunds.items()):
+            if at < until:
+                del self.loose_refunds[rid]
+                add_refund(at, amount)
+        for c in sorted(
+            (c for c in self.calls.values() if c.started_at < until),
+            key=lambda c: (c.started_at, c.call_id),
+        ):
+            del self.calls[c.call_id]
+            past.calls += 1
+            past.outcomes[c.outcome] = past.outcomes.get(c.outcome, 0) + 1
+            if c.intent is not None and (past.max_intent is None or c.intent > past.max_intent):
+                past.max_intent = c.intent
+            past.last_call = (c.started_at, c.call_id, c.outcome)
+            add_points("call", c.outcome, c.started_at)
+        for tid, (at, kind) in sorted(self.touches.items(), key=lambda kv: (kv[1][0], kv[0])):
+            if at >= until:
+                continue
+            del self.touches[tid]
+            past.touches += 1
+            past.last_touch = at
+            add_points("touch", kind, at)
 
     # ---- storage document ------------------------------------------------
 
     def to_doc(self) -> dict[str, Any]:
         """Serialise to the JSON document stored per customer."""
-        return {
+        doc: dict[str, Any] = {
             "v": DOC_VERSION,
             "orders": {
                 o.order_id: [
@@ -261,6 +528,11 @@ class CustomerFacts:
             "links": {k: list(v) for k, v in self.links.items()},
             "touches": {k: list(v) for k, v in self.touches.items()},
         }
+        if self.loose_refunds:
+            doc["loose_refunds"] = {k: list(v) for k, v in self.loose_refunds.items()}
+        if self.past is not None:
+            doc["past"] = self.past.to_doc()
+        return doc
 
     @classmethod
     def from_doc(cls, customer_id: str, doc: dict[str, Any] | None) -> CustomerFacts:
@@ -285,13 +557,29 @@ class CustomerFacts:
         facts.tags = doc["tags"]
         facts.deal_stage, facts.deal_stage_at, facts.deal_stages_seen = doc["deal"]
         facts.first_seen_at = doc["first_seen_at"]
-        # Documents written before relationships and touch points existed lack these keys.
+        # Version 1 documents may lack relationships and touch points, and have no past.
         facts.links = {k: (v[0], v[1]) for k, v in doc.get("links", {}).items()}
         facts.touches = {k: (v[0], v[1]) for k, v in doc.get("touches", {}).items()}
+        facts.loose_refunds = {
+            k: (v[0], v[1], v[2]) for k, v in doc.get("loose_refunds", {}).items()
+        }
+        if "past" in doc:
+            facts.past = Past.from_doc(doc["past"])
         return facts
 
-    # ---- derived views used by features and aggregates -------------------
 
-    def purchases(self) -> list[OrderFact]:
-        """Orders that count as purchases, oldest first."""
-        return sorted((o for o in self.orders.values() if o.counts), key=lambda o: o.placed_at or 0)
+def rebuild(customer_id: str, facts: Iterable[Fact]) -> CustomerFacts:
+    """Fold facts (in their arrival order) into a fresh customer, with full detail."""
+    state = CustomerFacts(customer_id)
+    for fact in facts:
+        state.apply_fact(fact)
+    return state
+
+
+def points_spec_key(points: Mapping[str, PointsSpec]) -> str:
+    """A stable name for a set of points definitions (see Past.spec)."""
+    parts = [
+        f"{name}:{spec.half_life_days!r}:{sorted(spec.points.items())!r}"
+        for name, spec in sorted(points.items())
+    ]
+    return hashlib.sha1("|".join(parts).encode(), usedforsecurity=False).hexdigest()[:12]

@@ -17,20 +17,20 @@ All instants are integer epoch microseconds, so boundaries are exact.
 
 from __future__ import annotations
 
-import itertools
 import math
-import statistics
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from classifier.engine.facts import (
+    ALL_ASPECTS,
     LINK_OPEN,
     CallFact,
     CustomerFacts,
     FactsView,
     OrderFact,
+    PointsSpec,
     TouchFact,
     from_micros,
 )
@@ -51,6 +51,9 @@ class Feature:
     description: str
     # False when next_flip is where the value itself next changes, whatever the test.
     flip_depends_on_test: bool = True
+    # The aspects of the facts it reads (see facts.ASPECTS): a fact that changes
+    # none of them leaves the value as it was.
+    reads: frozenset[str] = ALL_ASPECTS
 
     def value(self, facts: CustomerFacts, now: int) -> Any:
         raise NotImplementedError
@@ -67,6 +70,7 @@ class StaticFeature(Feature):
     name: str
     compute: Callable[[CustomerFacts], Any]
     description: str = ""
+    reads: frozenset[str] = ALL_ASPECTS
 
     def value(self, facts: CustomerFacts, now: int) -> Any:
         return self.compute(facts)
@@ -79,6 +83,7 @@ class AgeFeature(Feature):
     name: str
     anchor: Callable[[CustomerFacts], int | None]
     description: str = ""
+    reads: frozenset[str] = ALL_ASPECTS
 
     def value(self, facts: CustomerFacts, now: int) -> int | None:
         at = self.anchor(facts)
@@ -172,6 +177,12 @@ SOURCES: dict[str, dict[str, Any]] = {
     "touchpoints": TOUCH_FIELDS,
 }
 AGGREGATES = ("count", "sum", "avg", "min", "max", "distinct", "first_days_ago", "last_days_ago")
+SOURCE_READS: dict[str, frozenset[str]] = {
+    "orders": frozenset({"orders"}),
+    "refunds": frozenset({"refunds"}),
+    "calls": frozenset({"calls"}),
+    "touchpoints": frozenset({"touches"}),
+}
 
 
 @dataclass(slots=True)
@@ -189,6 +200,10 @@ class WindowFeature(Feature):
     @property
     def flip_depends_on_test(self) -> bool:  # type: ignore[override]
         return self.agg in ("first_days_ago", "last_days_ago")
+
+    @property
+    def reads(self) -> frozenset[str]:  # type: ignore[override]
+        return SOURCE_READS[self.source]
 
     def _rows(self, facts: CustomerFacts) -> tuple[list[int], list[Any]]:
         """Sorted times and rows of this feature's source, filtered once per facts."""
@@ -261,6 +276,19 @@ class PointsFeature(Feature):
     half_life_days: float
     description: str = ""
 
+    @property
+    def reads(self) -> frozenset[str]:  # type: ignore[override]
+        kinds = {key.split(".", 1)[0] for key in self.points}
+        return frozenset(POINT_READS[k] for k in kinds if k in POINT_READS)
+
+    @property
+    def spec(self) -> PointsSpec:
+        return PointsSpec(self.points, self.half_life_days)
+
+    def _past(self, facts: CustomerFacts, now: int) -> float:
+        past = facts.past
+        return past.score(self.name, self.spec, now) if past is not None else 0.0
+
     def _events(self, facts: CustomerFacts) -> list[tuple[int, float]]:
         view = facts.view()
         key = f"points:{self.name}"
@@ -284,13 +312,14 @@ class PointsFeature(Feature):
         view.memo[key] = out
         return out
 
-    def _score(self, events: list[tuple[int, float]], now: int) -> float:
+    def _score(self, facts: CustomerFacts, events: list[tuple[int, float]], now: int) -> float:
         h = self.half_life_days * DAY
         # Not rounded: decisions and the crossing search must see the same value.
-        return float(sum(p * 2.0 ** (-(now - t) / h) for t, p in events if t <= now))
+        recent = sum(p * 2.0 ** (-(now - t) / h) for t, p in events if t <= now)
+        return float(self._past(facts, now) + recent)
 
     def value(self, facts: CustomerFacts, now: int) -> float:
-        return self._score(self._events(facts), now)
+        return self._score(facts, self._events(facts), now)
 
     def next_flip(
         self, facts: CustomerFacts, now: int, truth: Truth, operands: Sequence[Any]
@@ -298,7 +327,7 @@ class PointsFeature(Feature):
         events = self._events(facts)
         future = [t for t, _ in events if t > now]
         horizon = min(future) if future else None
-        s0 = self._score(events, now)
+        s0 = self._score(facts, events, now)
         now_truth = truth(s0)
         best = horizon
         h = self.half_life_days * DAY
@@ -314,11 +343,11 @@ class PointsFeature(Feature):
             # The score is rounded and floats wobble: find the exact first
             # differing microsecond near the analytic crossing.
             lo, hi = max(now, guess - 2000), guess + 2000
-            if truth(self._score(events, hi)) == now_truth:
+            if truth(self._score(facts, events, hi)) == now_truth:
                 continue
             while hi - lo > 1:
                 mid = (lo + hi) // 2
-                if truth(self._score(events, mid)) == now_truth:
+                if truth(self._score(facts, events, mid)) == now_truth:
                     lo = mid
                 else:
                     hi = mid
@@ -326,7 +355,12 @@ class PointsFeature(Feature):
         return best
 
 
+POINT_READS = {"order": "orders", "refund": "refunds", "call": "calls", "touch": "touches"}
+
+
 # ---- the built-in catalogue ------------------------------------------------
+#
+# Lifetime figures add the summary of the past (facts.Past) to the detail.
 
 
 def _memo(f: CustomerFacts, key: str, compute: Callable[[FactsView], Any]) -> Any:
@@ -341,22 +375,31 @@ def _memo(f: CustomerFacts, key: str, compute: Callable[[FactsView], Any]) -> An
 
 def _last_purchase(f: CustomerFacts) -> int | None:
     times = f.view().purchase_times
-    return times[-1] if times else None
+    if times:
+        return times[-1]
+    return f.past.last if f.past is not None else None
 
 
 def _first_purchase(f: CustomerFacts) -> int | None:
+    if f.past is not None and f.past.first is not None:
+        return f.past.first
     times = f.view().purchase_times
     return times[0] if times else None
 
 
 def _last_call(f: CustomerFacts) -> int | None:
     times = f.view().call_times
-    return times[-1] if times else None
+    if times:
+        return times[-1]
+    past = f.past
+    return past.last_call[0] if past is not None and past.last_call is not None else None
 
 
 def _last_touch(f: CustomerFacts) -> int | None:
     times = f.view().touch_times
-    return times[-1] if times else None
+    if times:
+        return times[-1]
+    return f.past.last_touch if f.past is not None else None
 
 
 def _links_in(state: str) -> Callable[[CustomerFacts], int]:
@@ -364,11 +407,13 @@ def _links_in(state: str) -> Callable[[CustomerFacts], int]:
 
 
 def _gross(f: CustomerFacts) -> float:
-    return float(_memo(f, "gross", lambda v: round(sum(o.amount for o in v.purchases), 4)))
+    past = f.past.gross if f.past is not None else 0.0
+    return float(_memo(f, "gross", lambda v: round(past + sum(o.amount for o in v.purchases), 4)))
 
 
 def _refunded(f: CustomerFacts) -> float:
-    return float(_memo(f, "refunded", lambda v: round(sum(v.refund_amounts), 4)))
+    past = f.past.refunded if f.past is not None else 0.0
+    return float(_memo(f, "refunded", lambda v: round(past + sum(v.refund_amounts), 4)))
 
 
 def _net(f: CustomerFacts) -> float:
@@ -382,22 +427,45 @@ def _contribution(f: CustomerFacts) -> float:
     return round(_net(f) - cost, 4)
 
 
-def _interval_days(f: CustomerFacts) -> list[float]:
-    times = f.view().purchase_times
-    return [(b - a) / DAY for a, b in itertools.pairwise(times)]
+def _interval_stats(f: CustomerFacts) -> tuple[int, float, float]:
+    """(gaps, sum of gaps, sum of squared gaps) between consecutive purchases, in days."""
+
+    def compute(view: FactsView) -> tuple[int, float, float]:
+        times = view.purchase_times
+        past = f.past
+        sq = past.gap_sq_days if past is not None else 0.0
+        first = past.first if past is not None and past.first is not None else None
+        prev = past.last if past is not None else None
+        n = past.purchases - 1 if past is not None and past.purchases else 0
+        for t in times:
+            if prev is not None:
+                sq += ((t - prev) / DAY) ** 2
+                n += 1
+            else:
+                first = t
+            prev = t
+        total = (prev - first) / DAY if prev is not None and first is not None else 0.0
+        return n, total, sq
+
+    return _memo(f, "intervals", compute)  # type: ignore[no-any-return]
 
 
 def _interval_cv(f: CustomerFacts) -> float | None:
-    gaps = _interval_days(f)
-    if len(gaps) < 2:
+    n, total, sq = _interval_stats(f)
+    if n < 2:
         return None
-    mean = statistics.fmean(gaps)
-    return round(statistics.pstdev(gaps) / mean, 4) if mean > 0 else 0.0
+    mean = total / n
+    if mean <= 0:
+        return 0.0
+    return round(math.sqrt(max(sq / n - mean * mean, 0.0)) / mean, 4)
 
 
 def _last_outcome(f: CustomerFacts) -> str | None:
     calls = f.view().calls
-    return calls[-1].outcome if calls else None
+    if calls:
+        return calls[-1].outcome
+    past = f.past
+    return past.last_call[2] if past is not None and past.last_call is not None else None
 
 
 def _attr(key: str) -> Callable[[CustomerFacts], Any]:
@@ -405,7 +473,7 @@ def _attr(key: str) -> Callable[[CustomerFacts], Any]:
 
 
 def _count_orders(f: CustomerFacts) -> int:
-    return len(f.view().purchase_times)
+    return len(f.view().purchase_times) + (f.past.purchases if f.past is not None else 0)
 
 
 def _aov(f: CustomerFacts) -> float | None:
@@ -422,16 +490,32 @@ def _refund_ratio(f: CustomerFacts) -> float:
 
 
 def _avg_interval(f: CustomerFacts) -> float | None:
-    gaps = _interval_days(f)
-    return round(statistics.fmean(gaps), 2) if gaps else None
+    n, total, _ = _interval_stats(f)
+    return round(total / n, 2) if n else None
 
 
 def _max_intent(f: CustomerFacts) -> int | None:
-    return max((c.intent for c in f.calls.values() if c.intent is not None), default=None)
+    past = f.past.max_intent if f.past is not None else None
+    recent = max((c.intent for c in f.calls.values() if c.intent is not None), default=None)
+    if past is None or recent is None:
+        return recent if past is None else past
+    return max(past, recent)
 
 
 def _count_calls(outcomes: frozenset[str]) -> Callable[[CustomerFacts], int]:
-    return lambda f: sum(1 for c in f.view().calls if c.outcome in outcomes)
+    def count(f: CustomerFacts) -> int:
+        past = sum(f.past.outcomes.get(o, 0) for o in outcomes) if f.past is not None else 0
+        return past + sum(1 for c in f.view().calls if c.outcome in outcomes)
+
+    return count
+
+
+def _call_count(f: CustomerFacts) -> int:
+    return len(f.calls) + (f.past.calls if f.past is not None else 0)
+
+
+def _touch_count(f: CustomerFacts) -> int:
+    return len(f.touches) + (f.past.touches if f.past is not None else 0)
 
 
 def aggregates(f: CustomerFacts) -> dict[str, Any]:
@@ -440,85 +524,127 @@ def aggregates(f: CustomerFacts) -> dict[str, Any]:
     The same definitions as the features of the same names, so the API's
     aggregates and an explanation's values never disagree.
     """
-    view = f.view()
+    first, last, last_call = _first_purchase(f), _last_purchase(f), _last_call(f)
     return {
         "order_count": _count_orders(f),
         "gross_revenue": _gross(f),
         "refunded_amount": _refunded(f),
         "net_revenue": _net(f),
-        "first_order_at": from_micros(view.purchase_times[0]) if view.purchase_times else None,
-        "last_order_at": from_micros(view.purchase_times[-1]) if view.purchase_times else None,
-        "call_count": len(view.calls),
-        "last_call_at": from_micros(view.call_times[-1]) if view.call_times else None,
+        "first_order_at": from_micros(first) if first is not None else None,
+        "last_order_at": from_micros(last) if last is not None else None,
+        "call_count": _call_count(f),
+        "last_call_at": from_micros(last_call) if last_call is not None else None,
     }
 
+
+def _reads(*aspects: str) -> frozenset[str]:
+    return frozenset(aspects)
+
+
+ORDERS = _reads("orders")
+MONEY = _reads("orders", "refunds")
+CALLS = _reads("calls")
+CONTACT = _reads("contact")
 
 BUILTINS: dict[str, Feature] = {
     feature.name: feature
     for feature in [
-        StaticFeature("order_count", _count_orders, "purchases (placed, not cancelled), lifetime"),
-        StaticFeature("gross_revenue", _gross, "purchase amounts, lifetime, base currency"),
-        StaticFeature("refunded_amount", _refunded, "refunds, lifetime"),
-        StaticFeature("net_revenue", _net, "gross revenue minus refunds (can be negative)"),
         StaticFeature(
-            "contribution", _contribution, "net revenue minus CRM service cost (profit proxy)"
+            "order_count", _count_orders, "purchases (placed, not cancelled), lifetime", ORDERS
         ),
-        StaticFeature("refund_ratio", _refund_ratio, "refunded / gross revenue"),
-        StaticFeature("avg_order_value", _aov, "net revenue / purchases"),
-        StaticFeature("avg_purchase_interval_days", _avg_interval, "mean days between purchases"),
+        StaticFeature("gross_revenue", _gross, "purchase amounts, lifetime, base currency", ORDERS),
+        StaticFeature("refunded_amount", _refunded, "refunds, lifetime", MONEY),
+        StaticFeature("net_revenue", _net, "gross revenue minus refunds (can be negative)", MONEY),
+        StaticFeature(
+            "contribution",
+            _contribution,
+            "net revenue minus CRM service cost (profit proxy)",
+            MONEY | CONTACT,
+        ),
+        StaticFeature("refund_ratio", _refund_ratio, "refunded / gross revenue", MONEY),
+        StaticFeature("avg_order_value", _aov, "net revenue / purchases", MONEY),
+        StaticFeature(
+            "avg_purchase_interval_days", _avg_interval, "mean days between purchases", ORDERS
+        ),
         StaticFeature(
             "purchase_interval_cv",
             _interval_cv,
             "regularity: std/mean of days between purchases (lower = more regular)",
+            ORDERS,
         ),
-        AgeFeature("recency_days", _last_purchase, "whole days since the last purchase"),
-        AgeFeature("tenure_days", _first_purchase, "whole days since the first purchase"),
-        AgeFeature("customer_age_days", lambda f: f.first_seen_at, "days since first seen"),
-        StaticFeature("call_count", lambda f: len(f.calls), "calls, lifetime"),
+        AgeFeature("recency_days", _last_purchase, "whole days since the last purchase", ORDERS),
+        AgeFeature("tenure_days", _first_purchase, "whole days since the first purchase", ORDERS),
+        AgeFeature(
+            "customer_age_days",
+            lambda f: f.first_seen_at,
+            "days since first seen",
+            _reads("first_seen"),
+        ),
+        StaticFeature("call_count", _call_count, "calls, lifetime", CALLS),
         StaticFeature(
             "connected_calls",
             _count_calls(CONNECTED_OUTCOMES),
             "calls that reached the customer, lifetime",
+            CALLS,
         ),
         StaticFeature(
             "interested_calls",
             _count_calls(INTERESTED_OUTCOMES),
             "calls with outcome interested, callback_requested or deal_closed",
+            CALLS,
         ),
-        StaticFeature("last_call_outcome", _last_outcome, "outcome of the latest call"),
-        StaticFeature("max_intent", _max_intent, "highest intent seen: 0 none .. 3 high"),
-        AgeFeature("days_since_contact", _last_call, "whole days since the last call"),
-        StaticFeature("deal_stage", lambda f: f.deal_stage, "latest CRM deal stage"),
+        StaticFeature("last_call_outcome", _last_outcome, "outcome of the latest call", CALLS),
+        StaticFeature("max_intent", _max_intent, "highest intent seen: 0 none .. 3 high", CALLS),
+        AgeFeature("days_since_contact", _last_call, "whole days since the last call", CALLS),
+        StaticFeature(
+            "deal_stage", lambda f: f.deal_stage, "latest CRM deal stage", _reads("deal")
+        ),
         StaticFeature(
             "sales_contacts",
             _links_in(LINK_OPEN),
             "salespeople with an open direct channel to the customer (e.g. added on WeCom)",
+            _reads("links"),
         ),
         StaticFeature(
             "contacts_removed_by_customer",
             _links_in("removed_by_customer"),
             "salespeople the customer removed from their contacts (e.g. deleted on WeCom)",
+            _reads("links"),
         ),
         StaticFeature(
             "contacts_removed_by_us",
             _links_in("removed_by_us"),
             "salespeople who removed the customer from their contacts",
+            _reads("links"),
         ),
         StaticFeature(
             "touchpoint_count",
-            lambda f: len(f.touches),
+            _touch_count,
             "CRM follow-ups and contact-channel touch points, lifetime",
+            _reads("touches"),
         ),
-        AgeFeature("days_since_touchpoint", _last_touch, "whole days since the last touch point"),
-        StaticFeature("deal_stages_seen", lambda f: list(f.deal_stages_seen), "all deal stages"),
-        StaticFeature("tags", lambda f: list(f.tags), "CRM tags"),
-        StaticFeature("industry", _attr("industry"), "CRM industry code or name"),
-        StaticFeature("employee_count", _attr("employee_count"), "CRM employee count"),
-        StaticFeature("annual_revenue", _attr("annual_revenue"), "CRM annual revenue"),
-        StaticFeature("region", _attr("region"), "CRM region"),
-        StaticFeature("need_type", _attr("need_type"), "CRM/survey need type"),
-        StaticFeature("satisfaction", _attr("satisfaction"), "latest satisfaction score"),
-        StaticFeature("service_cost", _attr("service_cost"), "service cost, base currency"),
+        AgeFeature(
+            "days_since_touchpoint",
+            _last_touch,
+            "whole days since the last touch point",
+            _reads("touches"),
+        ),
+        StaticFeature(
+            "deal_stages_seen",
+            lambda f: list(f.deal_stages_seen),
+            "all deal stages",
+            _reads("deal"),
+        ),
+        StaticFeature("tags", lambda f: list(f.tags), "CRM tags", CONTACT),
+        StaticFeature("industry", _attr("industry"), "CRM industry code or name", CONTACT),
+        StaticFeature("employee_count", _attr("employee_count"), "CRM employee count", CONTACT),
+        StaticFeature("annual_revenue", _attr("annual_revenue"), "CRM annual revenue", CONTACT),
+        StaticFeature("region", _attr("region"), "CRM region", CONTACT),
+        StaticFeature("need_type", _attr("need_type"), "CRM/survey need type", CONTACT),
+        StaticFeature("satisfaction", _attr("satisfaction"), "latest satisfaction score", CONTACT),
+        StaticFeature(
+            "service_cost", _attr("service_cost"), "service cost, base currency", CONTACT
+        ),
     ]
 }
 
@@ -526,5 +652,5 @@ BUILTINS: dict[str, Feature] = {
 def attribute_feature(name: str) -> Feature | None:
     """`attr.<key>` reads any CRM attribute, e.g. attr.key_account."""
     if name.startswith("attr.") and len(name) > 5:
-        return StaticFeature(name, _attr(name[5:]), f"CRM attribute {name[5:]!r}")
+        return StaticFeature(name, _attr(name[5:]), f"CRM attribute {name[5:]!r}", CONTACT)
     return None

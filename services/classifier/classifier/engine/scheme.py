@@ -34,6 +34,7 @@ from pydantic import (
 )
 
 from classifier.engine.conditions import Condition, ConditionError, compile_condition
+from classifier.engine.facts import ALL_ASPECTS, PointsSpec, points_spec_key
 from classifier.engine.features import (
     AGGREGATES,
     BUILTINS,
@@ -250,6 +251,9 @@ class CompiledDimension:
     rules: list[CompiledRule] = field(default_factory=list)
     lookup: Callable[[Any], str | None] | None = None  # map.values, built once
     timed_feature: bool = True  # score/rank/map: does their feature move with time?
+    # The aspects of the facts its features read (the dependency graph: a fact
+    # that changes none of them cannot change this dimension's class).
+    reads: frozenset[str] = ALL_ASPECTS
 
     def rank_of(self, cls: str) -> int:
         """0 for the best class; larger is worse."""
@@ -263,6 +267,11 @@ class CompiledScheme:
     dimensions: dict[str, CompiledDimension]
     # Key features plus every feature a population rank is computed on (set once).
     stored_features: tuple[str, ...] = field(init=False)
+    # How far back any window reaches (µs): facts older than that, as seen from
+    # the latest evaluation, are kept only in the summary of the past.
+    horizon: int = field(init=False)
+    points: dict[str, PointsSpec] = field(init=False)
+    points_key: str = field(init=False)
 
     def __post_init__(self) -> None:
         names = list(self.spec.key_features)
@@ -270,6 +279,16 @@ class CompiledScheme:
             if dim.spec.rank is not None and dim.spec.rank.feature not in names:
                 names.append(dim.spec.rank.feature)
         self.stored_features = tuple(names)
+        windows = [f.window.leave for f in self.features.values() if isinstance(f, WindowFeature)]
+        self.horizon = max(windows, default=0)
+        self.points = {
+            name: f.spec for name, f in self.features.items() if isinstance(f, PointsFeature)
+        }
+        self.points_key = points_spec_key(self.points)
+
+    def dimensions_reading(self, aspects: frozenset[str]) -> list[str]:
+        """The dimensions whose class a change of these aspects may change."""
+        return [name for name, dim in self.dimensions.items() if dim.reads & aspects]
 
     @property
     def version(self) -> int:
@@ -409,8 +428,15 @@ def compile_scheme(spec: SchemeSpec) -> CompiledScheme:
         return found
 
     dims: dict[str, CompiledDimension] = {}
+    used: set[str] = set()
+
+    def resolve_used(name: str) -> Feature | None:
+        used.add(name)
+        return resolve(name)
+
     for dname, dim in spec.dimensions.items():
         path = f"dimensions.{dname}"
+        used.clear()
         if len(set(dim.classes)) != len(dim.classes):
             errors.append(f"{path}.classes: classes must be unique")
         kinds = [k for k in ("rules", "score", "rank", "map") if getattr(dim, k) is not None]
@@ -428,7 +454,7 @@ def compile_scheme(spec: SchemeSpec) -> CompiledScheme:
                 rpath = f"{path}.rules[{i}]"
                 _check_class(rule.cls, dim, f"{rpath}.class", errors)
                 try:
-                    cond = compile_condition(rule.when, f"{rpath}.when", resolve)
+                    cond = compile_condition(rule.when, f"{rpath}.when", resolve_used)
                 except ConditionError as exc:
                     errors.append(f"{exc.path}: {exc.message}")
                     continue
@@ -443,7 +469,7 @@ def compile_scheme(spec: SchemeSpec) -> CompiledScheme:
             sp = getattr(dim, sub)
             if sp is None:
                 continue
-            feature = resolve(sp.feature)
+            feature = resolve_used(sp.feature)
             if feature is None:
                 errors.append(f"{path}.{sub}.feature: unknown feature {sp.feature!r}")
             compiled.timed_feature = not isinstance(feature, StaticFeature)
@@ -458,6 +484,7 @@ def compile_scheme(spec: SchemeSpec) -> CompiledScheme:
                     _check_class(cls, dim, f"{path}.rank.shares.{cls}", errors)
                     if not 0 < share <= 1:
                         errors.append(f"{path}.rank.shares.{cls}: share must be in (0, 1]")
+        compiled.reads = frozenset().union(*(features[n].reads for n in used if n in features))
         dims[dname] = compiled
     for i, name in enumerate(spec.key_features):
         if resolve(name) is None:

@@ -3,7 +3,7 @@
 from classifier.models.access import ApiKey, IntakeFingerprint
 from classifier.models.base import Base
 from classifier.models.classes import ClassHistory, CustomerClass
-from classifier.models.customer import Customer
+from classifier.models.customer import Customer, CustomerFactRecord
 from classifier.models.messaging import ClassChange, ProcessedEvent
 from classifier.models.scheme import PopulationCutoffs, SchemeActivation, SchemeVersion
 from classifier.models.sync import FxiaokeAccount, FxiaokeSyncCursor
@@ -14,6 +14,7 @@ __all__ = [
     "ClassChange",
     "ClassHistory",
     "Customer",
+    "CustomerFactRecord",
     "CustomerClass",
     "FxiaokeAccount",
     "FxiaokeSyncCursor",

@@ -6,7 +6,18 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, Index, Integer, Numeric, String, func, text
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -57,3 +68,29 @@ class Customer(Base):
             postgresql_where="next_review_at IS NOT NULL",
         ),
     )
+
+
+class CustomerFactRecord(Base):
+    """The facts log: every fact ever folded into a customer's state, append-only.
+
+    Read only when a customer's state must be rebuilt (a backdated fact, a
+    scheme whose features the summary lacks, replay). `body` holds what the
+    engine needs (see engine/facts.py `Fact`): no call notes, names or contact
+    details.
+    """
+
+    __tablename__ = "customer_facts"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    fact_key: Mapped[str] = mapped_column(Text, nullable=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    body: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    event_id: Mapped[str | None] = mapped_column(String(200))
+    recorded_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+    __table_args__ = (Index("ix_customer_facts_customer_at", "customer_id", "at"),)

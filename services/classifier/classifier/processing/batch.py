@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from classifier.db import unit_of_work
-from classifier.engine import CustomerFacts
+from classifier.engine import CompiledScheme, CustomerFacts
+from classifier.engine.facts import Fact, fact_of, rebuild
 from classifier.processing import repository
 from classifier.processing.state import (
     Change,
@@ -57,32 +58,50 @@ class BatchProcessor:
 
     async def _process(self, session: AsyncSession, items: Sequence[Delivery]) -> BatchResult:
         seen = await repository.seen_event_ids(session, [d.envelope.id for d in items])
-        by_customer: dict[str, list[Delivery]] = defaultdict(list)
+        by_customer: dict[str, list[tuple[Delivery, Fact]]] = defaultdict(list)
         duplicates = 0
         for item in items:
             if item.envelope.id in seen:
                 duplicates += 1
                 continue
             seen.add(item.envelope.id)  # a duplicate inside the same batch
-            by_customer[item.event.customer_id].append(item)
+            by_customer[item.event.customer_id].append((item, fact_of(item.event)))
         if not by_customer:
             return BatchResult(0, duplicates, [])
         scheme = await self._schemes.active(session)
         cutoffs = await repository.load_cutoffs(session, scheme.version)
         states = await repository.load_states(session, by_customer)
+        for customer_id in by_customer:
+            if customer_id not in states:
+                states[customer_id] = CustomerState(customer_id, CustomerFacts(customer_id))
+        await _fit(
+            session,
+            scheme,
+            states,
+            [
+                cid
+                for cid, pairs in by_customer.items()
+                if any(states[cid].facts.needs_rebuild(fact) for _, fact in pairs)
+            ],
+        )
         changes: list[Change] = []
         processed: list[tuple[str, str]] = []
-        for customer_id, deliveries in by_customer.items():
-            state = states.get(customer_id) or CustomerState(
-                customer_id, CustomerFacts(customer_id)
-            )
-            states[customer_id] = state
-            for item in deliveries:
-                changes += apply_event(state, scheme, item.envelope, item.event, cutoffs=cutoffs)
+        for customer_id, pairs in by_customer.items():
+            state = states[customer_id]
+            for item, fact in pairs:
+                changes += apply_event(state, scheme, item.envelope, fact, cutoffs=cutoffs)
                 processed.append((item.envelope.id, customer_id))
                 if item.partition is not None:
                     state.kafka_partition = item.partition
-        await repository.save_states(session, states.values())
+        await repository.append_facts(
+            session,
+            [
+                (s.customer_id, fact, event_id)
+                for s in states.values()
+                for fact, event_id in s.new_facts
+            ],
+        )
+        await repository.save_states(session, states.values(), scheme)
         await repository.record_changes(session, changes)
         await repository.mark_processed(session, processed)
         return BatchResult(len(processed), duplicates, changes)
@@ -106,13 +125,14 @@ class BatchProcessor:
             if prepare is not None:
                 prepare(states)
             scheme = await self._schemes.active(session)
+            await _fit(session, scheme, states)
             cutoffs = await repository.load_cutoffs(session, scheme.version)
             changes: list[Change] = []
             for state in states.values():
                 changes += review_until(state, scheme, now, cutoffs=cutoffs)
                 at = max(now, state.evaluated_at or now)
                 changes += reclassify(state, scheme, at, reason, cutoffs=cutoffs)
-            await repository.save_states(session, states.values())
+            await repository.save_states(session, states.values(), scheme)
             await repository.record_changes(session, changes, announce=announce)
             return changes
 
@@ -125,11 +145,32 @@ class BatchProcessor:
             if not states:
                 return []
             scheme = await self._schemes.active(session)
+            await _fit(session, scheme, states)
             cutoffs = await repository.load_cutoffs(session, scheme.version)
             changes: list[Change] = []
             for state in states.values():
                 changes += review_until(state, scheme, now, cutoffs=cutoffs)
                 state.dirty = True
-            await repository.save_states(session, states.values())
+            await repository.save_states(session, states.values(), scheme)
             await repository.record_changes(session, changes)
             return changes
+
+
+async def _fit(
+    session: AsyncSession,
+    scheme: CompiledScheme,
+    states: dict[str, CustomerState],
+    also: Sequence[str] = (),
+) -> None:
+    """Rebuild from the facts log the customers whose summary of the past does not fit
+    the scheme, and those in `also` (a fact that would change their summary)."""
+    ids = set(also) | {cid for cid, s in states.items() if s.needs_rebuild(scheme)}
+    if not ids:
+        return
+    logged = await repository.load_facts(session, sorted(ids))
+    for cid in ids:
+        state = states[cid]
+        state.facts = rebuild(cid, logged.get(cid, ()))
+        state.facts_changed = True  # written back (compacted again) at save
+        state.dirty = True
+    log.debug("rebuilt %d customers from the facts log", len(ids))

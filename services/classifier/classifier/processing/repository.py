@@ -5,17 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
+import orjson
 from sqlalchemy import Table, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from classifier.engine import CustomerFacts
-from classifier.engine.facts import from_micros, to_micros
+from classifier.engine import CompiledScheme, CustomerFacts
+from classifier.engine.facts import Fact, from_micros, to_micros
 from classifier.engine.features import aggregates
 from classifier.models import (
     ClassChange,
     ClassHistory,
     Customer,
+    CustomerFactRecord,
     CustomerClass,
     PopulationCutoffs,
     ProcessedEvent,
@@ -105,14 +107,63 @@ async def lock_due_customers(
     return {row.id: _state_from_row(row) for row in rows}
 
 
-async def save_states(session: AsyncSession, states: Iterable[CustomerState]) -> None:
+async def append_facts(session: AsyncSession, rows: Sequence[tuple[str, Fact, str]]) -> None:
+    """Append (customer id, fact, event id) rows to the facts log, in one statement."""
+    if not rows:
+        return
+    await session.execute(
+        text(
+            "INSERT INTO customer_facts (customer_id, kind, fact_key, at, seen, body, event_id) "
+            "SELECT c, k, f, a, s, b::jsonb, e FROM unnest("
+            "CAST(:c AS text[]), CAST(:k AS text[]), CAST(:f AS text[]), "
+            "CAST(:a AS timestamptz[]), CAST(:s AS timestamptz[]), CAST(:b AS text[]), "
+            "CAST(:e AS text[])) AS t(c, k, f, a, s, b, e)"
+        ),
+        {
+            "c": [c for c, _, _ in rows],
+            "k": [f.kind for _, f, _ in rows],
+            "f": [f.key for _, f, _ in rows],
+            "a": [from_micros(f.at) for _, f, _ in rows],
+            "s": [from_micros(f.seen) for _, f, _ in rows],
+            "b": [orjson.dumps(f.body).decode() for _, f, _ in rows],
+            "e": [e for _, _, e in rows],
+        },
+    )
+
+
+async def load_facts(session: AsyncSession, customer_ids: Sequence[str]) -> dict[str, list[Fact]]:
+    """Every logged fact of these customers, in the order they were folded in."""
+    rows = await session.execute(
+        select(
+            CustomerFactRecord.customer_id,
+            CustomerFactRecord.kind,
+            CustomerFactRecord.fact_key,
+            CustomerFactRecord.at,
+            CustomerFactRecord.seen,
+            CustomerFactRecord.body,
+        )
+        .where(CustomerFactRecord.customer_id.in_(customer_ids))
+        .order_by(CustomerFactRecord.customer_id, CustomerFactRecord.id)
+    )
+    out: dict[str, list[Fact]] = {}
+    for cid, kind, key, at, seen, body in rows.all():
+        out.setdefault(cid, []).append(Fact(kind, key, to_micros(at), to_micros(seen), body))
+    return out
+
+
+async def save_states(
+    session: AsyncSession,
+    states: Iterable[CustomerState],
+    scheme: CompiledScheme | None = None,
+) -> None:
     """Write every changed customer row: facts and aggregates only where the facts
-    changed (a re-evaluation or a review only rewrites classes, features, review time)."""
+    changed (a re-evaluation or a review only rewrites classes, features, review time).
+    With the scheme, facts beyond its horizon are first folded into the summary."""
     full, light = [], []
     for s in states:
         if not s.dirty:
             continue
-        s.settle()
+        s.settle(scheme)
         row = {
             "id": s.customer_id,
             "features": s.features,

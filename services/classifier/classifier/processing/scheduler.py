@@ -102,13 +102,15 @@ async def _flag_flips(
     fallback: str,
     now: int,
 ) -> int:
-    """Mark due for review only those customers whose rank class would change."""
+    """Mark due for review only those customers whose rank class would change (the
+    rank dimension itself is due: a review evaluates only the dimensions due)."""
     cases = " ".join(f"WHEN v > 0 AND v >= :cut{i} THEN :cls{i}" for i in range(len(cuts)))
     params: dict[str, object] = {
         "dim": dimension,
         "feature": feature,
         "fallback": fallback,
         "now": from_micros(now),
+        "now_us": now,
     }
     for i, (cls, cut) in enumerate(cuts):
         params[f"cut{i}"], params[f"cls{i}"] = cut, cls
@@ -124,14 +126,17 @@ async def _flag_flips(
                 LEFT JOIN {CustomerClass.__tablename__} cc
                   ON cc.customer_id = c2.id AND cc.dimension = :dim) s
             WHERE s.current IS DISTINCT FROM ({expected})
-              AND (s.next_review_at IS NULL OR s.next_review_at > :now)
         ), locked AS (
             SELECT c.id FROM customers c JOIN flips f ON f.id = c.id
             ORDER BY c.id FOR UPDATE OF c
         )
-        UPDATE customers c SET next_review_at = :now
+        UPDATE customers c
+        SET next_review_at = LEAST(COALESCE(c.next_review_at, :now), :now),
+            classes = CASE WHEN c.classes ? :dim
+                THEN jsonb_set(c.classes, ARRAY[:dim, 'review_at'], to_jsonb(CAST(:now_us AS bigint)))
+                ELSE c.classes END
         FROM locked l
-        WHERE c.id = l.id AND (c.next_review_at IS NULL OR c.next_review_at > :now)
+        WHERE c.id = l.id
     """
     result = await session.execute(text(sql), params)
     return int(getattr(result, "rowcount", 0) or 0)

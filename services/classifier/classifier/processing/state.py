@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ from classifier.engine import (
     from_micros,
     to_micros,
 )
+from classifier.engine.facts import Fact, fact_of
 from eventschemas.changes import ChangeReason
 from eventschemas.envelope import Envelope
 from eventschemas.events import ActivityEvent
@@ -68,12 +69,27 @@ class CustomerState:
     # see Evaluation.features. Facts change only in apply_event, which evaluates
     # again right after, so this evaluation always matches the current facts.
     evaluation: Evaluation | None = None
+    # Facts folded since the state was loaded, for the facts log.
+    new_facts: list[tuple[Fact, str]] = field(default_factory=list)
 
-    def settle(self) -> None:
-        """Take the features of the last evaluation (before saving)."""
+    def settle(self, scheme: CompiledScheme | None = None) -> None:
+        """Before saving: take the features of the last evaluation, and fold detail
+        older than the scheme's horizon into the summary of the past."""
         if self.evaluation is not None:
             self.features = self.evaluation.features
             self.evaluation = None
+        if scheme is not None and self.facts_changed and self.evaluated_at is not None:
+            compact(self.facts, scheme, self.evaluated_at)
+
+    def needs_rebuild(self, scheme: CompiledScheme) -> bool:
+        """True when the summary of the past does not fit this scheme (other points,
+        or windows reaching before it): the facts must be rebuilt from the log."""
+        past = self.facts.past
+        if past is None:
+            return False
+        if past.spec != scheme.points_key:
+            return True
+        return self.evaluated_at is None or past.until > self.evaluated_at - scheme.horizon
 
     def active_overrides(self) -> dict[str, Override]:
         return {
@@ -105,6 +121,31 @@ def uuid5_str(name: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+# Compaction runs when the oldest detail is this far past the horizon (a fraction
+# of the horizon, at least a week), so it folds a handful of facts at a time.
+COMPACT_SLACK_DAYS = 7
+DAY = 86_400_000_000
+
+
+def compact(facts: CustomerFacts, scheme: CompiledScheme, evaluated_at: int) -> None:
+    """Fold facts that no window of the scheme can reach again into the summary."""
+    until = evaluated_at - scheme.horizon
+    oldest = facts.oldest_detail()
+    slack = max(COMPACT_SLACK_DAYS * DAY, scheme.horizon // 8)
+    if oldest is not None and oldest < until - slack:
+        facts.compact(until, scheme.points_key, scheme.points)
+
+
+def _to_evaluate(
+    state: CustomerState, scheme: CompiledScheme, only: Sequence[str] | None
+) -> list[str] | None:
+    """The dimensions to evaluate: `only`, plus any not evaluated under this scheme."""
+    if only is None or state.scheme_version != scheme.version:
+        return None
+    classes = state.classes
+    return [d for d in scheme.dimensions if d in only or d not in classes]
+
+
 def reclassify(
     state: CustomerState,
     scheme: CompiledScheme,
@@ -113,8 +154,15 @@ def reclassify(
     *,
     event_id: str | None = None,
     cutoffs: Mapping[str, Mapping[str, float]] | None = None,
+    only: Sequence[str] | None = None,
 ) -> list[Change]:
-    """Evaluate the scheme at `at`, store the results, and return what changed."""
+    """Evaluate the scheme at `at` (in every dimension, or those in `only` and any
+    never evaluated under this scheme), store the results, and return what changed.
+
+    An explanation is built only when the class, its rule or the values its
+    checks saw changed; otherwise the stored one is kept.
+    """
+    dims = _to_evaluate(state, scheme, only)
     previous = {dim: PriorClass(c["class"], c["since"]) for dim, c in state.classes.items()}
     result = evaluate(
         scheme,
@@ -123,6 +171,7 @@ def reclassify(
         previous=previous,
         cutoffs=cutoffs,
         overrides=state.active_overrides() if state.overrides else None,
+        only=dims,
     )
     changes: list[Change] = []
     for dim, res in result.classes.items():
@@ -144,22 +193,53 @@ def reclassify(
                 )
             )
         since = at if old_cls != res.cls or old is None else old["since"]
+        if (
+            old is not None
+            and old_cls == res.cls
+            and old["rule"] == res.rule != "override"
+            and old["explanation"].get("checks") == res.checks
+        ):
+            explanation = old["explanation"]
+        else:
+            explanation = res.explanation
         state.classes[dim] = {
             "class": res.cls,
             "since": since,
             "rule": res.rule,
             "scheme_version": scheme.version,
-            "explanation": res.explanation,
+            "explanation": explanation,
+            "review_at": result.flips[dim],
         }
-    # Dimensions the scheme no longer has are dropped from the current view.
-    for dim in set(state.classes) - set(result.classes):
-        del state.classes[dim]
+    if dims is None:
+        # Dimensions the scheme no longer has are dropped from the current view.
+        for dim in set(state.classes) - set(result.classes):
+            del state.classes[dim]
     state.evaluation = result  # features are taken from it when the state is saved
     state.scheme_version = scheme.version
     state.evaluated_at = at
-    state.next_review_at = result.next_review_at
+    state.next_review_at = _next_review(state, at)
     state.dirty = True
     return changes
+
+
+def _review_at(c: dict[str, Any], fallback: int | None) -> int | None:
+    # Classes stored before per-dimension review instants are due at the
+    # customer's stored review instant.
+    return c["review_at"] if "review_at" in c else fallback
+
+
+def _due(c: dict[str, Any], due: int) -> bool:
+    r = _review_at(c, due)
+    return r is not None and r <= due
+
+
+def _next_review(state: CustomerState, at: int) -> int | None:
+    """The earliest instant after `at` at which any dimension's class may change."""
+    fallback = state.next_review_at
+    due = [
+        r for c in state.classes.values() if (r := _review_at(c, fallback)) is not None and r > at
+    ]
+    return min(due) if due else None
 
 
 def review_until(
@@ -176,7 +256,9 @@ def review_until(
         due = state.next_review_at
         if due is None or due > until:
             break
-        changes += reclassify(state, scheme, due, ChangeReason.TIME, cutoffs=cutoffs)
+        # Only the dimensions due now: the others cannot change before their own instant.
+        dims = [d for d, c in state.classes.items() if _due(c, due)]
+        changes += reclassify(state, scheme, due, ChangeReason.TIME, cutoffs=cutoffs, only=dims)
     return changes
 
 
@@ -184,20 +266,29 @@ def apply_event(
     state: CustomerState,
     scheme: CompiledScheme,
     envelope: Envelope,
-    event: ActivityEvent,
+    event: ActivityEvent | Fact,
     *,
     cutoffs: Mapping[str, Mapping[str, float]] | None = None,
 ) -> list[Change]:
-    """Catch up on time, fold the event into the facts, and reclassify at its instant."""
+    """Catch up on time, fold the event's fact into the facts, and reclassify at its
+    instant the dimensions that read what the fact changed."""
     at = to_micros(envelope.time)
     if state.evaluated_at is not None and at < state.evaluated_at:
         at = state.evaluated_at  # a late event is applied now, history never rewinds
     changes = review_until(state, scheme, at, cutoffs=cutoffs)
-    state.facts.apply(event)
+    fact = event if isinstance(event, Fact) else fact_of(event)
+    aspects = state.facts.apply_fact(fact)
+    state.new_facts.append((fact, envelope.id))
     state.facts_changed = True
     state.last_event_id = envelope.id
     changes += reclassify(
-        state, scheme, at, ChangeReason.EVENT, event_id=envelope.id, cutoffs=cutoffs
+        state,
+        scheme,
+        at,
+        ChangeReason.EVENT,
+        event_id=envelope.id,
+        cutoffs=cutoffs,
+        only=scheme.dimensions_reading(aspects),
     )
     return changes
 
