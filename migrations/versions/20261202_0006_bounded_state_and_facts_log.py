@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = '0006st'
-down_revision: str | None = '0005ik'
+revision: str = "0006st"
+down_revision: str | None = "0005ik"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -31,21 +31,29 @@ LINK_TOUCH = re.compile(r"^(?P<link>.+):(?P<change>added|edited)@(?P<at>-?\d+)$"
 
 
 def upgrade() -> None:
-    op.create_table('customer_facts',
-    sa.Column('id', sa.BigInteger(), sa.Identity(always=True), nullable=False),
-    sa.Column('customer_id', sa.String(length=128), nullable=False),
-    sa.Column('kind', sa.String(length=16), nullable=False),
-    sa.Column('fact_key', sa.Text(), nullable=False),
-    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('seen', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('body', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-    sa.Column('event_id', sa.String(length=200), nullable=True),
-    sa.Column('recorded_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_customer_facts'))
+    op.create_table(
+        "customer_facts",
+        sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
+        sa.Column("customer_id", sa.String(length=128), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("fact_key", sa.Text(), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("seen", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("body", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("event_id", sa.String(length=200), nullable=True),
+        sa.Column(
+            "recorded_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_customer_facts")),
     )
-    op.create_index('ix_customer_facts_customer_at', 'customer_facts', ['customer_id', 'at'], unique=False)
+    op.create_index(
+        "ix_customer_facts_customer_at", "customer_facts", ["customer_id", "at"], unique=False
+    )
     bind = op.get_bind()
-    after = ''
+    after = ""
     while True:
         rows = bind.execute(
             sa.text("SELECT id, facts FROM customers WHERE id > :after ORDER BY id LIMIT :n"),
@@ -109,5 +117,5 @@ def _facts(cid: str, doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def downgrade() -> None:
-    op.drop_index('ix_customer_facts_customer_at', table_name='customer_facts')
-    op.drop_table('customer_facts')
+    op.drop_index("ix_customer_facts_customer_at", table_name="customer_facts")
+    op.drop_table("customer_facts")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from classifier.engine.conditions import EvalContext
@@ -104,7 +105,7 @@ def _by_rules(dim: CompiledDimension, ctx: EvalContext) -> _Candidate:
             return _Candidate(
                 rule.cls,
                 rule.name,
-                lambda: when.describe(ctx),
+                partial(when.describe, ctx),
                 when.checks(ctx),
                 flip,
                 rule.allow_backward,

@@ -103,6 +103,7 @@ class Fact:
 def fact_of(event: ActivityEvent) -> Fact:
     """The fact an activity event records."""
     seen = to_micros(event.occurred_at())
+    body: dict[str, Any]
     match event:
         case OrderPlaced():
             body = {

@@ -17,8 +17,8 @@ from classifier.models import (
     ClassChange,
     ClassHistory,
     Customer,
-    CustomerFactRecord,
     CustomerClass,
+    CustomerFactRecord,
     PopulationCutoffs,
     ProcessedEvent,
 )

@@ -133,7 +133,8 @@ async def _flag_flips(
         UPDATE customers c
         SET next_review_at = LEAST(COALESCE(c.next_review_at, :now), :now),
             classes = CASE WHEN c.classes ? :dim
-                THEN jsonb_set(c.classes, ARRAY[:dim, 'review_at'], to_jsonb(CAST(:now_us AS bigint)))
+                THEN jsonb_set(c.classes, ARRAY[:dim, 'review_at'],
+                               to_jsonb(CAST(:now_us AS bigint)))
                 ELSE c.classes END
         FROM locked l
         WHERE c.id = l.id

@@ -225,7 +225,7 @@ def reclassify(
 def _review_at(c: dict[str, Any], fallback: int | None) -> int | None:
     # Classes stored before per-dimension review instants are due at the
     # customer's stored review instant.
-    return c["review_at"] if "review_at" in c else fallback
+    return c.get("review_at", fallback)
 
 
 def _due(c: dict[str, Any], due: int) -> bool:
