@@ -132,6 +132,7 @@ def test_state_size_is_bounded_by_the_horizon() -> None:
     ]
     state, at = fold_like_the_worker(daily, 50)
     horizon_days = DEFAULT.horizon // DAY
-    assert state.past is not None and state.past.purchases + len(state.orders) == 3650
+    assert state.past is not None
+    assert state.past.purchases + len(state.orders) == 3650
     assert len(state.orders) <= horizon_days + 7 + horizon_days // 8
     assert EvalContext(state, at, DEFAULT.features).value("order_count") == 3650
