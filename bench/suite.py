@@ -21,6 +21,8 @@ gets its own throw-away database and topics, and real service processes
    are watched: lag from that instant to the change on the topic.
 6. engine: evaluations/s of the default scheme on one core (`taskset -c 1`),
    with its floor (bench/engine.py).
+7. history growth: ms to apply one new order to customers who already have
+   10, 1,000 and 10,000 orders, and their stored state (bench/history.py).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from bench import history as bench_history
 from bench import http as bench_http
 from bench import loadgen
 from bench import worker as bench_worker
@@ -63,24 +66,28 @@ from classifier.engine import default_scheme_text
 from classifier.topics import ensure_topics
 from eventschemas.events import OrderPlaced
 
-SCALES: dict[str, dict[str, int]] = {
+SCALES: dict[str, dict[str, Any]] = {
     # The suite's smoke test runs this one: everything, tiny.
     "smoke": {
         "worker_events": 400, "lookups": 200, "bulk_requests": 3, "activation_customers": 300,
         "intake_single": 100, "intake_batches": 2, "fresh_rate": 20, "fresh_seconds": 2,
         "timed_customers": 5, "engine_customers": 200, "engine_rounds": 1,
+        "history_sizes": (10, 30, 100), "history_customers": 2, "history_rounds": 2,
     },
     "small": {
         "worker_events": 50_000, "lookups": 2_000, "bulk_requests": 10,
         "activation_customers": 10_000, "intake_single": 1_000, "intake_batches": 10,
         "fresh_rate": 1_000, "fresh_seconds": 10, "timed_customers": 50,
         "engine_customers": 2_000, "engine_rounds": 3,
+        "history_sizes": bench_history.SIZES, "history_customers": 5, "history_rounds": 3,
     },
     "large": {
         "worker_events": 500_000, "lookups": 10_000, "bulk_requests": 20,
         "activation_customers": 100_000, "intake_single": 5_000, "intake_batches": 40,
         "fresh_rate": 1_000, "fresh_seconds": 30, "timed_customers": 200,
         "engine_customers": 5_000, "engine_rounds": 5,
+        "history_sizes": bench_history.SIZES, "history_customers": bench_history.CUSTOMERS,
+        "history_rounds": bench_history.ROUNDS,
     },
 }  # fmt: skip
 CONCURRENCY = 32
@@ -374,7 +381,7 @@ async def freshness_and_time(
     }
 
 
-def engine(p: dict[str, int]) -> dict[str, Any]:
+def engine(p: dict[str, Any]) -> dict[str, Any]:
     """bench/engine.py on one core, as its own process."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         cmd = [sys.executable, "-m", "bench.engine", "--customers", str(p["engine_customers"])]
@@ -386,7 +393,7 @@ def engine(p: dict[str, int]) -> dict[str, Any]:
         return result
 
 
-async def run(scale: str, overrides: dict[str, int], seed: int, log_dir: Path) -> dict[str, Any]:
+async def run(scale: str, overrides: dict[str, Any], seed: int, log_dir: Path) -> dict[str, Any]:
     p = SCALES[scale] | overrides
     base = ClassifierSettings()
     settings = await isolated_settings(base)
@@ -400,6 +407,12 @@ async def run(scale: str, overrides: dict[str, int], seed: int, log_dir: Path) -
     }
     procs: list[asyncio.subprocess.Process] = []
     try:
+        # First, while no service process of this run is up: the figure is the
+        # batch path's alone (its own throw-away database).
+        say(f"history growth: customers with {p['history_sizes']} orders")
+        results["history_growth"] = await bench_history.run(
+            base, p["history_sizes"], p["history_customers"], p["history_rounds"]
+        )
         await ensure_topics(settings)
         say(f"worker: generating and preloading {p['worker_events']:,} events")
         written = await bench_worker.preload(settings, p["worker_events"], seed)
@@ -481,7 +494,7 @@ def say(message: str) -> None:
 
 def table(r: dict[str, Any]) -> str:
     w, lk, act, it = r["worker"], r["lookups"], r["activation"], r["intake"]
-    fr, td, en = r["freshness"], r["time_driven"], r["engine"]
+    fr, td, en, hg = r["freshness"], r["time_driven"], r["engine"], r["history_growth"]
     rows = [
         ("worker drain", f"{w['events_per_s']:,} events/s", f"{w['events']:,} events, peak RSS "
          f"{w['peak_rss_mb']} MB"),
@@ -501,6 +514,7 @@ def table(r: dict[str, Any]) -> str:
          f"({act['customers_per_s']:,}/s), {act['changes']:,} changes"),
         ("engine", f"{en['full_evals_per_s']:,} evals/s", f"one core, floor {en['floor_per_s']:,}"
          f"/s, {en['dimensions']} dimensions"),
+        ("history growth", f"ratio {hg['cost_ratio']}", bench_history.describe(hg)),
     ]  # fmt: skip
     lines = [f"cores: {r['cores']}  scale: {r['scale']}  parameters: {r['parameters']}"]
     lines += [f"{a:<16} {b:>20}   {c}" for a, b, c in rows]
@@ -513,6 +527,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, help="worker: events to preload")
     parser.add_argument("--activation-customers", type=int, help="e.g. 1000000")
     parser.add_argument("--rate", type=int, help="freshness: events per second")
+    parser.add_argument("--history-sizes", help="history growth: orders per customer, e.g. 10,100")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", default=str(ROOT / "bench-results" / "latest.json"))
     parser.add_argument("--log-dir", default=str(ROOT / ".stack" / "logs" / "bench"))
@@ -523,6 +538,9 @@ def main() -> None:
             "worker_events": args.events,
             "activation_customers": args.activation_customers,
             "fresh_rate": args.rate,
+            "history_sizes": bench_history.parse_sizes(args.history_sizes)
+            if args.history_sizes
+            else None,
         }.items()
         if v is not None
     }

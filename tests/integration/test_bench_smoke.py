@@ -50,5 +50,9 @@ async def test_every_benchmark_scenario_reports_its_figures(
     assert timed["p50_ms"] >= 0  # never before the instant it was due
     assert r["engine"]["full_evals_per_s"] > 0
     assert r["engine"]["floor_per_s"] > 0
+    growth = r["history_growth"]
+    assert set(growth["ms_per_event"]) == set(growth["state_bytes"]) == {"10", "30", "100"}
+    assert "cost_ratio" in growth
     assert "worker drain" in table(r)
+    assert "history growth" in table(r)
     assert "time-driven lag" in table(r)
