@@ -93,6 +93,7 @@ def fold_like_the_worker(facts_in: list[Fact], batch_every: int) -> tuple[Custom
             state = rebuild("p", seen)
         else:
             state.apply_fact(fact)
+        state.view()  # the worker evaluates after every fact: the view is kept up to date
         evaluated_at = max(evaluated_at, fact.seen)
         if n % batch_every == 0:
             compact(state, DEFAULT, evaluated_at)

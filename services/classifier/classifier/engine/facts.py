@@ -283,6 +283,35 @@ class FactsView:
     touches: list[TouchFact]
     memo: dict[str, Any]
 
+    def appended_order(self, order: OrderFact) -> FactsView | None:
+        """This view with a new order added, if it sorts last (else None: rebuild)."""
+        if not order.counts:
+            return self._same() if not order.refunds else None
+        at = order.placed_at or 0
+        if self.purchases and (at, order.order_id) <= (
+            self.purchase_times[-1],
+            self.purchases[-1].order_id,
+        ):
+            return None
+        self.purchase_times.append(at)
+        self.purchases.append(order)
+        return self._same()
+
+    def appended_call(self, call: CallFact) -> FactsView | None:
+        """This view with a new call added, if it sorts last (else None: rebuild)."""
+        if self.calls and (call.started_at, call.call_id) <= (
+            self.call_times[-1],
+            self.calls[-1].call_id,
+        ):
+            return None
+        self.call_times.append(call.started_at)
+        self.calls.append(call)
+        return self._same()
+
+    def _same(self) -> FactsView:
+        self.memo.clear()  # derived rows and sums are recomputed on use
+        return self
+
     @classmethod
     def build(cls, facts: CustomerFacts) -> FactsView:
         bought = sorted(
@@ -363,7 +392,7 @@ class CustomerFacts:
         Returns the aspects that may have changed (see ASPECTS). The caller
         checks `needs_rebuild` first.
         """
-        self._view = None
+        view, self._view = self._view, None
         aspects = ASPECTS[fact.kind]
         if self.first_seen_at is None or fact.seen < self.first_seen_at:
             self.first_seen_at = fact.seen
@@ -371,6 +400,7 @@ class CustomerFacts:
         body = fact.body
         kind = fact.kind
         if kind == ORDER:
+            known = fact.key in self.orders
             order = self.orders.setdefault(fact.key, OrderFact(fact.key))
             if body["r"] >= order.revision:
                 order.placed_at = fact.at
@@ -379,15 +409,22 @@ class CustomerFacts:
                 order.revision = body["r"]
                 if body["s"] == "cancelled":
                     order.cancelled = True
+            if view is not None and not known:
+                # The common case, a new order after the others: the sorted
+                # projections grow by one instead of being rebuilt.
+                self._view = view.appended_order(order)
         elif kind == REFUND:
             order = self.orders.setdefault(body["o"], OrderFact(body["o"]))
             order.refunds[fact.key] = (fact.at, body["a"])
         elif kind == CANCEL:
             self.orders.setdefault(fact.key, OrderFact(fact.key)).cancelled = True
         elif kind == CALL:
-            self.calls[fact.key] = CallFact(
+            known = fact.key in self.calls
+            call = self.calls[fact.key] = CallFact(
                 fact.key, fact.at, body["o"], body["i"], body["d"], body["w"]
             )
+            if view is not None and not known:
+                self._view = view.appended_call(call)
         elif kind == CONTACT:
             # Last write wins by source time, so late CRM updates don't roll back.
             if fact.at >= self.attributes_at:

@@ -57,14 +57,20 @@ class BatchProcessor:
             return await self._process(session, items)
 
     async def _process(self, session: AsyncSession, items: Sequence[Delivery]) -> BatchResult:
-        seen = await repository.seen_event_ids(session, [d.envelope.id for d in items])
+        # Claiming in the inbox first is what makes an event apply once: a
+        # redelivery claims nothing, and a concurrent batch with the same event
+        # waits here for the first to commit (or roll back) and then claims
+        # nothing (or it).
+        claimed = await repository.claim_events(
+            session, [(d.envelope.id, d.event.customer_id) for d in items]
+        )
         by_customer: dict[str, list[tuple[Delivery, Fact]]] = defaultdict(list)
         duplicates = 0
         for item in items:
-            if item.envelope.id in seen:
+            if item.envelope.id not in claimed:
                 duplicates += 1
                 continue
-            seen.add(item.envelope.id)  # a duplicate inside the same batch
+            claimed.discard(item.envelope.id)  # a duplicate inside the same batch
             by_customer[item.event.customer_id].append((item, fact_of(item.event)))
         if not by_customer:
             return BatchResult(0, duplicates, [])
@@ -85,12 +91,12 @@ class BatchProcessor:
             ],
         )
         changes: list[Change] = []
-        processed: list[tuple[str, str]] = []
+        applied = 0
         for customer_id, pairs in by_customer.items():
             state = states[customer_id]
             for item, fact in pairs:
                 changes += apply_event(state, scheme, item.envelope, fact, cutoffs=cutoffs)
-                processed.append((item.envelope.id, customer_id))
+                applied += 1
                 if item.partition is not None:
                     state.kafka_partition = item.partition
         await repository.append_facts(
@@ -103,8 +109,7 @@ class BatchProcessor:
         )
         await repository.save_states(session, states.values(), scheme)
         await repository.record_changes(session, changes)
-        await repository.mark_processed(session, processed)
-        return BatchResult(len(processed), duplicates, changes)
+        return BatchResult(applied, duplicates, changes)
 
     async def reevaluate(
         self,

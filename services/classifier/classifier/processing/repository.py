@@ -6,8 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Table, bindparam, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from classifier.engine import CompiledScheme, CustomerFacts
@@ -33,14 +32,23 @@ CUSTOMERS = cast(Table, Customer.__table__)
 INBOX = cast(Table, ProcessedEvent.__table__)
 
 
-async def seen_event_ids(session: AsyncSession, event_ids: Sequence[str]) -> set[str]:
-    """The ids among these that were already applied."""
-    if not event_ids:
+async def claim_events(session: AsyncSession, items: Sequence[tuple[str, str]]) -> set[str]:
+    """Record (event id, customer id) pairs in the inbox; returns the ids not seen before.
+
+    In event id order, so two batches claiming overlapping events wait for each
+    other in one order and never deadlock.
+    """
+    if not items:
         return set()
-    rows = await session.scalars(
-        select(ProcessedEvent.event_id).where(ProcessedEvent.event_id.in_(event_ids))
+    rows = await session.execute(
+        text(
+            "INSERT INTO inbox (event_id, customer_id) "
+            "SELECT e, c FROM unnest(CAST(:e AS text[]), CAST(:c AS text[])) AS t(e, c) "
+            "ORDER BY e ON CONFLICT DO NOTHING RETURNING event_id"
+        ),
+        {"e": [e for e, _ in items], "c": [c for _, c in items]},
     )
-    return set(rows)
+    return set(rows.scalars())
 
 
 def _state_from_row(row: Any) -> CustomerState:
@@ -151,160 +159,238 @@ async def load_facts(session: AsyncSession, customer_ids: Sequence[str]) -> dict
     return out
 
 
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def _unnest(
+    session: AsyncSession,
+    head: str,
+    columns: Sequence[tuple[str, str]],
+    rows: Sequence[Sequence[Any]],
+    tail: str = "",
+) -> None:
+    """`head SELECT <columns> FROM unnest(<one array per column>) tail`: any number of
+    rows in one statement. A jsonb column travels as text and is cast in the select."""
+    arrays = ", ".join(
+        f"CAST(:p{i} AS {'text' if kind == 'jsonb' else kind}[])"
+        for i, (_, kind) in enumerate(columns)
+    )
+    names = ", ".join(name for name, _ in columns)
+    select = ", ".join(f"{name}::jsonb" if kind == "jsonb" else name for name, kind in columns)
+    params = {f"p{i}": [row[i] for row in rows] for i in range(len(columns))}
+    await session.execute(
+        text(f"{head} SELECT {select} FROM unnest({arrays}) AS t({names}) {tail}"), params
+    )
+
+
+STATE_WRITE = [
+    ("id", "text"),
+    ("features", "jsonb"),
+    ("classes", "jsonb"),
+    ("scheme_version", "int"),
+    ("evaluated_at", "timestamptz"),
+    ("next_review_at", "timestamptz"),
+    ("last_event_id", "text"),
+    ("kafka_partition", "int"),
+    ("overrides", "jsonb"),
+]
+FACTS_WRITE = [
+    ("facts", "jsonb"),
+    ("order_count", "int"),
+    ("gross_revenue", "numeric"),
+    ("refunded_amount", "numeric"),
+    ("net_revenue", "numeric"),
+    ("first_order_at", "timestamptz"),
+    ("last_order_at", "timestamptz"),
+    ("call_count", "int"),
+    ("last_call_at", "timestamptz"),
+]
+
+
 async def save_states(
     session: AsyncSession,
     states: Iterable[CustomerState],
     scheme: CompiledScheme | None = None,
 ) -> None:
-    """Write every changed customer row: facts and aggregates only where the facts
-    changed (a re-evaluation or a review only rewrites classes, features, review time).
-    With the scheme, facts beyond its horizon are first folded into the summary."""
-    full, light = [], []
+    """Write every changed customer row, one statement for all: facts and aggregates
+    only where the facts changed (a re-evaluation or a review only rewrites classes,
+    features, review time). With the scheme, facts beyond its horizon are first
+    folded into the summary of the past."""
+    full: list[list[Any]] = []
+    light: list[list[Any]] = []
     for s in states:
         if not s.dirty:
             continue
         s.settle(scheme)
-        row = {
-            "id": s.customer_id,
-            "features": s.features,
-            "classes": s.classes,
-            "scheme_version": s.scheme_version,
-            "evaluated_at": instant(s.evaluated_at),
-            "next_review_at": instant(s.next_review_at),
-            "last_event_id": s.last_event_id,
-            "kafka_partition": s.kafka_partition,
-            "overrides": s.overrides,
-        }
+        row = [
+            s.customer_id,
+            _json(s.features),
+            _json(s.classes),
+            s.scheme_version,
+            instant(s.evaluated_at),
+            instant(s.next_review_at),
+            s.last_event_id,
+            s.kafka_partition,
+            _json(s.overrides),
+        ]
         if s.facts_changed:
-            full.append(row | {"facts": s.facts.to_doc(), **aggregates(s.facts)})
+            agg = aggregates(s.facts)
+            full.append([*row, _json(s.facts.to_doc()), *(agg[k] for k, _ in FACTS_WRITE[1:])])
             s.facts_changed = False
         else:
             light.append(row)
     if full:
-        # Core, not the ORM's bulk path: executemany without per-row ORM work.
-        stmt = insert(CUSTOMERS)
-        excluded = stmt.excluded
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[CUSTOMERS.c.id],
-            set_={key: getattr(excluded, key) for key in full[0] if key != "id"}
-            | {"updated_at": func.now()},
+        columns = STATE_WRITE + FACTS_WRITE
+        updates = ", ".join(f"{name} = excluded.{name}" for name, _ in columns[1:])
+        await _unnest(
+            session,
+            f"INSERT INTO customers ({', '.join(n for n, _ in columns)})",
+            columns,
+            full,
+            f"ON CONFLICT (id) DO UPDATE SET {updates}, updated_at = now()",
         )
-        await session.execute(stmt, full)
     if light:  # rows loaded from the table, so they exist
-        columns = [key for key in light[0] if key != "id"]
-        update_stmt = (
-            update(CUSTOMERS)
-            .where(CUSTOMERS.c.id == bindparam("row_id"))
-            .values({key: bindparam(key) for key in columns} | {"updated_at": func.now()})
+        arrays = ", ".join(
+            f"CAST(:p{i} AS {'text' if k == 'jsonb' else k}[])"
+            for i, (_, k) in enumerate(STATE_WRITE)
+        )
+        names = ", ".join(n for n, _ in STATE_WRITE)
+        sets = ", ".join(
+            f"{n} = t.{n}::jsonb" if k == "jsonb" else f"{n} = t.{n}" for n, k in STATE_WRITE[1:]
         )
         await session.execute(
-            update_stmt, [{"row_id": r["id"], **{k: r[k] for k in columns}} for r in light]
+            text(
+                f"UPDATE customers c SET {sets}, updated_at = now() "
+                f"FROM unnest({arrays}) AS t({names}) WHERE c.id = t.id"
+            ),
+            {f"p{i}": [r[i] for r in light] for i in range(len(STATE_WRITE))},
         )
 
 
 async def record_changes(
     session: AsyncSession, changes: Sequence[Change], *, announce: bool = True
 ) -> None:
-    """Write outbox rows, current-class rows and history periods for these changes.
+    """Write outbox rows, current-class rows and history periods for these changes,
+    one statement per table.
 
     `announce=False` (a silent re-baseline) keeps history and current classes
     but writes no outbox row: nothing reaches the topic or the change feed.
     """
     if not changes:
         return
-    # Core insert without ON CONFLICT: the inbox makes every change computed
-    # once, so a duplicate id is a bug to fail on, and plain inserts batch best.
+    # Plain inserts without ON CONFLICT: the inbox makes every change computed
+    # once, so a duplicate id is a bug to fail on.
     if announce:
         # Delivered at commit (and only then): wakes the outbox relay.
         await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})
-        await session.execute(
-            insert(CHANGES),
+        await _unnest(
+            session,
+            "INSERT INTO class_changes (change_id, customer_id, dimension, old_class, "
+            "new_class, scheme_version, reason, event_id, rule, occurred_at)",
             [
-                {
-                    "change_id": c.change_id,
-                    "customer_id": c.customer_id,
-                    "dimension": c.dimension,
-                    "old_class": c.old_class,
-                    "new_class": c.new_class,
-                    "scheme_version": c.scheme_version,
-                    "reason": c.reason.value,
-                    "event_id": c.event_id,
-                    "rule": c.rule,
-                    "occurred_at": from_micros(c.at),
-                }
+                ("change_id", "text"),
+                ("customer_id", "text"),
+                ("dimension", "text"),
+                ("old_class", "text"),
+                ("new_class", "text"),
+                ("scheme_version", "int"),
+                ("reason", "text"),
+                ("event_id", "text"),
+                ("rule", "text"),
+                ("occurred_at", "timestamptz"),
+            ],
+            [
+                (
+                    c.change_id,
+                    c.customer_id,
+                    c.dimension,
+                    c.old_class,
+                    c.new_class,
+                    c.scheme_version,
+                    c.reason.value,
+                    c.event_id,
+                    c.rule,
+                    from_micros(c.at),
+                )
                 for c in changes
             ],
         )
     latest: dict[tuple[str, str], Change] = {}
     for c in changes:
         latest[(c.customer_id, c.dimension)] = c
-    stmt = insert(CLASSES)
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[CustomerClass.customer_id, CustomerClass.dimension],
-            set_={
-                "class": stmt.excluded["class"],
-                "since": stmt.excluded.since,
-                "scheme_version": stmt.excluded.scheme_version,
-            },
-        ),
+    await _unnest(
+        session,
+        'INSERT INTO customer_classes (customer_id, dimension, "class", since, scheme_version)',
         [
-            {
-                "customer_id": c.customer_id,
-                "dimension": c.dimension,
-                "class": c.new_class,
-                "since": from_micros(c.at),
-                "scheme_version": c.scheme_version,
-            }
+            ("customer_id", "text"),
+            ("dimension", "text"),
+            ("cls", "text"),
+            ("since", "timestamptz"),
+            ("scheme_version", "int"),
+        ],
+        [
+            (c.customer_id, c.dimension, c.new_class, from_micros(c.at), c.scheme_version)
             for c in latest.values()
         ],
+        'ON CONFLICT (customer_id, dimension) DO UPDATE SET "class" = excluded."class", '
+        "since = excluded.since, scheme_version = excluded.scheme_version",
     )
     await _write_history(session, changes)
 
 
 async def _write_history(session: AsyncSession, changes: Sequence[Change]) -> None:
-    opened: dict[tuple[str, str], dict[str, Any]] = {}
-    to_close: list[dict[str, Any]] = []
-    new_rows: list[dict[str, Any]] = []
+    opened: dict[tuple[str, str], list[Any]] = {}
+    to_close: list[tuple[str, str, Any]] = []
+    new_rows: list[list[Any]] = []
     for c in changes:
         key = (c.customer_id, c.dimension)
         if key in opened:
-            opened[key]["valid_to"] = from_micros(c.at)
+            opened[key][4] = from_micros(c.at)  # valid_to of the period this change ends
         elif c.old_class is not None:
-            to_close.append({"c": c.customer_id, "d": c.dimension, "at": from_micros(c.at)})
-        row = {
-            "customer_id": c.customer_id,
-            "dimension": c.dimension,
-            "class": c.new_class,
-            "valid_from": from_micros(c.at),
-            "valid_to": None,
-            "change_id": c.change_id,
-            "reason": c.reason.value,
-            "scheme_version": c.scheme_version,
-        }
+            to_close.append((c.customer_id, c.dimension, from_micros(c.at)))
+        row = [
+            c.customer_id,
+            c.dimension,
+            c.new_class,
+            from_micros(c.at),
+            None,
+            c.change_id,
+            c.reason.value,
+            c.scheme_version,
+        ]
         opened[key] = row
         new_rows.append(row)
     if to_close:
         await session.execute(
-            update(HISTORY)
-            .where(
-                HISTORY.c.customer_id == bindparam("c"),
-                HISTORY.c.dimension == bindparam("d"),
-                HISTORY.c.valid_to.is_(None),
-            )
-            .values(valid_to=bindparam("at")),
-            to_close,
+            text(
+                "UPDATE class_history h SET valid_to = t.at FROM unnest("
+                "CAST(:c AS text[]), CAST(:d AS text[]), CAST(:at AS timestamptz[])) "
+                "AS t(c, d, at) "
+                "WHERE h.customer_id = t.c AND h.dimension = t.d AND h.valid_to IS NULL"
+            ),
+            {
+                "c": [r[0] for r in to_close],
+                "d": [r[1] for r in to_close],
+                "at": [r[2] for r in to_close],
+            },
         )
-    await session.execute(insert(HISTORY), new_rows)
-
-
-async def mark_processed(session: AsyncSession, items: Sequence[tuple[str, str]]) -> None:
-    """Record (event id, customer id) pairs in the inbox."""
-    if items:
-        await session.execute(
-            insert(INBOX).on_conflict_do_nothing(),
-            [{"event_id": e, "customer_id": c} for e, c in items],
-        )
+    await _unnest(
+        session,
+        'INSERT INTO class_history (customer_id, dimension, "class", valid_from, valid_to, '
+        "change_id, reason, scheme_version)",
+        [
+            ("customer_id", "text"),
+            ("dimension", "text"),
+            ("cls", "text"),
+            ("valid_from", "timestamptz"),
+            ("valid_to", "timestamptz"),
+            ("change_id", "text"),
+            ("reason", "text"),
+            ("scheme_version", "int"),
+        ],
+        new_rows,
+    )
 
 
 async def load_cutoffs(session: AsyncSession, scheme_version: int) -> dict[str, dict[str, float]]:
