@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -101,10 +101,13 @@ class OutboxRelay:
         settings: ClassifierSettings,
         sessions: async_sessionmaker[AsyncSession],
         producer: AIOKafkaProducer,
+        *,
+        on_notify: Callable[[], None] | None = None,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
         self._producer = producer
+        self._on_notify = on_notify  # also told of every NOTIFY (the review scheduler)
 
     async def relay_once(self) -> int:
         """Publish one page of unpublished changes in order; returns how many."""
@@ -241,12 +244,17 @@ class OutboxRelay:
             lost = asyncio.Event()
             try:
                 conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
-                await conn.add_listener(OUTBOX_CHANNEL, lambda *_args: woken.set())
-                woken.set()  # changes may have been written while no one listened
+                await conn.add_listener(OUTBOX_CHANNEL, lambda *_args: self._notified(woken))
+                self._notified(woken)  # changes may have been written while no one listened
                 await _first(lost.wait(), stopping.wait())
             finally:
                 with contextlib.suppress(Exception):
                     await conn.close(timeout=2)
+
+    def _notified(self, woken: asyncio.Event) -> None:
+        woken.set()
+        if self._on_notify is not None:
+            self._on_notify()
 
     async def measure_backlog(self) -> float:
         """Age of the oldest change not yet relayed (0 when none): the outbox backlog."""
