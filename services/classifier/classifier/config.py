@@ -53,7 +53,7 @@ class ClassifierSettings(BaseSettings):
         "only bounds how often an idle worker re-checks its partitions.",
     )
     relay_idle_seconds: float = Field(
-        default=5.0,
+        default=30.0,
         description="An idle relay wakes on NOTIFY; this is only the fallback poll interval.",
     )
     relay_batch_size: int = 1000

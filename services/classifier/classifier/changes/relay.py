@@ -108,6 +108,7 @@ class OutboxRelay:
         self._sessions = sessions
         self._producer = producer
         self._on_notify = on_notify  # also told of every NOTIFY (the review scheduler)
+        self._lock_missed = False  # the last try found another worker's relay at work
 
     async def relay_once(self) -> int:
         """Publish one page of unpublished changes in order; returns how many."""
@@ -115,6 +116,7 @@ class OutboxRelay:
             got = await session.scalar(
                 text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": RELAY_LOCK}
             )
+            self._lock_missed = not got
             if not got:
                 return 0
             rows = (
@@ -218,11 +220,14 @@ class OutboxRelay:
                     await asyncio.sleep(1)
                 if sent < self._settings.relay_batch_size:
                     # Idle until a transaction that wrote outbox rows commits (NOTIFY),
-                    # or the fallback interval passes (a lost listener connection).
+                    # or the fallback interval passes (a lost listener connection). If
+                    # another worker's relay held the lock, look again soon: it may
+                    # have died before it published what woke us.
+                    idle = self._settings.relay_idle_seconds
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(
                             _first(woken.wait(), stopping.wait()),
-                            self._settings.relay_idle_seconds,
+                            min(idle, 1.0) if self._lock_missed else idle,
                         )
         finally:
             listener.cancel()

@@ -149,6 +149,9 @@ class ActivityConsumer:
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             fetch_max_bytes=16 * 1024 * 1024,
+            # The broker answers a fetch as soon as one record is there: a longer
+            # wait only means fewer empty round trips while idle.
+            fetch_max_wait_ms=1000,
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         self._consumer.subscribe([settings.activity_topic], listener=_Rebalance(self))
