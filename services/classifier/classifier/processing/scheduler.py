@@ -28,6 +28,7 @@ from classifier.engine.scheme import CompiledDimension
 from classifier.locks import Lock
 from classifier.metrics import CLASS_CHANGES, REVIEW_LAG
 from classifier.models import Customer, CustomerClass, PopulationCutoffs
+from classifier.models.messaging import OUTBOX_CHANNEL
 from classifier.processing.batch import BatchProcessor
 from classifier.schemes.service import SchemeCache
 
@@ -93,6 +94,10 @@ async def refresh_cutoffs(
                 dim.default or dim.classes[-1],
                 now,
             )
+        if flagged:
+            # Flagged customers of every partition are due now: wake each worker's
+            # scheduler (they listen on the outbox channel), not only this one's.
+            await session.execute(text("SELECT pg_notify(:c, '')"), {"c": OUTBOX_CHANNEL})
     return flagged
 
 
