@@ -169,7 +169,7 @@ class ActivityConsumer:
                 polling = asyncio.create_task(self._poll())  # the next, while this one applies
                 if polled is not None:
                     await self._handle(polled)
-                await self._update_progress()
+                await self._update_progress(polling)
         finally:
             stop.cancel()
             polling.cancel()
@@ -185,7 +185,9 @@ class ActivityConsumer:
         )
         return decode_batch(batches, generation) if batches else None
 
-    async def _update_progress(self) -> None:
+    async def _update_progress(self, polling: asyncio.Task[PolledBatch | None]) -> None:
+        """Owned partitions, and those whose every record is applied: at the log end, and
+        with nothing in a batch polled ahead (the position is already past those)."""
         owned = self._consumer.assignment()
         caught: set[int] = set()
         for tp in owned:
@@ -196,6 +198,10 @@ class ActivityConsumer:
             except (AssertionError, IllegalStateError):
                 # Revoked by a rebalance since assignment() was read: not ours now.
                 continue
+        if polling.done() and not polling.cancelled() and polling.exception() is None:
+            ahead = polling.result()
+            if ahead is not None:
+                caught -= {tp.partition for tp in ahead.offsets}
         self.progress.update(frozenset(tp.partition for tp in owned), frozenset(caught))
 
     def _rewind(self, polled: PolledBatch) -> None:
