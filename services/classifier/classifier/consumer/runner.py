@@ -65,6 +65,7 @@ class PolledBatch:
     offsets: dict[TopicPartition, int] = field(default_factory=dict)  # next offset to read
     first: dict[TopicPartition, int] = field(default_factory=dict)  # first offset polled
     newest: dict[TopicPartition, int] = field(default_factory=dict)  # last record's ts (ms)
+    ends: dict[TopicPartition, int | None] = field(default_factory=dict)  # log end when polled
     generation: int = 0  # the consumer's rebalance count when it was polled
 
 
@@ -167,9 +168,8 @@ class ActivityConsumer:
                     break
                 polled = polling.result()
                 polling = asyncio.create_task(self._poll())  # the next, while this one applies
-                if polled is not None:
-                    await self._handle(polled)
-                await self._update_progress(polling)
+                applied = polled is not None and await self._handle(polled)
+                await self._update_progress(polled if applied else None, polling)
         finally:
             stop.cancel()
             polling.cancel()
@@ -183,25 +183,40 @@ class ActivityConsumer:
             timeout_ms=self._settings.poll_timeout_ms,
             max_records=self._settings.batch_max_records,
         )
-        return decode_batch(batches, generation) if batches else None
+        if not batches:
+            return None
+        polled = decode_batch(batches, generation)
+        for tp in polled.offsets:
+            with contextlib.suppress(AssertionError, IllegalStateError):
+                polled.ends[tp] = self._consumer.highwater(tp)
+        return polled
 
-    async def _update_progress(self, polling: asyncio.Task[PolledBatch | None]) -> None:
-        """Owned partitions, and those whose every record is applied: at the log end, and
-        with nothing in a batch polled ahead (the position is already past those)."""
+    async def _update_progress(
+        self, applied: PolledBatch | None, polling: asyncio.Task[PolledBatch | None]
+    ) -> None:
+        """Owned partitions, and those consumed to the end: the batch just applied took
+        all the partition had when it was polled (records that arrived since are new,
+        not a backlog), or, for a partition it did not touch, the position is at the log
+        end and no batch polled ahead holds its records (the position is past those)."""
+        ahead: set[TopicPartition] = set()
+        if polling.done() and not polling.cancelled() and polling.exception() is None:
+            ahead_batch = polling.result()
+            ahead = set(ahead_batch.offsets) if ahead_batch is not None else set()
         owned = self._consumer.assignment()
         caught: set[int] = set()
         for tp in owned:
             try:
+                if applied is not None and tp in applied.offsets:
+                    end = applied.ends.get(tp)
+                    if end is not None and applied.offsets[tp] >= end:
+                        caught.add(tp.partition)
+                    continue
                 end = self._consumer.highwater(tp)
-                if end is not None and await self._consumer.position(tp) >= end:
+                if end is not None and tp not in ahead and await self._consumer.position(tp) >= end:
                     caught.add(tp.partition)
             except (AssertionError, IllegalStateError):
                 # Revoked by a rebalance since assignment() was read: not ours now.
                 continue
-        if polling.done() and not polling.cancelled() and polling.exception() is None:
-            ahead = polling.result()
-            if ahead is not None:
-                caught -= {tp.partition for tp in ahead.offsets}
         self.progress.update(frozenset(tp.partition for tp in owned), frozenset(caught))
 
     def _rewind(self, polled: PolledBatch) -> None:
@@ -214,22 +229,24 @@ class ActivityConsumer:
                     self._consumer.seek(tp, first)
         log.info("dropped a batch polled before a rebalance; it is read again")
 
-    async def _handle(self, polled: PolledBatch) -> None:
+    async def _handle(self, polled: PolledBatch) -> bool:
+        """Apply the batch and commit its offsets; False if it was dropped or not applied."""
         async with self.applying:
             if polled.generation != self.generation:
                 self._rewind(polled)
-                return
-            await self._apply_and_commit(polled)
+                return False
+            applied = await self._apply_and_commit(polled)
         self.progress.changed.set()  # a batch may have brought a review forward
+        return applied
 
-    async def _apply_and_commit(self, polled: PolledBatch) -> None:
+    async def _apply_and_commit(self, polled: PolledBatch) -> bool:
         for record, poison in polled.poison:
             await self._dead_letter(record, poison)
         items = polled.items
         started = time.perf_counter()
         result = await self._apply_isolating(items, polled.records)
         if result is None:  # stopping while the database was down: commit nothing
-            return
+            return False
         PROCESSING_SECONDS.observe(time.perf_counter() - started)
         BATCH_SIZE.observe(len(items))
         DUPLICATES.inc(result.duplicates)
@@ -245,6 +262,7 @@ class ActivityConsumer:
             # events again and the inbox drops them.
             log.warning("offset commit failed after a committed batch: %s", exc)
         self._record_lag(polled.offsets, polled.newest)
+        return True
 
     async def _apply_isolating(
         self, items: list[Delivery], records: list[Any]
