@@ -5,7 +5,10 @@ uses its own throw-away database and topics.
 
 - drain: M events preloaded into a fresh activity topic; the real worker
   process (`python -m classifier.worker`) is started and timed until its
-  consumer group has committed every offset; peak RSS from /proc.
+  consumer group has committed every offset; peak RSS from /proc. Then the
+  same with two worker processes in one group, into a fresh database.
+- idle: the CPU one worker uses over S seconds with nothing to consume
+  (/proc/<pid>/stat), once the drain's outbox is relayed.
 - floor: on the same topic, a minimal aiokafka consumer that decodes each
   event and bulk-upserts one row per customer with asyncpg (no
   classification); the worker's rate is reported as a ratio of it.
@@ -24,6 +27,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -35,7 +39,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.generate import EVENTS_PER_CUSTOMER, produce, stream
-from bench.infra import ROOT, drop_database, dsn, isolated_settings, service_env
+from bench.infra import (
+    ROOT,
+    create_database,
+    drop_database,
+    dsn,
+    isolated_settings,
+    service_env,
+)
 from classifier.config import ClassifierSettings
 from classifier.topics import ensure_topics
 from eventschemas.events import OrderPlaced
@@ -89,9 +100,28 @@ def _peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def drain(settings: ClassifierSettings, total: int) -> dict[str, Any]:
-    """Start the real worker process and time it until every offset is committed."""
-    proc = await start_worker(settings)
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def drain(
+    settings: ClassifierSettings, total: int, *, processes: int = 1, profile: Path | None = None
+) -> dict[str, Any]:
+    """Start `processes` real worker processes in one group and time them until every
+    offset is committed. `profile`: record the (first) worker with py-spy into this SVG."""
+    procs = [await start_worker(settings) for _ in range(processes)]
+    spy = None
+    if profile is not None:
+        spy = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "py-spy"),
+            *("record", "--nonblocking", "-r", "50", "-o", str(profile)),
+            *(("-f", "raw") if profile.suffix == ".txt" else ()),  # collapsed stacks
+            *("--pid", str(procs[0].pid)),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
     started = time.perf_counter()
     first_at: float | None = None
     try:
@@ -101,19 +131,106 @@ async def drain(settings: ClassifierSettings, total: int) -> dict[str, Any]:
                 first_at = time.perf_counter()
             if done >= total:
                 break
-            if proc.returncode is not None:
-                raise RuntimeError("the worker exited during the benchmark")
+            if any(proc.returncode is not None for proc in procs):
+                raise RuntimeError("a worker exited during the benchmark")
             await asyncio.sleep(0.5)
         elapsed = time.perf_counter() - started
-        rss = _peak_rss_mb(proc.pid)
+        rss = max(_peak_rss_mb(proc.pid) for proc in procs)
     finally:
-        await stop_worker(proc)
+        for proc in procs:
+            await stop_worker(proc)
+        if spy is not None:
+            await asyncio.wait_for(spy.wait(), timeout=120)  # writes the SVG once its target exits
     return {
         "events": total,
+        "processes": processes,
         "seconds": round(elapsed, 2),
         "events_per_s": round(total / elapsed),
         "peak_rss_mb": rss,
         "startup_s": round((first_at or started) - started, 2),
+    }
+
+
+async def drain_in_fresh_database(
+    settings: ClassifierSettings, total: int, processes: int
+) -> dict[str, Any]:
+    """`drain` from the start of the same topic into an empty database, with a consumer
+    group and change topic of its own (so one run's state never shortens another's)."""
+    url = await create_database(settings.database_url, prefix="classifier_bench")
+    fresh = settings.model_copy(
+        update={
+            "database_url": url,
+            "consumer_group": f"{settings.consumer_group}-p{processes}",
+            "class_changes_topic": f"{settings.class_changes_topic}-p{processes}",
+        }
+    )
+    try:
+        await ensure_topics(fresh)
+        return await drain(fresh, total, processes=processes)
+    finally:
+        await drop_database(settings.database_url, url)
+
+
+async def _unpublished(url: str) -> int:
+    conn = await asyncpg.connect(dsn(url))
+    try:
+        return int(
+            await conn.fetchval("SELECT count(*) FROM class_changes WHERE published_at IS NULL")
+        )
+    finally:
+        await conn.close()
+
+
+async def idle_cpu(settings: ClassifierSettings, seconds: float) -> dict[str, Any]:
+    """CPU share of one core a worker uses with nothing to do, over `seconds`.
+
+    Run on a drained topic and database: once the worker has joined its group
+    and relayed what was left in the outbox, nothing arrives; what it burns
+    then is the cost of waiting (polls, heartbeats, the relay, the scheduler).
+    """
+    proc = await start_worker(settings)
+    try:
+        deadline = time.monotonic() + 300
+        while await _unpublished(settings.database_url) and time.monotonic() < deadline:  # noqa: ASYNC110 (another process's work)
+            await asyncio.sleep(1)
+        await asyncio.sleep(10)  # joined the group, relay reconciled, first reads done
+        before, t0 = cpu_seconds(proc.pid), time.perf_counter()
+        await asyncio.sleep(seconds)
+        used, elapsed = cpu_seconds(proc.pid) - before, time.perf_counter() - t0
+        if proc.returncode is not None:
+            raise RuntimeError("the worker exited while idle")
+    finally:
+        await stop_worker(proc)
+    return {"worker_cpu_percent": round(100 * used / elapsed, 2), "seconds": seconds}
+
+
+async def worker_figures(
+    settings: ClassifierSettings,
+    written: int,
+    *,
+    idle_seconds: float,
+    profile: Path | None = None,
+    say: Callable[[str], None] = lambda _message: None,
+) -> dict[str, Any]:
+    """The raw floor, the drain with 1 and 2 worker processes, and the idle worker:
+    the `worker` and `idle` results (the floor of the same run for both ratios)."""
+    say("worker: raw floor")
+    floor = await raw_floor(settings, written)
+    say("worker: draining with one worker process")
+    one = await drain(settings, written, profile=profile)
+    say("worker: idle worker CPU")
+    idle = await idle_cpu(settings, idle_seconds)
+    say("worker: draining with two worker processes (a fresh database)")
+    two = await drain_in_fresh_database(settings, written, processes=2)
+    rate = floor["events_per_s"]
+    return {
+        "worker": one
+        | {
+            "floor_events_per_s": rate,
+            "vs_floor": round(one["events_per_s"] / rate, 3),
+            "processes_2": two | {"vs_floor": round(two["events_per_s"] / rate, 3)},
+        },
+        "idle": idle,
     }
 
 
@@ -235,20 +352,32 @@ async def freshness(settings: ClassifierSettings, rate: int, seconds: int) -> di
     }
 
 
-async def run(events: int, seed: int, rate: int, seconds: int) -> dict[str, Any]:
+async def run(
+    events: int,
+    seed: int,
+    rate: int,
+    seconds: int,
+    *,
+    idle_seconds: float = 60,
+    freshness_too: bool = True,
+    profile: Path | None = None,
+) -> dict[str, Any]:
     base = ClassifierSettings()
     settings = await isolated_settings(base)
     url, tag = settings.database_url, settings.consumer_group
     try:
         await ensure_topics(settings)
         written = await preload(settings, events, seed)
-        floor = await raw_floor(settings, written)
-        worker = await drain(settings, written)
-        fresh_settings = settings.model_copy(
-            update={"activity_topic": f"{tag}-fresh", "consumer_group": f"{tag}-fresh"}
+        figures = await worker_figures(
+            settings, written, idle_seconds=idle_seconds, profile=profile, say=_say
         )
-        await ensure_topics(fresh_settings)
-        fresh = await freshness(fresh_settings, rate, seconds)
+        fresh: dict[str, Any] | None = None
+        if freshness_too:
+            fresh_settings = settings.model_copy(
+                update={"activity_topic": f"{tag}-fresh", "consumer_group": f"{tag}-fresh"}
+            )
+            await ensure_topics(fresh_settings)
+            fresh = await freshness(fresh_settings, rate, seconds)
     finally:
         await drop_database(base.database_url, url)
     return {
@@ -257,11 +386,14 @@ async def run(events: int, seed: int, rate: int, seconds: int) -> dict[str, Any]
         "seed": seed,
         "activity_partitions": settings.activity_partitions,
         "batch_max_records": settings.batch_max_records,
-        "worker": worker,
-        "floor": floor,
-        "worker_vs_floor": round(worker["events_per_s"] / floor["events_per_s"], 3),
+        **figures,
         "freshness": fresh,
     }
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(f"[bench.worker] {message}\n")
+    sys.stderr.flush()
 
 
 def main() -> None:
@@ -270,9 +402,29 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--rate", type=int, default=200, help="freshness: events per second")
     parser.add_argument("--seconds", type=int, default=10, help="freshness: duration")
+    parser.add_argument(
+        "--idle-seconds", type=float, default=60, help="idle: how long to measure the worker's CPU"
+    )
+    parser.add_argument("--no-freshness", action="store_true", help="only the drains and idle")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="record the one-process drain with py-spy (pip install py-spy) into this SVG "
+        "(or .txt: collapsed stacks)",
+    )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
-    results = asyncio.run(run(args.events, args.seed, args.rate, args.seconds))
+    results = asyncio.run(
+        run(
+            args.events,
+            args.seed,
+            args.rate,
+            args.seconds,
+            idle_seconds=args.idle_seconds,
+            freshness_too=not args.no_freshness,
+            profile=args.profile,
+        )
+    )
     print(json.dumps(results, indent=2))  # noqa: T201 - a command-line tool
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

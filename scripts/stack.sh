@@ -294,6 +294,12 @@ APPS="ingest classifier-api classifier-worker"
 # The Fxiaoke sync runs only where a tenant is configured (README: Fxiaoke).
 [ -z "${INGEST_FXIAOKE_APP_ID:-}" ] || APPS="$APPS fxiaoke-sync"
 CLASSIFIER_WORKER_METRICS_PORT="${CLASSIFIER_WORKER_METRICS_PORT:-9102}"
+# N worker processes in one consumer group (they split the activity topic's
+# partitions). With N > 1 each gets its own metrics port, counting up from
+# CLASSIFIER_WORKER_METRICS_PORT, and is named after it: classifier-worker-9102, ...
+CLASSIFIER_WORKER_PROCESSES="${CLASSIFIER_WORKER_PROCESSES:-1}"
+[[ "$CLASSIFIER_WORKER_PROCESSES" =~ ^[1-9][0-9]*$ ]] \
+  || die "CLASSIFIER_WORKER_PROCESSES must be a whole number >= 1"
 
 supervisorctl() { "$VENV/bin/supervisorctl" -c "$SUPERVISOR_CONF" "$@"; }
 
@@ -334,6 +340,14 @@ command=$PY -m classifier.worker
 ; the worker commits or rolls back its batch on SIGTERM: give it time
 stopwaitsecs=30
 CONF
+  if [ "$CLASSIFIER_WORKER_PROCESSES" -gt 1 ]; then
+    # process_num runs from the first metrics port up: it is each one's port and name.
+    cat >>"$tmp" <<CONF
+numprocs=$CLASSIFIER_WORKER_PROCESSES
+numprocs_start=$CLASSIFIER_WORKER_METRICS_PORT
+process_name=%(program_name)s-%(process_num)d
+CONF
+  fi
   if [[ " $APPS " == *" fxiaoke-sync "* ]]; then
     cat >>"$tmp" <<CONF
 
@@ -342,12 +356,17 @@ command=$PY -m ingest.cli fxiaoke run
 stopwaitsecs=30
 CONF
   fi
-  local prog
+  local prog env logfile
   for prog in $APPS; do
+    env="$env_line" logfile="$LOGS/$prog.log"
+    if [ "$prog" = classifier-worker ] && [ "$CLASSIFIER_WORKER_PROCESSES" -gt 1 ]; then
+      logfile="$LOGS/$prog-%(process_num)d.log"  # one per process: classifier-worker-9102.log
+      env="${env/CLASSIFIER_WORKER_METRICS_PORT=\"$CLASSIFIER_WORKER_METRICS_PORT\"/CLASSIFIER_WORKER_METRICS_PORT=\"%(process_num)d\"}"
+    fi
     cat >>"$tmp" <<CONF
 
 [program:$prog]
-environment=$env_line
+environment=$env
 directory=$ROOT
 autostart=true
 ; restarted whenever it exits or is killed; a process that dies within
@@ -359,7 +378,7 @@ stopsignal=TERM
 stopasgroup=true
 killasgroup=true
 redirect_stderr=true
-stdout_logfile=$LOGS/$prog.log
+stdout_logfile=$logfile
 stdout_logfile_maxbytes=50MB
 stdout_logfile_backups=3
 CONF
@@ -379,11 +398,14 @@ PYCONF
 
 http_ok() { "$PY" -c "import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" "$1"; }
 
-program_running() {  # program_running NAME [MIN_UPTIME_SECONDS]
-  local line; line="$(supervisorctl status "$1" 2>/dev/null)" || return 1
-  [[ "$line" == *RUNNING* ]] || return 1
-  local up; up="$(sed -n 's/.*uptime \([0-9:]*\).*/\1/p' <<<"$line" | awk -F: '{print ($1*3600)+($2*60)+$3}')"
-  [ "${up:-0}" -ge "${2:-0}" ]
+program_running() {  # program_running NAME [MIN_UPTIME_SECONDS]: every process of it
+  local lines line up; lines="$(supervisorctl status "$1:*" 2>/dev/null)" || return 1
+  [ -n "$lines" ] || return 1
+  while IFS= read -r line; do
+    [[ "$line" == *RUNNING* ]] || return 1
+    up="$(sed -n 's/.*uptime \([0-9:]*\).*/\1/p' <<<"$line" | awk -F: '{print ($1*3600)+($2*60)+$3}')"
+    [ "${up:-0}" -ge "${2:-0}" ] || return 1
+  done <<<"$lines"
 }
 
 all_ready() {  # every process is up and answering, and has been for MIN seconds
@@ -420,8 +442,8 @@ apps_down() {
   for _ in $(seq 1 60); do [ -S "$SUPERVISOR_SOCK" ] || break; sleep 0.5; done
 }
 
-restarts_of() {  # how often supervisord saw NAME end since it started
-  grep -c "exited: $1 \|gave up: $1 " "$LOGS/supervisord.log" 2>/dev/null || true
+restarts_of() {  # how often supervisord saw NAME (any of its processes) end since it started
+  grep -cE "(exited|gave up): $1(-[0-9]+)? " "$LOGS/supervisord.log" 2>/dev/null || true
 }
 
 # --------------------------------------------------------------- commands --
@@ -445,7 +467,7 @@ cmd_up() {
 Stack is up in $((SECONDS - t0))s.
   ingest API       http://$INGEST_HOST:$INGEST_PORT        (docs: /docs, health: /healthz /readyz, /metrics)
   classifier API   http://$CLASSIFIER_HOST:$CLASSIFIER_PORT        (docs: /docs, health: /healthz /readyz, /metrics)
-  classifier worker under supervisord (make status shows restarts)
+  classifier worker $CLASSIFIER_WORKER_PROCESSES process(es) under supervisord (metrics from :$CLASSIFIER_WORKER_METRICS_PORT; make status shows restarts)
   Kafka            $(kafka_bootstrap)
   PostgreSQL       ${DATABASE_URL:-postgresql://$DB_USER:***@127.0.0.1:$PGPORT/$DB_NAME} (password in .stack/db-password)
   logs             $LOGS   (make logs)
@@ -469,8 +491,9 @@ cmd_status() {
   if supervisor_alive; then
     local prog line
     for prog in $APPS; do
-      line="$(supervisorctl status "$prog" 2>/dev/null | awk '{$1=""; print substr($0,2)}')"
-      echo "$prog: ${line:-unknown} (restarts: $(restarts_of "$prog"))"
+      while IFS= read -r line; do
+        echo "${line%% *}: $(awk '{$1=""; print substr($0,2)}' <<<"$line") (restarts: $(restarts_of "$prog"))"
+      done < <(supervisorctl status "$prog:*" 2>/dev/null || echo "$prog unknown")
     done
   else
     for prog in $APPS; do echo "$prog: stopped"; done

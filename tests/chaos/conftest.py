@@ -115,7 +115,18 @@ def wait_until(check: object, within: float, interval: float = 0.1) -> float:
 
 @pytest.fixture(scope="session")
 def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    state = tmp_path_factory.mktemp("chaos-stack")
+    yield from running_stack(tmp_path_factory.mktemp("chaos-stack"))
+
+
+@pytest.fixture(scope="session")
+def chaos_stack_two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The same with `CLASSIFIER_WORKER_PROCESSES=2`: two worker processes in one group."""
+    state = tmp_path_factory.mktemp("chaos-stack-2")
+    yield from running_stack(state, CLASSIFIER_WORKER_PROCESSES="2")
+
+
+def running_stack(state: Path, **extra_env: str) -> Iterator[Stack]:
+    """`stack.sh up` with its own state dir, ports and database; `down` afterwards."""
     kafka_port = free_port()
     ports = {
         "STACK_STATE_DIR": str(state),
@@ -132,6 +143,7 @@ def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")
     }
     env.update(ports)
+    env.update(extra_env)
     stack = Stack(
         env=env,
         state=state,

@@ -102,6 +102,29 @@ def test_killed_worker_and_ingest_are_restarted_and_nothing_is_lost(chaos_stack:
     wait_until(load.reflected_exactly_once, within=60, interval=0.5)
 
 
+def test_one_of_two_worker_processes_killed_under_load_loses_and_doubles_nothing(
+    chaos_stack_two_workers: Stack,
+) -> None:
+    """`CLASSIFIER_WORKER_PROCESSES=2 make up`: two workers share the partitions; one is
+    SIGKILLed mid-stream, the other takes its partitions over until supervisord has
+    restarted it, and every order is still counted exactly once."""
+    stack = chaos_stack_two_workers
+    workers = [
+        line.split()[0]
+        for line in stack.supervisorctl("status", "classifier-worker:*").splitlines()
+        if "RUNNING" in line
+    ]
+    assert len(workers) == 2, stack.supervisorctl("status")
+    with Load(stack, 300) as load:
+        time.sleep(1.5)
+        back = restart_time(stack, workers[0])
+        load.wait()
+    report("sigkill.one_of_two_workers_restarted_seconds", back)
+    assert back < 5
+    wait_until(load.reflected_exactly_once, within=90, interval=0.5)
+    assert stack.pid(workers[1])  # the other one ran on throughout
+
+
 def test_intake_answers_again_soon_after_a_broker_restart(chaos_stack: Stack) -> None:
     stack = chaos_stack
     with Load(stack, 200, pace=0.05) as load:

@@ -32,6 +32,11 @@ async def test_every_benchmark_scenario_reports_its_figures(
     assert worker["floor_events_per_s"] > 0
     assert worker["vs_floor"] == round(worker["events_per_s"] / worker["floor_events_per_s"], 3)
     assert worker["peak_rss_mb"] > 0
+    two = worker["processes_2"]
+    assert (two["processes"], two["events"]) == (2, 400)  # the same events, two processes
+    assert two["vs_floor"] == round(two["events_per_s"] / worker["floor_events_per_s"], 3)
+    assert r["idle"]["seconds"] == 5  # the smoke scale's short measure
+    assert 0 <= r["idle"]["worker_cpu_percent"] < 100
     lookups = r["lookups"]
     assert lookups["customers_in_db"] > 0
     assert lookups["single_rps"] > 0
@@ -55,4 +60,6 @@ async def test_every_benchmark_scenario_reports_its_figures(
     assert "cost_ratio" in growth
     assert "worker drain" in table(r)
     assert "history growth" in table(r)
+    assert "worker drain x2" in table(r)
+    assert "idle worker" in table(r)
     assert "time-driven lag" in table(r)

@@ -153,3 +153,38 @@ async def test_an_injected_clock_moves_time_for_the_scheduler(
     assert customer is not None
     assert customer.classes["purchase_behavior"]["class"] == "churned"
     assert customer.classes["loyalty"]["class"] == "low"
+
+
+async def test_a_committed_batch_wakes_the_sleeping_scheduler(
+    classifier_settings: ClassifierSettings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """The scheduler sleeps until the earliest due review it knows of (nothing here) and
+    does not re-read it for 10 minutes: only the batch that brings a review forward can
+    make it apply that review on time."""
+    settings = classifier_settings.model_copy(
+        update={"review_max_sleep_seconds": 600.0, "review_interval_seconds": 1.0}
+    )
+    stopping = asyncio.Event()
+    worker = asyncio.create_task(run_worker(settings, stopping))
+    try:
+        await asyncio.sleep(3)  # joined, read "nothing due", asleep
+        placed_at = (
+            datetime.now(UTC).replace(microsecond=0) - timedelta(days=365) + timedelta(seconds=4)
+        )
+        churn_at = placed_at + timedelta(days=365)
+        await publish_raw(
+            settings.kafka_bootstrap_servers, settings.activity_topic, [order_at("t-3", placed_at)]
+        )
+
+        async def churned() -> list[ClassChange]:
+            changes = await behaviour_changes(sessions, "t-3")
+            return changes if len(changes) == 2 else []
+
+        _, change = await eventually(churned, within=20, interval=0.1)
+        seen_late = datetime.now(UTC) - churn_at
+    finally:
+        stopping.set()
+        await asyncio.wait_for(worker, timeout=30)
+    assert (change.new_class, change.reason) == ("churned", "time")
+    assert change.occurred_at == churn_at
+    assert seen_late < timedelta(seconds=2)  # the goal: p99 < 2 s after the instant

@@ -39,15 +39,21 @@ def wire(event: ActivityEvent) -> tuple[bytes, bytes]:
     return envelope.subject.encode(), envelope.to_bytes()
 
 
-@pytest.fixture
+@pytest.fixture(params=[1, 2], ids=["1-worker", "2-workers"])
 async def worker(
-    classifier_settings: ClassifierSettings, sessions: async_sessionmaker[AsyncSession]
+    request: pytest.FixtureRequest,
+    classifier_settings: ClassifierSettings,
+    sessions: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[asyncio.Event]:
+    """One worker, or two in one consumer group (each with its consumer, relay and
+    scheduler: the relay's and the cut-offs' advisory locks are contended)."""
     stopping = asyncio.Event()
-    task = asyncio.create_task(run_worker(classifier_settings, stopping))
+    tasks = [
+        asyncio.create_task(run_worker(classifier_settings, stopping)) for _ in range(request.param)
+    ]
     yield stopping
     stopping.set()
-    await asyncio.wait_for(task, timeout=30)
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
 
 
 async def customer_row(sessions: async_sessionmaker[AsyncSession], cid: str) -> Customer | None:

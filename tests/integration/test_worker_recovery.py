@@ -139,13 +139,27 @@ async def clean_replay(
         await drop_database(classifier_settings.database_url, url)
 
 
+def with_redeliveries(records: list[tuple[bytes, bytes]], seed: int) -> list[tuple[bytes, bytes]]:
+    """The stream with 5 % of its events sent again later (a producer retry, a re-upload)."""
+    rng = random.Random(seed)
+    out = list(records)
+    for i in sorted(rng.sample(range(len(records)), len(records) // 20), reverse=True):
+        out.insert(rng.randint(i + 1, len(records)), records[i])
+    return out
+
+
+@pytest.mark.parametrize("processes", [1, 2], ids=["1-worker", "2-workers"])
 async def test_sigkilled_worker_ends_exactly_like_a_clean_replay(
     classifier_settings: ClassifierSettings,
     sessions: async_sessionmaker[AsyncSession],
     clean_replay: Any,
     tmp_path: Path,
+    processes: int,
 ) -> None:
-    records = stream(seed=11, customers=300)
+    """Real worker processes in one group, SIGKILLed one at a time while batches are in
+    flight and restarted: every event (redeliveries included) is applied exactly once."""
+    unique = stream(seed=11, customers=300)
+    records = with_redeliveries(unique, seed=3)
     bootstrap = classifier_settings.kafka_bootstrap_servers
     await publish_raw(bootstrap, classifier_settings.activity_topic, records)
     env = service_env(
@@ -157,27 +171,27 @@ async def test_sigkilled_worker_ends_exactly_like_a_clean_replay(
         CLASSIFIER_LOG_LEVEL="DEBUG",
         CLASSIFIER_CLOCK_FROZEN_AT=FROZEN_NOW.isoformat(),
     )
-    log = tmp_path / "worker.log"
+    logs = [tmp_path / f"worker-{n}.log" for n in range(processes)]
     rng = random.Random(5)
-    kill_at = sorted(rng.sample(range(50, len(records) - 50), 4))  # applied-event counts
-    for threshold in kill_at:  # several kill points, while batches are in flight
-        proc = start(worker_command(), env, log)
-        try:
+    kill_at = sorted(rng.sample(range(50, len(unique) - 50), 4))  # applied-event counts
+    procs = [start(worker_command(), env, log) for log in logs]
+    try:
+        for n, threshold in enumerate(kill_at):  # several kill points, batches in flight
             await eventually(
                 lambda t=threshold: applied_at_least(sessions, t), within=60, interval=0.02
             )
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-    proc = start(worker_command(), env, log)
-    try:
-        await eventually(lambda: settled(sessions, len(records)), within=120, interval=0.5)
+            victim = n % processes  # with two, each dies in turn while the other runs on
+            procs[victim].send_signal(signal.SIGKILL)
+            procs[victim].wait()
+            procs[victim] = start(worker_command(), env, logs[victim])
+        await eventually(lambda: settled(sessions, len(unique)), within=120, interval=0.5)
         await recompute_cutoffs_at_frozen_now(sessions)
-        # ... and the running worker's relay announces what they changed.
-        await eventually(lambda: settled(sessions, len(records)), within=60, interval=0.5)
+        # ... and the running workers' relays announce what they changed.
+        await eventually(lambda: settled(sessions, len(unique)), within=60, interval=0.5)
     finally:
-        code = stop(proc)
-    assert code == 0, log.read_text()[-3000:]
+        codes = [stop(proc) for proc in procs]
+    tails = "".join(log.read_text()[-2000:] for log in logs)
+    assert codes == [0] * processes, tails
 
     killed = await snapshot(classifier_settings.database_url)
     replayed = await clean_replay()
@@ -205,7 +219,7 @@ async def test_sigkilled_worker_ends_exactly_like_a_clean_replay(
     assert not missing, (
         f"{len(missing)} changes lost; read {len(records)} of {total_on_topic} records "
         f"on the topic, expected {expected}; rows: {rows[:5]}; kills at {kill_at}; "
-        f"worker log tail: {log.read_text()[-2000:]}"
+        f"worker log tails: {tails}"
     )
 
 

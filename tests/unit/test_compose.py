@@ -102,11 +102,15 @@ def test_prometheus_scrapes_every_process_and_loads_the_chart_alerts(
     files = mounts(compose["services"]["prometheus"])
     config = yaml.safe_load(files["/etc/prometheus/prometheus.yml"].read_text())
     targets = {
-        job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]
+        job["job_name"]: job["static_configs"][0]["targets"]
+        if "static_configs" in job
+        else [f"{name}:{sd['port']}" for sd in job["dns_sd_configs"] for name in sd["names"]]
+        for job in config["scrape_configs"]
     }
     assert targets == {
         "ingest": [f"ingest:{INGEST_PORT}"],
         "classifier-api": [f"classifier-api:{API_PORT}"],
+        # Every worker replica, found by the service name's A records.
         "classifier-worker": [f"classifier-worker:{WORKER_METRICS_PORT}"],
     }
     (rules,) = config["rule_files"]
@@ -139,7 +143,18 @@ def test_published_ports_match_the_application_defaults(compose: dict[str, Any])
     assert services["classifier-api"]["ports"] == [f"127.0.0.1:{API_PORT}:8002"]
     assert option(services["classifier-api"]["command"], "--port") == str(API_PORT)
     worker_port = WORKER_METRICS_PORT
-    assert services["classifier-worker"]["ports"] == [f"127.0.0.1:{worker_port}:{worker_port}"]
+    # A range: one host port per worker replica.
+    (published,) = services["classifier-worker"]["ports"]
+    assert re.fullmatch(rf"127\.0\.0\.1:{worker_port}-\d+:{worker_port}", published)
+
+
+def test_worker_replicas_follow_the_processes_setting_of_make_up(compose: dict[str, Any]) -> None:
+    worker = compose["services"]["classifier-worker"]
+    assert worker["deploy"]["replicas"] == "${CLASSIFIER_WORKER_PROCESSES:-1}"
+    stack = (ROOT / "scripts" / "stack.sh").read_text()
+    assert 'CLASSIFIER_WORKER_PROCESSES="${CLASSIFIER_WORKER_PROCESSES:-1}"' in stack
+    chart = yaml.safe_load((ROOT / "deploy/helm/customer-classifier/values.yaml").read_text())
+    assert chart["worker"]["replicas"] == 1  # the same default
 
 
 def option(command: list[str], name: str) -> str:

@@ -47,13 +47,26 @@ class ClassifierSettings(BaseSettings):
     batch_max_records: int = 2000
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
-    poll_timeout_ms: int = 200
+    poll_timeout_ms: int = Field(
+        default=1000,
+        description="Longest wait for records in one poll; records end it at once, so this "
+        "only bounds how often an idle worker re-checks its partitions.",
+    )
     relay_idle_seconds: float = Field(
-        default=5.0,
+        default=30.0,
         description="An idle relay wakes on NOTIFY; this is only the fallback poll interval.",
     )
     relay_batch_size: int = 1000
-    review_interval_seconds: float = 1.0
+    review_interval_seconds: float = Field(
+        default=1.0,
+        description="How often the scheduler compares the clock with the earliest due "
+        "review (no I/O); it sleeps until that instant otherwise.",
+    )
+    review_max_sleep_seconds: float = Field(
+        default=30.0,
+        description="Longest the scheduler trusts its earliest due instant before reading it "
+        "again (it is woken sooner by batches and NOTIFY).",
+    )
     review_batch_size: int = 500
     cutoffs_interval_seconds: float = 300.0
     cutoffs_bulk_events: int = 10_000

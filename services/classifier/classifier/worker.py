@@ -57,7 +57,6 @@ async def run_worker(
         consumer = ActivityConsumer(
             settings, processor, producer, stopping=stopping, progress=progress
         )
-        relay = OutboxRelay(settings, sessions, producer)
         scheduler = ReviewScheduler(
             settings,
             sessions,
@@ -66,6 +65,8 @@ async def run_worker(
             clock or system_clock(settings.clock_offset_seconds, settings.clock_frozen_at),
             progress,
         )
+        # New class changes (a batch, an override, an activation) may bring a review forward.
+        relay = OutboxRelay(settings, sessions, producer, on_notify=scheduler.wake)
         relay_stop = asyncio.Event()
         producers = [
             asyncio.create_task(consumer.run(), name="consumer"),

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -101,10 +101,14 @@ class OutboxRelay:
         settings: ClassifierSettings,
         sessions: async_sessionmaker[AsyncSession],
         producer: AIOKafkaProducer,
+        *,
+        on_notify: Callable[[], None] | None = None,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
         self._producer = producer
+        self._on_notify = on_notify  # also told of every NOTIFY (the review scheduler)
+        self._lock_missed = False  # the last try found another worker's relay at work
 
     async def relay_once(self) -> int:
         """Publish one page of unpublished changes in order; returns how many."""
@@ -112,6 +116,7 @@ class OutboxRelay:
             got = await session.scalar(
                 text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": RELAY_LOCK}
             )
+            self._lock_missed = not got
             if not got:
                 return 0
             rows = (
@@ -215,11 +220,14 @@ class OutboxRelay:
                     await asyncio.sleep(1)
                 if sent < self._settings.relay_batch_size:
                     # Idle until a transaction that wrote outbox rows commits (NOTIFY),
-                    # or the fallback interval passes (a lost listener connection).
+                    # or the fallback interval passes (a lost listener connection). If
+                    # another worker's relay held the lock, look again soon: it may
+                    # have died before it published what woke us.
+                    idle = self._settings.relay_idle_seconds
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(
                             _first(woken.wait(), stopping.wait()),
-                            self._settings.relay_idle_seconds,
+                            min(idle, 1.0) if self._lock_missed else idle,
                         )
         finally:
             listener.cancel()
@@ -241,12 +249,17 @@ class OutboxRelay:
             lost = asyncio.Event()
             try:
                 conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
-                await conn.add_listener(OUTBOX_CHANNEL, lambda *_args: woken.set())
-                woken.set()  # changes may have been written while no one listened
+                await conn.add_listener(OUTBOX_CHANNEL, lambda *_args: self._notified(woken))
+                self._notified(woken)  # changes may have been written while no one listened
                 await _first(lost.wait(), stopping.wait())
             finally:
                 with contextlib.suppress(Exception):
                     await conn.close(timeout=2)
+
+    def _notified(self, woken: asyncio.Event) -> None:
+        woken.set()
+        if self._on_notify is not None:
+            self._on_notify()
 
     async def measure_backlog(self) -> float:
         """Age of the oldest change not yet relayed (0 when none): the outbox backlog."""

@@ -1,14 +1,17 @@
-"""The consume loop: poll, dead-letter poison, apply in one transaction, then commit offsets."""
+"""The consume loop: poll, dead-letter poison, apply in one transaction, then commit offsets
+(the next batch is polled and decoded meanwhile)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from sqlalchemy.exc import ProgrammingError
 
@@ -52,8 +55,74 @@ def is_fatal(exc: BaseException) -> bool:
     return isinstance(exc, ProgrammingError) and code.startswith("42")
 
 
+@dataclass(slots=True)
+class PolledBatch:
+    """One poll's records, decoded: what to apply, what to dead-letter, what to commit."""
+
+    items: list[Delivery] = field(default_factory=list)
+    records: list[Any] = field(default_factory=list)  # the record of each item
+    poison: list[tuple[Any, PoisonMessage]] = field(default_factory=list)
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)  # next offset to read
+    first: dict[TopicPartition, int] = field(default_factory=dict)  # first offset polled
+    newest: dict[TopicPartition, int] = field(default_factory=dict)  # last record's ts (ms)
+    ends: dict[TopicPartition, int | None] = field(default_factory=dict)  # log end when polled
+    generation: int = 0  # the consumer's rebalance count when it was polled
+
+
+def decode_batch(batches: dict[TopicPartition, list[Any]], generation: int) -> PolledBatch:
+    """Decode a poll's records; poison is set aside for the dead-letter topic."""
+    polled = PolledBatch(generation=generation)
+    for tp, records in batches.items():
+        for record in records:
+            try:
+                envelope, event = decode(record.value, record.headers)
+            except PoisonMessage as poison:
+                polled.poison.append((record, poison))
+                continue
+            polled.items.append(Delivery(envelope, event, tp.partition))
+            polled.records.append(record)
+        polled.first[tp] = records[0].offset
+        polled.offsets[tp] = records[-1].offset + 1
+        polled.newest[tp] = records[-1].timestamp
+    return polled
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Partitions are handed over only after the batch in flight committed.
+
+    aiokafka awaits `on_partitions_revoked` before it rejoins the group, so the
+    next owner of a partition cannot apply its events while this process still
+    has a transaction open on them (the inbox drops a repeat, but only a
+    repeat that comes after the first commit).
+    """
+
+    def __init__(self, owner: ActivityConsumer) -> None:
+        self._owner = owner
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        if not revoked:  # the first join: nothing polled yet
+            return
+        self._owner.generation += 1  # a prefetched batch is stale from here on
+        try:
+            async with asyncio.timeout(self._owner.handover_seconds):
+                async with self._owner.applying:
+                    pass
+        except TimeoutError:
+            log.warning("the batch in flight did not finish before the rebalance")
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self._owner.progress.changed.set()
+
+
 class ActivityConsumer:
-    """Consumes the activity topic in a consumer group with manual offset commits."""
+    """Consumes the activity topic in a consumer group with manual offset commits.
+
+    Pipelined: while one batch is applied and its offsets committed, the next
+    one is polled and decoded. Offsets are still committed only after the
+    database transaction that applied their events committed, batches are
+    applied one at a time in poll order, and a batch polled before a
+    rebalance is dropped (re-read from the committed offsets), never applied.
+    """
 
     def __init__(
         self,
@@ -69,8 +138,10 @@ class ActivityConsumer:
         self._producer = producer
         self._stopping = stopping
         self.progress = progress or PartitionProgress()
+        self.generation = 0
+        self.applying = asyncio.Lock()  # held from taking a batch until its offsets are committed
+        self.handover_seconds = settings.db_timeout_seconds + 10
         self._consumer = AIOKafkaConsumer(
-            settings.activity_topic,
             bootstrap_servers=settings.kafka_bootstrap_servers,
             group_id=settings.consumer_group,
             enable_auto_commit=False,
@@ -79,57 +150,103 @@ class ActivityConsumer:
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             fetch_max_bytes=16 * 1024 * 1024,
+            # The broker answers a fetch as soon as one record is there: a longer
+            # wait only means fewer empty round trips while idle.
+            fetch_max_wait_ms=1000,
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
+        self._consumer.subscribe([settings.activity_topic], listener=_Rebalance(self))
 
     async def run(self) -> None:
         await self._consumer.start()
+        stop = asyncio.create_task(self._stopping.wait())
+        polling = asyncio.create_task(self._poll())
         try:
-            while not self._stopping.is_set():
-                batches = await self._consumer.getmany(
-                    timeout_ms=self._settings.poll_timeout_ms,
-                    max_records=self._settings.batch_max_records,
-                )
-                if batches:
-                    await self._handle(batches)
-                await self._update_progress()
+            while True:
+                await asyncio.wait([polling, stop], return_when=asyncio.FIRST_COMPLETED)
+                if self._stopping.is_set():
+                    break
+                polled = polling.result()
+                polling = asyncio.create_task(self._poll())  # the next, while this one applies
+                applied = polled is not None and await self._handle(polled)
+                await self._update_progress(polled if applied else None, polling)
         finally:
+            stop.cancel()
+            polling.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await polling
             await self._consumer.stop()
 
-    async def _update_progress(self) -> None:
+    async def _poll(self) -> PolledBatch | None:
+        generation = self.generation
+        batches = await self._consumer.getmany(
+            timeout_ms=self._settings.poll_timeout_ms,
+            max_records=self._settings.batch_max_records,
+        )
+        if not batches:
+            return None
+        polled = decode_batch(batches, generation)
+        for tp in polled.offsets:
+            with contextlib.suppress(AssertionError, IllegalStateError):
+                polled.ends[tp] = self._consumer.highwater(tp)
+        return polled
+
+    async def _update_progress(
+        self, applied: PolledBatch | None, polling: asyncio.Task[PolledBatch | None]
+    ) -> None:
+        """Owned partitions, and those consumed to the end: the batch just applied took
+        all the partition had when it was polled (records that arrived since are new,
+        not a backlog), or, for a partition it did not touch, the position is at the log
+        end and no batch polled ahead holds its records (the position is past those)."""
+        ahead: set[TopicPartition] = set()
+        if polling.done() and not polling.cancelled() and polling.exception() is None:
+            ahead_batch = polling.result()
+            ahead = set(ahead_batch.offsets) if ahead_batch is not None else set()
         owned = self._consumer.assignment()
         caught: set[int] = set()
         for tp in owned:
             try:
+                if applied is not None and tp in applied.offsets:
+                    end = applied.ends.get(tp)
+                    if end is not None and applied.offsets[tp] >= end:
+                        caught.add(tp.partition)
+                    continue
                 end = self._consumer.highwater(tp)
-                if end is not None and await self._consumer.position(tp) >= end:
+                if end is not None and tp not in ahead and await self._consumer.position(tp) >= end:
                     caught.add(tp.partition)
             except (AssertionError, IllegalStateError):
                 # Revoked by a rebalance since assignment() was read: not ours now.
                 continue
-        self.progress.owned = frozenset(tp.partition for tp in owned)
-        self.progress.caught_up = frozenset(caught) & self.progress.owned
+        self.progress.update(frozenset(tp.partition for tp in owned), frozenset(caught))
 
-    async def _handle(self, batches: dict[TopicPartition, list[Any]]) -> None:
-        items: list[Delivery] = []
-        records_of: list[Any] = []
-        offsets: dict[TopicPartition, int] = {}
-        newest: dict[TopicPartition, int] = {}  # timestamp (ms) of each partition's last record
-        for tp, records in batches.items():
-            for record in records:
-                try:
-                    envelope, event = decode(record.value, record.headers)
-                except PoisonMessage as poison:
-                    await self._dead_letter(record, poison)
-                    continue
-                items.append(Delivery(envelope, event, tp.partition))
-                records_of.append(record)
-            offsets[tp] = records[-1].offset + 1
-            newest[tp] = records[-1].timestamp
+    def _rewind(self, polled: PolledBatch) -> None:
+        """A batch polled before a rebalance is not applied: read it again where it is
+        still ours (the position already moved past it); its new owner starts from the
+        committed offsets anyway."""
+        for tp, first in polled.first.items():
+            with contextlib.suppress(AssertionError, IllegalStateError):
+                if tp in self._consumer.assignment():
+                    self._consumer.seek(tp, first)
+        log.info("dropped a batch polled before a rebalance; it is read again")
+
+    async def _handle(self, polled: PolledBatch) -> bool:
+        """Apply the batch and commit its offsets; False if it was dropped or not applied."""
+        async with self.applying:
+            if polled.generation != self.generation:
+                self._rewind(polled)
+                return False
+            applied = await self._apply_and_commit(polled)
+        self.progress.changed.set()  # a batch may have brought a review forward
+        return applied
+
+    async def _apply_and_commit(self, polled: PolledBatch) -> bool:
+        for record, poison in polled.poison:
+            await self._dead_letter(record, poison)
+        items = polled.items
         started = time.perf_counter()
-        result = await self._apply_isolating(items, records_of)
+        result = await self._apply_isolating(items, polled.records)
         if result is None:  # stopping while the database was down: commit nothing
-            return
+            return False
         PROCESSING_SECONDS.observe(time.perf_counter() - started)
         BATCH_SIZE.observe(len(items))
         DUPLICATES.inc(result.duplicates)
@@ -139,12 +256,13 @@ class ActivityConsumer:
         for change in result.changes:
             CLASS_CHANGES.labels(dimension=change.dimension, reason=change.reason.value).inc()
         try:
-            await self._consumer.commit(offsets)
+            await self._consumer.commit(polled.offsets)
         except (CommitFailedError, KafkaError) as exc:
             # The partitions moved during a rebalance; their new owner sees the
             # events again and the inbox drops them.
             log.warning("offset commit failed after a committed batch: %s", exc)
-        self._record_lag(offsets, newest)
+        self._record_lag(polled.offsets, polled.newest)
+        return True
 
     async def _apply_isolating(
         self, items: list[Delivery], records: list[Any]

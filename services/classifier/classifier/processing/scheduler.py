@@ -1,14 +1,15 @@
-"""Time-driven changes and population cut-offs, re-checked every few seconds."""
+"""Time-driven changes when they fall due, and population cut-offs on a schedule."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import math
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Float, cast, select, text
+from sqlalchemy import Float, cast, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -21,11 +22,13 @@ from classifier.engine import (
     compute_cutoffs,
     from_micros,
     rank_dimensions,
+    to_micros,
 )
 from classifier.engine.scheme import CompiledDimension
 from classifier.locks import Lock
 from classifier.metrics import CLASS_CHANGES, REVIEW_LAG
 from classifier.models import Customer, CustomerClass, PopulationCutoffs
+from classifier.models.messaging import OUTBOX_CHANNEL
 from classifier.processing.batch import BatchProcessor
 from classifier.schemes.service import SchemeCache
 
@@ -91,6 +94,10 @@ async def refresh_cutoffs(
                 dim.default or dim.classes[-1],
                 now,
             )
+        if flagged:
+            # Flagged customers of every partition are due now: wake each worker's
+            # scheduler (they listen on the outbox channel), not only this one's.
+            await session.execute(text("SELECT pg_notify(:c, '')"), {"c": OUTBOX_CHANNEL})
     return flagged
 
 
@@ -143,7 +150,39 @@ async def _flag_flips(
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+async def earliest_due(session: AsyncSession, partitions: Sequence[int] | None) -> int | None:
+    """The earliest `next_review_at` among customers of these partitions (all if None).
+
+    One probe of ix_customers_partition_review per partition (a LATERAL
+    `ORDER BY ... LIMIT 1`), so it stays cheap however many customers there are.
+    """
+    if partitions is None:
+        due = await session.scalar(select(func.min(Customer.next_review_at)))
+    else:
+        due = await session.scalar(
+            text(
+                "SELECT min(d.next_review_at) FROM unnest(CAST(:parts AS int[])) AS p(part)"
+                " CROSS JOIN LATERAL (SELECT next_review_at FROM customers"
+                "  WHERE kafka_partition = p.part AND next_review_at IS NOT NULL"
+                "  ORDER BY next_review_at LIMIT 1) d"
+            ),
+            {"parts": list(partitions)},
+        )
+    return to_micros(due) if due is not None else None
+
+
 class ReviewScheduler:
+    """Applies time-driven changes when they fall due, and refreshes rank cut-offs.
+
+    It does not poll the database: it reads the earliest due `next_review_at`
+    of its partitions (one indexed query) and sleeps until then. It reads it
+    again when woken (a committed batch, a partition change, a NOTIFY of new
+    class changes: see `wake`) and at least every `review_max_sleep_seconds`
+    (writers that wake nobody, e.g. a silent re-baseline). Between reads it
+    only compares the clock with that instant every `review_interval_seconds`
+    (no I/O), so an injected clock that jumps is noticed too.
+    """
+
     def __init__(
         self,
         settings: ClassifierSettings,
@@ -159,9 +198,25 @@ class ReviewScheduler:
         self._schemes = schemes
         self._clock = clock
         self._progress = progress
+        self._woken = progress.changed if progress is not None else asyncio.Event()
         # First recompute on schedule, or sooner after a bulk load once caught up:
         # never from a half-consumed backlog at start-up.
         self._cutoffs_due = time.monotonic() + settings.cutoffs_interval_seconds
+
+    def wake(self) -> None:
+        """Re-read the earliest due instant now (something may have brought it forward)."""
+        self._woken.set()
+
+    def _partitions(self) -> list[int] | None:
+        return None if self._progress is None else sorted(self._progress.caught_up)
+
+    async def earliest_due(self) -> int | None:
+        """When the next customer of this worker's caught-up partitions falls due."""
+        partitions = self._partitions()
+        if partitions == []:
+            return None
+        async with unit_of_work(self._sessions) as session:
+            return await earliest_due(session, partitions)
 
     async def review_once(self) -> int:
         """Apply every due time-driven change now; returns how many changes.
@@ -169,7 +224,7 @@ class ReviewScheduler:
         With a consumer attached, only customers of partitions it owns and has
         consumed to the end are reviewed (see PartitionProgress).
         """
-        partitions = None if self._progress is None else sorted(self._progress.caught_up)
+        partitions = self._partitions()
         if partitions == []:
             return 0
         total = 0
@@ -200,20 +255,66 @@ class ReviewScheduler:
             and progress.events_since_cutoffs >= self._settings.cutoffs_bulk_events
         )
 
+    async def _refresh_cutoffs_if_due(self) -> None:
+        if not self._cutoffs_due_now():
+            return
+        flagged = await self.recompute_cutoffs()
+        if flagged:
+            log.info("population cut-offs moved; %s customers flagged for review", flagged)
+            self.wake()
+        self._cutoffs_due = time.monotonic() + self._settings.cutoffs_interval_seconds
+        if self._progress is not None:
+            self._progress.events_since_cutoffs = 0
+
+    def _sleep_seconds(self, due: int | None, read_at: float) -> float:
+        """Until the earliest of: the due instant, the next forced read, the cut-off
+        refresh, and the next clock comparison."""
+        mono = time.monotonic()
+        wait = min(
+            read_at + self._settings.review_max_sleep_seconds - mono,
+            self._cutoffs_due - mono,
+            self._settings.review_interval_seconds,
+        )
+        if due is not None:
+            wait = min(wait, (due - self._clock()) / 1_000_000)
+        return max(wait, 0.0)
+
     async def run(self, stopping: asyncio.Event) -> None:
+        due: int | None = None
+        read_at = -math.inf  # monotonic instant `due` was read; -inf: read it now
         while not stopping.is_set():
             try:
-                if self._cutoffs_due_now():
-                    flagged = await self.recompute_cutoffs()
-                    if flagged:
-                        log.info(
-                            "population cut-offs moved; %s customers flagged for review", flagged
-                        )
-                    self._cutoffs_due = time.monotonic() + self._settings.cutoffs_interval_seconds
-                    if self._progress is not None:
-                        self._progress.events_since_cutoffs = 0
-                await self.review_once()
+                await self._refresh_cutoffs_if_due()
+                if self._woken.is_set():
+                    self._woken.clear()
+                    read_at = -math.inf
+                if time.monotonic() - read_at >= self._settings.review_max_sleep_seconds:
+                    due, read_at = await self.earliest_due(), time.monotonic()
+                if due is not None and self._clock() >= due:
+                    changed = await self.review_once()
+                    head, due = due, await self.earliest_due()
+                    read_at = time.monotonic()
+                    if changed == 0 and due is not None and due <= head:
+                        # The head did not move (its rows locked by a batch and skipped):
+                        # retry after a pause or the batch's commit, not in a tight loop.
+                        await _pause(stopping, self._settings.review_interval_seconds, self._woken)
+                    continue
             except Exception:
                 log.exception("review scheduler failed; retrying")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), self._settings.review_interval_seconds)
+                due, read_at = None, -math.inf
+                await _pause(stopping, self._settings.review_interval_seconds)
+                continue
+            await _pause(stopping, self._sleep_seconds(due, read_at), self._woken)
+
+
+async def _pause(
+    stopping: asyncio.Event, seconds: float, woken: asyncio.Event | None = None
+) -> None:
+    """Sleep `seconds`, or less if stopping (or `woken`) is set meanwhile."""
+    events = [stopping] if woken is None else [stopping, woken]
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
