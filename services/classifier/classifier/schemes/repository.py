@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from classifier.models import SchemeVersion
@@ -31,3 +31,9 @@ async def add_active(session: AsyncSession, version: int, name: str, source: str
     session.add(row)
     await session.flush()
     return row
+
+
+async def retire_active(session: AsyncSession) -> None:
+    await session.execute(
+        update(SchemeVersion).where(SchemeVersion.status == "active").values(status="retired")
+    )
