@@ -36,7 +36,7 @@ async def list_jobs(
     return JobList(jobs=[job_out(r) for r in rows])
 
 
-@router.get("/jobs/{job_id}", responses={404: {"model": Problem}})
+@router.get("/jobs/{job_id:int}", responses={404: {"model": Problem}})
 async def get_job(job_id: JobId, session: SessionDep) -> JobOut:
     """A job's progress: status, customers done of total, changes so far, its worker."""
     return job_out(await service.get(session, job_id))
@@ -66,7 +66,7 @@ async def queue_recompute(
 
 
 @router.post(
-    "/jobs/{job_id}:cancel",
+    "/jobs/{job_id:int}:cancel",
     status_code=status.HTTP_202_ACCEPTED,
     dependencies=[AdminAccess],
     responses={

@@ -114,14 +114,14 @@ async def activate_scheme(
     return job_out(job)
 
 
-@router.get("/activations/{activation_id}", responses={404: {"model": Problem}})
+@router.get("/activations/{activation_id:int}", responses={404: {"model": Problem}})
 async def get_activation(activation_id: JobId, session: SessionDep) -> JobOut:
     """Progress of an activation: status, customers done of total, changes so far."""
     return job_out(await jobs.get(session, activation_id, kind="activate"))
 
 
 @router.post(
-    "/activations/{activation_id}:cancel",
+    "/activations/{activation_id:int}:cancel",
     status_code=status.HTTP_202_ACCEPTED,
     dependencies=[AdminAccess],
     responses={
