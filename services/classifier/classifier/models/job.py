@@ -32,6 +32,7 @@ class Job(Base):
     version: Mapped[int] = mapped_column(Integer, nullable=False)
     previous_version: Mapped[int | None] = mapped_column(Integer)
     silent: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # Kind-specific parameters (none yet: both kinds need only version and silent).
     params: Mapped[dict[str, Any]] = mapped_column(
         JSONB, nullable=False, default=dict, server_default=text("'{}'::jsonb")
     )

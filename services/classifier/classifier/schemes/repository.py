@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,8 +23,9 @@ async def latest_version(session: AsyncSession) -> int:
 
 
 async def add_active(session: AsyncSession, version: int, name: str, source: str) -> SchemeVersion:
+    # Seeding happens before any clock matters: the database's time, not the process's.
     row = SchemeVersion(
-        version=version, name=name, source=source, status="active", activated_at=datetime.now(UTC)
+        version=version, name=name, source=source, status="active", activated_at=func.now()
     )
     session.add(row)
     await session.flush()
