@@ -13,13 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from classifier.app import create_app
 from classifier.clock import system_clock
 from classifier.config import ClassifierSettings
-from classifier.db import make_sessionmaker
+from classifier.db import make_sessionmaker, unit_of_work
 from classifier.engine import default_scheme_text, to_micros
 from classifier.jobs import repository
 from classifier.jobs.runner import JobRunner
@@ -322,3 +322,60 @@ async def test_two_runners_claiming_at_once_take_a_job_once(
     assert sum(c is not None for c in claims) == 1
     # A claim whose heartbeat is fresh is not taken over.
     assert await asyncio.gather(*(r.claim() for r in runners)) == [None] * 4
+    [job] = [c for c in claims if c is not None]
+    owner = runners[claims.index(job)]
+    other = next(r for r in runners if r is not owner)
+    async with unit_of_work(sessions) as session:  # its worker stopped heartbeating
+        await session.execute(
+            update(Job).where(Job.id == job.id).values(heartbeat_at=func.now() - timedelta(hours=1))
+        )
+    taken = await other.claim()
+    assert taken is not None
+    assert (taken.id, taken.attempts, taken.as_of) == (job.id, 2, job.as_of)
+    # The first worker, if it was only slow, is fenced off: its progress is refused.
+    async with unit_of_work(sessions) as session:
+        assert not await repository.heartbeat(session, job.id, owner.name)
+        stale = await repository.advance(
+            session, job.id, owner.name, cursor="c-9", done=1, changes=0
+        )
+        assert stale is None
+
+
+async def test_a_stopping_worker_hands_its_job_back_and_another_finishes_it(
+    classifier_settings: ClassifierSettings,
+    sessions: async_sessionmaker[AsyncSession],
+    api_for: Callable[[ClassifierSettings], Any],
+) -> None:
+    await seed(sessions, 200)
+    settings = classifier_settings.model_copy(update={"job_chunk_size": 2})
+    clock = system_clock(frozen_at=FROZEN_NOW)
+
+    def runner() -> JobRunner:
+        return JobRunner(settings, sessions, BatchProcessor(sessions, SchemeCache()), clock)
+
+    async with api_for(classifier_settings) as api:
+        job_id = (await api.post("/v1/jobs", json={})).json()["id"]
+        first, stopping = runner(), asyncio.Event()
+        task = asyncio.create_task(first.run(stopping))
+        await eventually(lambda: _done_at_least(sessions, job_id, 10), within=30, interval=0.02)
+        stopping.set()  # SIGTERM: the chunk in flight ends, then the job goes back
+        await asyncio.wait_for(task, timeout=30)
+        handed = await job_row(sessions, job_id)
+        assert (handed.status, handed.claimed_by) == ("queued", None)
+        assert handed.cursor is not None
+        assert 0 < handed.done < 200
+        second, stopping = runner(), asyncio.Event()
+        task = asyncio.create_task(second.run(stopping))
+        try:
+            done = await eventually(lambda: finished(api, job_id), within=60)
+        finally:
+            stopping.set()
+            await asyncio.wait_for(task, timeout=30)
+    assert done["status"] == "succeeded"
+    assert done["done"] == 200
+    assert done["claimed_by"] == second.name
+    assert done["attempts"] == 1  # a handed-back claim is not a failed attempt
+
+
+async def _done_at_least(sessions: async_sessionmaker[AsyncSession], job_id: int, n: int) -> bool:
+    return (await job_row(sessions, job_id)).done >= n
