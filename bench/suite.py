@@ -14,7 +14,10 @@ gets its own throw-away database and topics, and real service processes
    lookups on the database the worker just loaded.
 3. activation: a changed scheme (regular buyers need 3 orders a year, not 4)
    uploaded and activated through the API on N customers (the loaded ones,
-   copied in SQL up to N); wall time until the activation resource says done.
+   copied in SQL up to N; `--activation-customers 1000000` for a million); the
+   API queues the job and a running worker process (`python -m
+   classifier.worker`, started and idle beforehand) runs it; wall time from the
+   request until the activation resource says `succeeded`.
 4. intake: accepted events/s through the single and batch ingest endpoints.
 5. freshness + time-driven: orders posted to the ingest API at a fixed rate
    while a worker runs; delay from the HTTP 202 to the class change on the
@@ -179,7 +182,7 @@ async def grow_population(url: str, target: int) -> int:
 
 
 async def activation(api_url: str, admin_key: str) -> dict[str, Any]:
-    """Upload a changed scheme, activate it, and time the background re-evaluation."""
+    """Upload a changed scheme, activate it, and time the job a worker runs until it is done."""
     source = default_scheme_text()
     assert CHANGED_SCHEME[0] in source, "the default scheme changed; update CHANGED_SCHEME"
     source = source.replace(*CHANGED_SCHEME)
@@ -196,18 +199,35 @@ async def activation(api_url: str, admin_key: str) -> dict[str, Any]:
         location = f"/v1/activations/{response.json()['id']}"
         while True:
             state = (await client.get(location)).json()
-            if state["status"] != "running":
+            if state["status"] not in ("queued", "running"):
                 break
             await asyncio.sleep(0.2)
         elapsed = time.perf_counter() - started
     if state["status"] != "succeeded":
         raise RuntimeError(f"activation failed: {state}")
+    claimed = datetime.fromisoformat(state["claimed_at"])
+    worker_seconds = (datetime.fromisoformat(state["finished_at"]) - claimed).total_seconds()
     return {
-        "customers": state["total"],
+        "customers": state["done"],
         "seconds": round(elapsed, 1),
-        "customers_per_s": round(state["total"] / elapsed),
+        "customers_per_s": round(state["done"] / elapsed),
+        "worker_seconds": round(worker_seconds, 1),
         "changes": state["changes"],
+        "chunk_size": ClassifierSettings().job_chunk_size,
     }
+
+
+def _read(log: Path) -> bytes:
+    return log.read_bytes() if log.exists() else b""
+
+
+async def _worker_started(log: Path, proc: asyncio.subprocess.Process) -> None:
+    """Wait until a worker process logs that its tasks run (imports and broker joined)."""
+    deadline = time.monotonic() + 120
+    while b"worker started" not in await asyncio.to_thread(_read, log):
+        if proc.returncode is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the activation worker did not start; see {log}")
+        await asyncio.sleep(0.2)
 
 
 async def _post_at_rate(
@@ -441,8 +461,18 @@ async def run(scale: str, overrides: dict[str, Any], seed: int, log_dir: Path) -
         results["lookups"] = await lookups(api_url, read_key, url, p)
         say(f"activation: growing to {p['activation_customers']:,} customers")
         await grow_population(url, p["activation_customers"])
-        say("activation: re-evaluating everyone under a changed scheme")
-        results["activation"] = await activation(api_url, admin_key)
+        say("activation: re-evaluating everyone under a changed scheme (a worker's job)")
+        activation_log = log_dir / "worker-activation.log"
+        activation_log.unlink(missing_ok=True)
+        # The worker consumes the drained topic (nothing left) and runs the job.
+        worker = await bench_worker.start_worker(
+            settings, activation_log, CLASSIFIER_CUTOFFS_INTERVAL_SECONDS="100000"
+        )
+        try:
+            await _worker_started(activation_log, worker)
+            results["activation"] = await activation(api_url, admin_key)
+        finally:
+            await bench_worker.stop_worker(worker)
         ingest, ingest_url = await bench_http.start_api(
             "ingest.app:create_app", env, log_dir / "ingest.log"
         )

@@ -74,7 +74,7 @@ async def _group_committed(settings: ClassifierSettings, group: str) -> int:
 
 
 async def start_worker(
-    settings: ClassifierSettings, log: Path | None = None
+    settings: ClassifierSettings, log: Path | None = None, **extra_env: str
 ) -> asyncio.subprocess.Process:
     out = log.open("ab") if log else asyncio.subprocess.DEVNULL
     return await asyncio.create_subprocess_exec(
@@ -82,7 +82,7 @@ async def start_worker(
         "-m",
         "classifier.worker",
         cwd=ROOT,
-        env=service_env(settings),
+        env=service_env(settings, **extra_env),
         stdout=out,
         stderr=asyncio.subprocess.STDOUT,
     )

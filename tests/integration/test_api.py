@@ -18,8 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from classifier.app import create_app
 from classifier.auth import create_key, hash_key, revoke_key
 from classifier.changes.relay import OutboxRelay
+from classifier.clock import system_clock
 from classifier.config import ClassifierSettings
 from classifier.engine import default_scheme_text
+from classifier.jobs.runner import JobRunner
 from classifier.models import ApiKey, ClassChange, Customer
 from classifier.processing.batch import BatchProcessor, Delivery
 from classifier.schemes.service import SchemeCache, ensure_active_scheme
@@ -335,10 +337,27 @@ async def test_change_feed_pages_and_sse_resume_without_gaps(
     assert '"customer_id":"s-late"' in late.text
 
 
+@pytest.fixture
+async def job_runner(
+    classifier_settings: ClassifierSettings, sessions: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[JobRunner]:
+    """The worker's job runner (activations run there, not in the API), in this process."""
+    stopping = asyncio.Event()
+    runner = JobRunner(
+        classifier_settings, sessions, BatchProcessor(sessions, SchemeCache()), system_clock()
+    )
+    task = asyncio.create_task(runner.run(stopping))
+    yield runner
+    stopping.set()
+    await asyncio.wait_for(task, timeout=30)
+
+
 async def test_scheme_draft_preview_activation_and_rollback(
     api: httpx.AsyncClient,
     seeded: Callable[[list[OrderPlaced]], Awaitable[None]],
     sessions: async_sessionmaker[AsyncSession],
+    keys: dict[str, str],
+    job_runner: JobRunner,
 ) -> None:
     await seeded([order(f"p-{i}", 3) for i in range(6)] + [order("p-old", 500)])
     yaml_headers = {"content-type": "application/yaml"}
@@ -386,16 +405,22 @@ async def test_scheme_draft_preview_activation_and_rollback(
 
     started = await api.post(f"/v1/schemes/{version}/activate", json={})
     assert started.status_code == 202, started.text
+    assert started.json()["status"] in ("queued", "running")
+    assert started.json()["kind"] == "activate"
+    assert started.json()["created_by"] == keys["admin_id"]  # attributable to the key
     again = await api.post(f"/v1/schemes/{version}/activate", json={})
     assert again.status_code == 409
 
     async def finished(activation: str) -> dict[str, object] | None:
         body = (await api.get(activation)).json()
-        return body if body["status"] != "running" else None
+        return body if body["status"] not in ("queued", "running") else None
 
     done = await eventually(lambda: finished(started.headers["location"]), within=60)
     assert done["status"] == "succeeded"
     assert done["done"] == done["total"] == 7
+    assert done["claimed_by"] == job_runner.name  # run by the worker, not the API
+    job = (await api.get(f"/v1/jobs/{done['id']}")).json()
+    assert job == done
     lookup = (await api.post("/v1/customers:lookup", json={"ids": ["p-0"]})).json()
     assert lookup["customers"][0]["classes"]["purchase_behavior"]["class"] == "regular"
     async with sessions() as session:

@@ -9,9 +9,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from classifier.config import ClassifierSettings
+from classifier.models import Job
 from classifier.processing.batch import BatchProcessor, Delivery
 from classifier.schemes.service import SchemeCache, ensure_active_scheme
 from eventschemas.changes import ClassChanged
@@ -61,6 +63,22 @@ async def test_recompute_brings_everyone_up_to_now(
     assert code == 0, out
     assert "class changes" in out
     assert int(out.strip().splitlines()[-1].split()[0]) >= 1
+
+
+async def test_recompute_can_be_queued_as_a_job_for_the_workers(
+    classifier_settings: ClassifierSettings,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await one_customer(sessions)
+
+    code, out = await cli(classifier_settings, "recompute", "--queue")
+
+    assert code == 0, out
+    async with sessions() as session:
+        job = await session.scalar(select(Job))
+    assert job is not None
+    assert (job.kind, job.status, job.total, job.created_by) == ("recompute", "queued", 1, "cli")
+    assert f"job {job.id} queued" in out
 
 
 async def test_replay_refuses_a_database_with_state(

@@ -23,9 +23,9 @@ from classifier.customers.router import router as customers_router
 from classifier.db import dsn, is_unavailable, make_engine, make_sessionmaker, sqlstate
 from classifier.errors import DatabaseUnavailable, database_input_problem
 from classifier.health.router import router as health_router
+from classifier.jobs.router import router as jobs_router
 from classifier.metrics import HTTP
 from classifier.processing.batch import BatchProcessor
-from classifier.schemes.api import fail_interrupted
 from classifier.schemes.router import router as schemes_router
 from classifier.schemes.service import SchemeCache
 from eventschemas.http import document_problems, install_problem_handlers, problem_response
@@ -43,7 +43,8 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Requests wait at most api_db_timeout_seconds for the database (then 503);
-        # background work (activations, overrides) has the worker's longer bound.
+        # background work (overrides) has the worker's longer bound. Activations and
+        # recomputes are jobs a worker runs (classifier.jobs.runner).
         engine = make_engine(settings, timeout=settings.api_db_timeout_seconds)
         background_engine = make_engine(settings)
         sessions = make_sessionmaker(engine)
@@ -53,12 +54,9 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
             make_sessionmaker(background_engine), app.state.schemes
         )
         app.state.key_verifier = KeyVerifier(sessions, settings.api_key_cache_seconds)
-        app.state.background = set()
         app.state.read_pool = await reads.create_pool(
             dsn(settings.database_url), settings.db_pool_size, settings.api_db_timeout_seconds
         )
-        with contextlib.suppress(Exception):  # the database may not be up yet; readyz says so
-            await fail_interrupted(sessions)
         client = AIOKafkaClient(bootstrap_servers=settings.kafka_bootstrap_servers)
         with contextlib.suppress(Exception):  # readyz reports a broker that is down
             await client.bootstrap()
@@ -66,8 +64,6 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            for task in list(app.state.background):
-                task.cancel()
             await client.close()
             await app.state.read_pool.close()
             await engine.dispose()
@@ -130,6 +126,7 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
     app.include_router(classes_router)
     app.include_router(changes_router)
     app.include_router(schemes_router)
+    app.include_router(jobs_router)
     app.add_middleware(RequestMetrics, metrics=HTTP)
     app.add_middleware(BodyTimeout, timeout=settings.body_timeout_seconds)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]

@@ -19,6 +19,7 @@ from classifier.auth import create_key, parse_scopes, revoke_key, set_quota
 from classifier.clock import system_clock
 from classifier.config import ClassifierSettings
 from classifier.db import make_engine, make_sessionmaker
+from classifier.jobs import service as jobs
 from classifier.models import ApiKey
 from classifier.processing import replay as replay_mod
 
@@ -88,13 +89,22 @@ def replay(
 
 
 @app.command()
-def recompute() -> None:
+def recompute(
+    queue: Annotated[
+        bool, typer.Option(help="Queue a recompute job for the workers instead of running it here.")
+    ] = False,
+) -> None:
     """Re-evaluate every customer under the active scheme (reason scheme_change)."""
     settings = ClassifierSettings()
 
     async def go() -> int:
         engine = make_engine(settings)
         try:
+            if queue:
+                job = await jobs.queue_recompute(
+                    make_sessionmaker(engine), silent=False, created_by="cli"
+                )
+                return job.id
             with _bar("re-evaluating customers") as update:
                 return await replay_mod.recompute(
                     make_sessionmaker(engine), system_clock(), progress=update
@@ -102,7 +112,11 @@ def recompute() -> None:
         finally:
             await engine.dispose()
 
-    console.print(f"{_run(go)} class changes")
+    result = _run(go)
+    if queue:
+        console.print(f"job {result} queued; progress: GET /v1/jobs/{result}")
+    else:
+        console.print(f"{result} class changes")
 
 
 @app.command()

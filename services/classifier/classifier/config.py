@@ -70,6 +70,27 @@ class ClassifierSettings(BaseSettings):
     review_batch_size: int = 500
     cutoffs_interval_seconds: float = 300.0
     cutoffs_bulk_events: int = 10_000
+    job_chunk_size: int = Field(
+        default=1000, ge=1, description="Customers a job re-evaluates per transaction."
+    )
+    job_stale_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A running job whose heartbeat is older than this is taken over (its "
+        "worker died) and resumes from its cursor.",
+    )
+    job_heartbeat_seconds: float = Field(
+        default=5.0, gt=0, description="How often a running job renews its claim."
+    )
+    job_idle_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="An idle job runner wakes on NOTIFY; this is only the fallback poll "
+        "(it also notices jobs left by dead workers).",
+    )
+    job_max_attempts: int = Field(
+        default=5, ge=1, description="Claims after which a job that keeps dying is failed."
+    )
     db_retry_max_seconds: float = Field(
         default=2.0,
         description="Longest wait between retries of a batch while the database is down.",

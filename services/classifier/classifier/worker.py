@@ -1,4 +1,4 @@
-"""`python -m classifier.worker`: consumer, outbox relay and review scheduler in one process.
+"""`python -m classifier.worker`: consumer, outbox relay, review scheduler and job runner.
 
 Stops cleanly on SIGTERM/SIGINT: the batch in flight either commits whole or
 rolls back, and offsets are committed only after the database commit.
@@ -20,6 +20,7 @@ from classifier.config import ClassifierSettings
 from classifier.consumer.progress import PartitionProgress
 from classifier.consumer.runner import ActivityConsumer
 from classifier.db import make_engine, make_sessionmaker
+from classifier.jobs.runner import JobRunner
 from classifier.metrics import DB_POOL_IN_USE, DB_POOL_MAX, WORKER_REGISTRY
 from classifier.processing.batch import BatchProcessor
 from classifier.processing.scheduler import ReviewScheduler
@@ -36,7 +37,8 @@ async def run_worker(
     clock: Clock | None = None,
     progress: PartitionProgress | None = None,
 ) -> None:
-    """Run consumer, relay and scheduler until `stopping` is set; `clock` is injectable."""
+    """Run consumer, relay, scheduler and job runner until `stopping` is set; `clock` is
+    injectable."""
     engine = make_engine(settings)
     sessions = make_sessionmaker(engine)
     DB_POOL_MAX.set(settings.db_pool_size * 2)  # pool_size + max_overflow (db.make_engine)
@@ -57,20 +59,16 @@ async def run_worker(
         consumer = ActivityConsumer(
             settings, processor, producer, stopping=stopping, progress=progress
         )
-        scheduler = ReviewScheduler(
-            settings,
-            sessions,
-            processor,
-            schemes,
-            clock or system_clock(settings.clock_offset_seconds, settings.clock_frozen_at),
-            progress,
-        )
+        clock = clock or system_clock(settings.clock_offset_seconds, settings.clock_frozen_at)
+        scheduler = ReviewScheduler(settings, sessions, processor, schemes, clock, progress)
         # New class changes (a batch, an override, an activation) may bring a review forward.
         relay = OutboxRelay(settings, sessions, producer, on_notify=scheduler.wake)
+        jobs = JobRunner(settings, sessions, processor, clock)
         relay_stop = asyncio.Event()
         producers = [
             asyncio.create_task(consumer.run(), name="consumer"),
             asyncio.create_task(scheduler.run(stopping), name="scheduler"),
+            asyncio.create_task(jobs.run(stopping), name="jobs"),
         ]
         relay_task = asyncio.create_task(relay.run(relay_stop), name="relay")
         tasks = [*producers, relay_task]

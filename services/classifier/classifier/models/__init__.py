@@ -4,8 +4,9 @@ from classifier.models.access import ApiKey, IntakeFingerprint
 from classifier.models.base import Base
 from classifier.models.classes import ClassHistory, CustomerClass
 from classifier.models.customer import Customer, CustomerFactRecord
+from classifier.models.job import Job
 from classifier.models.messaging import ClassChange, ProcessedEvent
-from classifier.models.scheme import PopulationCutoffs, SchemeActivation, SchemeVersion
+from classifier.models.scheme import PopulationCutoffs, SchemeVersion
 from classifier.models.sync import FxiaokeAccount, FxiaokeSyncCursor
 
 __all__ = [
@@ -19,8 +20,8 @@ __all__ = [
     "FxiaokeAccount",
     "FxiaokeSyncCursor",
     "IntakeFingerprint",
+    "Job",
     "PopulationCutoffs",
     "ProcessedEvent",
-    "SchemeActivation",
     "SchemeVersion",
 ]

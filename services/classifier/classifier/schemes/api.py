@@ -1,26 +1,26 @@
-"""Scheme lifecycle for the API: drafts, preview (no writes), background activation."""
+"""Scheme lifecycle for the API: drafts, preview (no writes), activation (queued as a job)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from classifier.clock import Clock
 from classifier.db import unit_of_work
-from classifier.engine import CustomerFacts, PriorClass, evaluate, parse_scheme
+from classifier.engine import CustomerFacts, PriorClass, evaluate, from_micros, parse_scheme
 from classifier.engine.scheme import CompiledScheme, SchemeError
 from classifier.errors import Conflict, NotFound
+from classifier.jobs import repository as jobs_repository
+from classifier.jobs import service as jobs
 from classifier.locks import Lock
-from classifier.models import Customer, SchemeActivation, SchemeVersion
-from classifier.processing.replay import recompute
+from classifier.models import Customer, Job, SchemeVersion
 from classifier.processing.scheduler import population_cutoffs, store_cutoffs
 from classifier.processing.state import CustomerState
 from classifier.schemes import repository
@@ -28,7 +28,7 @@ from classifier.schemes.service import compile_stored
 from eventschemas.problems import FieldError, ValidationFailed
 
 log = logging.getLogger(__name__)
-ACTIVATION_LOCK = int(Lock.ACTIVATION)  # was 7_003, the cut-off lock's number
+ACTIVATION_LOCK = int(Lock.ACTIVATION)  # serialises activations (was 7_003, the cut-offs')
 PREVIEW_PAGE = 1000
 SAMPLES = 5
 
@@ -80,20 +80,6 @@ class ActivateIn(BaseModel):
         default=False,
         description="Re-baseline without emitting change events (history is still kept).",
     )
-
-
-class ActivationOut(BaseModel):
-    id: int
-    version: int
-    previous_version: int | None
-    silent: bool
-    status: str = Field(description="running, succeeded or failed")
-    total: int
-    done: int
-    changes: int
-    error: str | None
-    started_at: datetime
-    finished_at: datetime | None
 
 
 def summary(row: SchemeVersion) -> SchemeSummary:
@@ -217,96 +203,44 @@ async def preview(
         version=version,
         against_version=active,
         customers=total,
-        evaluated_at=datetime.fromtimestamp(now / 1e6, UTC),
+        evaluated_at=from_micros(now),
         dimensions=dimensions,
     )
 
 
-def activation_out(row: SchemeActivation) -> ActivationOut:
-    return ActivationOut.model_validate(row, from_attributes=True)
-
-
 async def start_activation(
-    sessions: async_sessionmaker[AsyncSession], version: int, silent: bool
-) -> SchemeActivation:
-    """Switch the active version and record a running activation (one at a time)."""
-    try:
-        async with unit_of_work(sessions) as session:
-            await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ACTIVATION_LOCK})
-            running = await session.scalar(
-                select(SchemeActivation).where(SchemeActivation.status == "running")
-            )
-            if running is not None:
-                raise Conflict(
-                    f"activation {running.id} (version {running.version}) is still running"
-                )
-            row = await get_row(session, version)
-            compile_stored(row)  # stored drafts were validated; refuse a corrupt one anyway
-            previous = await repository.get_active_version(session)
-            if previous == version:
-                raise Conflict(f"version {version} is already active")
-            await session.execute(
-                update(SchemeVersion)
-                .where(SchemeVersion.status == "active")
-                .values(status="retired")
-            )
-            row.status, row.activated_at = "active", datetime.now(UTC)
-            total = await session.scalar(select(text("count(*)")).select_from(Customer))
-            activation = SchemeActivation(
-                version=version,
-                previous_version=previous,
-                silent=silent,
-                status="running",
-                total=int(total or 0),
-            )
-            session.add(activation)
-            await session.flush()
-            await store_cutoffs(session, compile_stored(row))
-            await session.refresh(activation)
-            return activation
-    except IntegrityError as exc:  # a concurrent activation won the unique index
-        raise Conflict("another activation is running") from exc
+    sessions: async_sessionmaker[AsyncSession],
+    version: int,
+    *,
+    silent: bool,
+    clock: Clock,
+    created_by: str | None,
+) -> Job:
+    """Switch the active version and queue the job that re-evaluates everyone (one at a time).
 
-
-async def run_activation(
-    sessions: async_sessionmaker[AsyncSession], activation_id: int, silent: bool, clock: Clock
-) -> None:
-    """Re-evaluate everyone under the now active version, recording progress."""
-
-    async def set_progress(**values: Any) -> None:
-        async with unit_of_work(sessions) as session:
-            await session.execute(
-                update(SchemeActivation)
-                .where(SchemeActivation.id == activation_id)
-                .values(**values)
-            )
-
-    pending: set[asyncio.Task[None]] = set()
-    done = 0
-
-    def on_page(count: int, _total: int) -> None:
-        nonlocal done
-        done = count
-        task = asyncio.get_running_loop().create_task(set_progress(done=count))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
-
-    try:
-        changes = await recompute(sessions, clock, progress=on_page, announce=not silent)
-        await asyncio.gather(*pending)
-        await set_progress(
-            status="succeeded", done=done, changes=changes, finished_at=datetime.now(UTC)
-        )
-    except Exception as exc:
-        log.exception("activation %s failed", activation_id)
-        await set_progress(status="failed", error=type(exc).__name__, finished_at=datetime.now(UTC))
-
-
-async def fail_interrupted(sessions: async_sessionmaker[AsyncSession]) -> None:
-    """An activation left running by a process that died is marked failed at start-up."""
+    The switch, the new version's rank cut-offs and the queued job commit
+    together; a worker's job runner does the re-evaluation.
+    """
     async with unit_of_work(sessions) as session:
-        await session.execute(
-            update(SchemeActivation)
-            .where(SchemeActivation.status == "running")
-            .values(status="failed", error="interrupted", finished_at=datetime.now(UTC))
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ACTIVATION_LOCK})
+        await jobs.ensure_none_unfinished(session)
+        row = await get_row(session, version)
+        compiled = compile_stored(row)  # stored drafts were validated; refuse a corrupt one
+        previous = await repository.get_active_version(session)
+        if previous == version:
+            raise Conflict(f"version {version} is already active")
+        await repository.retire_active(session)
+        row.status, row.activated_at = "active", from_micros(clock())
+        await session.flush()
+        job = Job(
+            kind="activate",
+            version=version,
+            previous_version=previous,
+            silent=silent,
+            status="queued",
+            total=await jobs_repository.count_customers(session),
+            created_by=created_by,
         )
+        await jobs.queue(session, job)
+        await store_cutoffs(session, compiled)
+        return job

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from classifier.models import SchemeVersion
@@ -25,9 +23,16 @@ async def latest_version(session: AsyncSession) -> int:
 
 
 async def add_active(session: AsyncSession, version: int, name: str, source: str) -> SchemeVersion:
+    # Seeding happens before any clock matters: the database's time, not the process's.
     row = SchemeVersion(
-        version=version, name=name, source=source, status="active", activated_at=datetime.now(UTC)
+        version=version, name=name, source=source, status="active", activated_at=func.now()
     )
     session.add(row)
     await session.flush()
     return row
+
+
+async def retire_active(session: AsyncSession) -> None:
+    await session.execute(
+        update(SchemeVersion).where(SchemeVersion.status == "active").values(status="retired")
+    )

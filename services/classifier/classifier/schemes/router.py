@@ -1,26 +1,28 @@
-"""HTTP endpoints for scheme versions: list, read, draft, preview, activate, progress."""
+"""HTTP endpoints for scheme versions: list, read, draft, preview, activate, progress, cancel."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, cast
 
-from fastapi import APIRouter, Body, Path, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Path, Request, Response, status
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from classifier.auth import ADMIN_ONLY, AdminAccess, ReadAccess
+from classifier.auth import ADMIN_ONLY, AdminAccess, Principal, ReadAccess, require_admin
 from classifier.clock import Clock
 from classifier.db import SessionDep
-from classifier.errors import NotFound
 from classifier.intake import read_text_body
-from classifier.models import SchemeActivation, SchemeVersion
+from classifier.jobs import service as jobs
+from classifier.jobs.schemas import JobOut, job_out
+from classifier.models import SchemeVersion
 from classifier.schemes import api
 from classifier.schemes.service import compile_stored
 from eventschemas.problems import Problem
 
 router = APIRouter(prefix="/v1", tags=["schemes"], dependencies=[ReadAccess])
 Version = Annotated[int, Path(ge=1, le=2_147_483_647, description="A scheme version.")]
+JobId = Annotated[int, Path(ge=1, le=2_147_483_647, description="A job (activation) id.")]
+AdminPrincipal = Annotated[Principal, Depends(require_admin)]
 
 
 def _sessions(request: Request) -> async_sessionmaker[AsyncSession]:
@@ -84,40 +86,52 @@ async def preview_scheme(version: Version, request: Request) -> api.PreviewOut:
 @router.post(
     "/schemes/{version}/activate",
     status_code=status.HTTP_202_ACCEPTED,
-    dependencies=[AdminAccess],
     responses={
         **ADMIN_ONLY,
         404: {"model": Problem},
-        409: {"model": Problem, "description": "One at a time."},
+        409: {"model": Problem, "description": "One job (activation, recompute) at a time."},
     },
 )
 async def activate_scheme(
     version: Version,
     request: Request,
     response: Response,
+    principal: AdminPrincipal,
     body: Annotated[api.ActivateIn | None, Body()] = None,
-) -> api.ActivationOut:
-    """Make `version` active and re-evaluate everyone in the background (changes carry
-    reason `scheme_change`, or none with `silent`). Activating an older version rolls back."""
-    silent = body.silent if body else False
-    sessions = _sessions(request)
-    activation = await api.start_activation(sessions, version, silent)
-    task = asyncio.create_task(
-        api.run_activation(sessions, activation.id, silent, cast(Clock, request.app.state.clock))
+) -> JobOut:
+    """Make `version` active now and queue the job that re-evaluates everyone (changes carry
+    reason `scheme_change`, or none with `silent`); a worker runs it. Activating an older
+    version rolls back. Progress: `Location` (`/v1/activations/{id}`, the same as
+    `/v1/jobs/{id}`)."""
+    job = await api.start_activation(
+        _sessions(request),
+        version,
+        silent=body.silent if body else False,
+        clock=cast(Clock, request.app.state.clock),
+        created_by=principal.key_id,
     )
-    tasks = cast(set[asyncio.Task[None]], request.app.state.background)
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
-    response.headers["Location"] = f"/v1/activations/{activation.id}"
-    return api.activation_out(activation)
+    response.headers["Location"] = f"/v1/activations/{job.id}"
+    return job_out(job)
 
 
-@router.get("/activations/{activation_id}", responses={404: {"model": Problem}})
-async def get_activation(
-    activation_id: Annotated[int, Path(ge=1, le=2_147_483_647)], session: SessionDep
-) -> api.ActivationOut:
-    """Progress of an activation: customers done of total, changes so far, status."""
-    row = await session.get(SchemeActivation, activation_id)
-    if row is None:
-        raise NotFound(f"no activation {activation_id}")
-    return api.activation_out(row)
+@router.get("/activations/{activation_id:int}", responses={404: {"model": Problem}})
+async def get_activation(activation_id: JobId, session: SessionDep) -> JobOut:
+    """Progress of an activation: status, customers done of total, changes so far."""
+    return job_out(await jobs.get(session, activation_id, kind="activate"))
+
+
+@router.post(
+    "/activations/{activation_id:int}:cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[AdminAccess],
+    responses={
+        **ADMIN_ONLY,
+        404: {"model": Problem},
+        409: {"model": Problem, "description": "Already finished."},
+    },
+)
+async def cancel_activation(activation_id: JobId, request: Request) -> JobOut:
+    """Stop an activation's re-evaluation at its next chunk (a queued one at once). The
+    version stays active; customers not yet re-evaluated are when their next event
+    arrives, or by a recompute job."""
+    return job_out(await jobs.cancel(_sessions(request), activation_id, kind="activate"))
