@@ -52,6 +52,8 @@ def upgrade() -> None:
     op.create_index(
         "ix_customer_facts_customer_at", "customer_facts", ["customer_id", "at"], unique=False
     )
+    # The inbox is pruned by age (consumer/inbox.py).
+    op.create_index("ix_inbox_processed_at", "inbox", ["processed_at"], unique=False)
     bind = op.get_bind()
     after = ""
     while True:
@@ -117,5 +119,6 @@ def _facts(cid: str, doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_inbox_processed_at", table_name="inbox")
     op.drop_index("ix_customer_facts_customer_at", table_name="customer_facts")
     op.drop_table("customer_facts")

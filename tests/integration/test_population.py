@@ -13,7 +13,7 @@ from classifier.clock import system_clock
 from classifier.config import ClassifierSettings
 from classifier.models import ClassChange, CustomerClass
 from classifier.processing.batch import BatchProcessor, Delivery
-from classifier.processing.scheduler import ReviewScheduler
+from classifier.scheduler import ReviewScheduler
 from classifier.schemes.service import SchemeCache, ensure_active_scheme
 from eventschemas.events import OrderPlaced
 

@@ -23,11 +23,11 @@ from bench.generate import population
 from classifier.clock import system_clock
 from classifier.config import ClassifierSettings
 from classifier.consumer.progress import PartitionProgress
+from classifier.consumer.replay import NotEmpty, replay
 from classifier.db import make_sessionmaker
 from classifier.models import ClassChange, Customer, ProcessedEvent
 from classifier.processing.batch import BatchProcessor
-from classifier.processing.replay import NotEmpty, replay
-from classifier.processing.scheduler import refresh_cutoffs
+from classifier.schemes.cutoffs import refresh_cutoffs
 from classifier.schemes.service import SchemeCache
 from classifier.worker import run_worker
 from tests.kafka_helpers import eventually, publish_raw, read_topic, topic_size

@@ -18,10 +18,10 @@ from sqlalchemy import select
 from classifier.auth import create_key, parse_scopes, revoke_key, set_quota
 from classifier.clock import system_clock
 from classifier.config import ClassifierSettings
+from classifier.consumer import replay as replay_mod
 from classifier.db import make_engine, make_sessionmaker
 from classifier.jobs import service as jobs
 from classifier.models import ApiKey
-from classifier.processing import replay as replay_mod
 
 app = typer.Typer(help="Operate the customer classifier.", no_args_is_help=True)
 console = Console()

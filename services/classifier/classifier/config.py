@@ -57,6 +57,14 @@ class ClassifierSettings(BaseSettings):
         description="An idle relay wakes on NOTIFY; this is only the fallback poll interval.",
     )
     relay_batch_size: int = 1000
+    inbox_retention_hours: float = Field(
+        default=192.0,
+        gt=0,
+        description="Inbox rows (applied event ids) older than this are deleted: Kafka can no "
+        "longer redeliver them. Keep it above the activity topic's retention.ms (7 days by "
+        "default) plus the longest consumer outage you want duplicates caught across.",
+    )
+    inbox_prune_interval_seconds: float = Field(default=3600.0, gt=0)
     review_interval_seconds: float = Field(
         default=1.0,
         description="How often the scheduler compares the clock with the earliest due "

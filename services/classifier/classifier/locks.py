@@ -13,3 +13,4 @@ class Lock(IntEnum):
     RELAY = 7_002  # one outbox relay publishes at a time
     CUTOFFS = 7_003  # one worker recomputes population cut-offs
     ACTIVATION = 7_004  # one scheme activation at a time
+    INBOX_PRUNE = 7_005  # one worker prunes the inbox at a time

@@ -17,13 +17,14 @@ from prometheus_client import start_http_server
 from classifier.changes.relay import OutboxRelay
 from classifier.clock import Clock, system_clock
 from classifier.config import ClassifierSettings
+from classifier.consumer.inbox import InboxPruner
 from classifier.consumer.progress import PartitionProgress
 from classifier.consumer.runner import ActivityConsumer
 from classifier.db import make_engine, make_sessionmaker
 from classifier.jobs.runner import JobRunner
 from classifier.metrics import DB_POOL_IN_USE, DB_POOL_MAX, WORKER_REGISTRY
 from classifier.processing.batch import BatchProcessor
-from classifier.processing.scheduler import ReviewScheduler
+from classifier.scheduler import ReviewScheduler
 from classifier.schemes.service import SchemeCache, ensure_active_scheme
 from eventschemas.logs import configure_logging
 
@@ -64,11 +65,13 @@ async def run_worker(
         # New class changes (a batch, an override, an activation) may bring a review forward.
         relay = OutboxRelay(settings, sessions, producer, on_notify=scheduler.wake)
         jobs = JobRunner(settings, sessions, processor, clock)
+        inbox = InboxPruner(settings, sessions, clock)
         relay_stop = asyncio.Event()
         producers = [
             asyncio.create_task(consumer.run(), name="consumer"),
             asyncio.create_task(scheduler.run(stopping), name="scheduler"),
             asyncio.create_task(jobs.run(stopping), name="jobs"),
+            asyncio.create_task(inbox.run(stopping), name="inbox"),
         ]
         relay_task = asyncio.create_task(relay.run(relay_stop), name="relay")
         tasks = [*producers, relay_task]

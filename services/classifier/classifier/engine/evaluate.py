@@ -30,6 +30,14 @@ class Override:
     reason: str = ""
 
 
+def overrides_from(stored: Mapping[str, Mapping[str, Any]]) -> dict[str, Override]:
+    """Manual classes as stored per customer ({dimension: {"class", "expires_at", "reason"}})."""
+    return {
+        dim: Override(o["class"], o.get("expires_at"), o.get("reason", ""))
+        for dim, o in stored.items()
+    }
+
+
 @dataclass(slots=True)
 class ClassResult:
     """One dimension's class; the explanation text is built only when read."""

@@ -24,6 +24,9 @@ class ProcessedEvent(Base):
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
 
+    # Pruned by age (consumer/inbox.py).
+    __table_args__ = (Index("ix_inbox_processed_at", "processed_at"),)
+
 
 class ClassChange(Base):
     """A class change, written with the state that caused it and relayed to Kafka."""

@@ -393,6 +393,18 @@ async def _write_history(session: AsyncSession, changes: Sequence[Change]) -> No
     )
 
 
+async def prune_inbox(session: AsyncSession, before: Any, limit: int) -> int:
+    """Delete up to `limit` inbox rows processed before `before`; returns how many."""
+    result = await session.execute(
+        text(
+            "DELETE FROM inbox WHERE event_id IN (SELECT event_id FROM inbox "
+            "WHERE processed_at < :before ORDER BY processed_at LIMIT :n)"
+        ),
+        {"before": before, "n": limit},
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 async def load_cutoffs(session: AsyncSession, scheme_version: int) -> dict[str, dict[str, float]]:
     rows = await session.execute(
         select(PopulationCutoffs.dimension, PopulationCutoffs.cutoffs).where(

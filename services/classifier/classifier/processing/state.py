@@ -24,6 +24,7 @@ from classifier.engine import (
     from_micros,
     to_micros,
 )
+from classifier.engine.evaluate import overrides_from
 from classifier.engine.facts import Fact, fact_of
 from eventschemas.changes import ChangeReason
 from eventschemas.envelope import Envelope
@@ -92,10 +93,7 @@ class CustomerState:
         return self.evaluated_at is None or past.until > self.evaluated_at - scheme.horizon
 
     def active_overrides(self) -> dict[str, Override]:
-        return {
-            dim: Override(o["class"], o.get("expires_at"), o.get("reason", ""))
-            for dim, o in self.overrides.items()
-        }
+        return overrides_from(self.overrides)
 
 
 def change_id(

@@ -15,15 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from classifier.clock import Clock
 from classifier.db import unit_of_work
 from classifier.engine import CustomerFacts, PriorClass, evaluate, from_micros, parse_scheme
+from classifier.engine.evaluate import overrides_from
 from classifier.engine.scheme import CompiledScheme, SchemeError
 from classifier.errors import Conflict, NotFound
 from classifier.jobs import repository as jobs_repository
 from classifier.jobs import service as jobs
 from classifier.locks import Lock
 from classifier.models import Customer, Job, SchemeVersion
-from classifier.processing.scheduler import population_cutoffs, store_cutoffs
-from classifier.processing.state import CustomerState
 from classifier.schemes import repository
+from classifier.schemes.cutoffs import population_cutoffs, store_cutoffs
 from classifier.schemes.service import compile_stored
 from eventschemas.problems import FieldError, ValidationFailed
 
@@ -127,16 +127,14 @@ def _evaluate_page(
     """(id, current classes, draft classes) per customer: pure CPU, run in a thread."""
     out = []
     for row in rows:
-        state = CustomerState(row.id, CustomerFacts.from_doc(row.id, row.facts))
-        state.overrides = dict(row.overrides)
         previous = {d: PriorClass(c["class"], c["since"]) for d, c in row.classes.items()}
         result = evaluate(
             scheme,
-            state.facts,
+            CustomerFacts.from_doc(row.id, row.facts),
             now,
             previous=previous,
             cutoffs=cutoffs,
-            overrides=state.active_overrides() or None,
+            overrides=overrides_from(row.overrides) or None,
         )
         current = {d: c["class"] for d, c in row.classes.items()}
         out.append((row.id, current, {d: r.cls for d, r in result.classes.items()}))
@@ -242,5 +240,5 @@ async def start_activation(
             created_by=created_by,
         )
         await jobs.queue(session, job)
-        await store_cutoffs(session, compiled)
+        await store_cutoffs(session, compiled, clock())
         return job

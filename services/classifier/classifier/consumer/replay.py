@@ -17,7 +17,7 @@ from classifier.consumer.decoding import PoisonMessage, decode
 from classifier.db import unit_of_work
 from classifier.processing import repository
 from classifier.processing.batch import BatchProcessor, Delivery
-from classifier.processing.scheduler import refresh_cutoffs
+from classifier.schemes.cutoffs import refresh_cutoffs
 from classifier.schemes.service import SchemeCache, ensure_active_scheme
 from classifier.topics import topic_partitions
 from eventschemas.changes import ChangeReason
