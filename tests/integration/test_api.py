@@ -274,7 +274,7 @@ async def relay_all(
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
     await producer.start()
     try:
-        relay = OutboxRelay(settings, sessions, producer)
+        relay = OutboxRelay(settings, sessions, producer, leading=True)
         while await relay.relay_once():
             pass
     finally:

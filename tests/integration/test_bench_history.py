@@ -49,9 +49,17 @@ async def test_state_bytes_counts_new_state_tables_but_not_the_facts_log(scratch
         before = await state_bytes(conn, customer)
         assert before == row + classes  # the row plus its current classes; history is a log
 
-        await conn.execute("CREATE TABLE customer_facts (customer_id text, payload text)")
+        # The facts log (it holds the three orders already) may grow: the state does not.
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM customer_facts WHERE customer_id = $1", customer
+            )
+            == 3
+        )
         await conn.execute(
-            "INSERT INTO customer_facts SELECT $1, repeat('x', 500) FROM generate_series(1, 50)",
+            "INSERT INTO customer_facts (customer_id, kind, fact_key, at, seen, body) "
+            "SELECT $1, 'touch', 't' || i, now(), now(), jsonb_build_object('kind', "
+            "repeat('x', 500)) FROM generate_series(1, 50) i",
             customer,
         )
         assert await state_bytes(conn, customer) == before

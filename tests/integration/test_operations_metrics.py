@@ -38,7 +38,7 @@ async def test_outbox_age_is_the_oldest_unrelayed_change_and_zero_once_relayed(
     producer = AIOKafkaProducer(bootstrap_servers=classifier_settings.kafka_bootstrap_servers)
     await producer.start()
     try:
-        relay = OutboxRelay(classifier_settings, sessions, producer)
+        relay = OutboxRelay(classifier_settings, sessions, producer, leading=True)
         assert await relay.measure_backlog() == 0.0  # empty outbox
 
         now = datetime.now(UTC)

@@ -14,3 +14,4 @@ class Lock(IntEnum):
     CUTOFFS = 7_003  # one worker recomputes population cut-offs
     ACTIVATION = 7_004  # one scheme activation at a time
     INBOX_PRUNE = 7_005  # one worker prunes the inbox at a time
+    RELAY_LEADER = 7_006  # session-scoped: the one relay in the group that publishes

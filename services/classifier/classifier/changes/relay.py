@@ -32,6 +32,7 @@ from eventschemas.envelope import STRUCTURED_HEADER
 
 log = logging.getLogger(__name__)
 RELAY_LOCK = int(Lock.RELAY)  # one relay at a time keeps per-customer order across workers
+RELAY_LEADER = int(Lock.RELAY_LEADER)  # session lock: the relay that publishes
 BACKLOG_MEASURE_SECONDS = 5.0
 
 
@@ -103,15 +104,32 @@ class OutboxRelay:
         producer: AIOKafkaProducer,
         *,
         on_notify: Callable[[], None] | None = None,
+        leading: bool = False,
     ) -> None:
+        """`leading=True`: a relay used outside `run()` (a one-off drain) publishes
+        without taking part in the election; `run()` elects one per group."""
         self._settings = settings
         self._sessions = sessions
         self._producer = producer
         self._on_notify = on_notify  # also told of every NOTIFY (the review scheduler)
         self._lock_missed = False  # the last try found another worker's relay at work
+        # Leadership: one relay in the group publishes, the one holding a session
+        # advisory lock on its listening connection. The others wait; when the
+        # leader's process dies its connection closes, the lock is free, and the
+        # next leader first reconciles (marks what the dead one sent but never
+        # marked), so a change is published once even across SIGKILLs.
+        self._leader = leading
+        self._must_reconcile = False
 
     async def relay_once(self) -> int:
-        """Publish one page of unpublished changes in order; returns how many."""
+        """Publish one page of unpublished changes in order; returns how many (0 when
+        another worker's relay leads)."""
+        if not self._leader:
+            self._lock_missed = True
+            return 0
+        if self._must_reconcile:
+            await self.reconcile()
+            self._must_reconcile = False
         async with unit_of_work(self._sessions) as session:
             got = await session.scalar(
                 text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": RELAY_LOCK}
@@ -198,10 +216,6 @@ class OutboxRelay:
             await consumer.stop()
 
     async def run(self, stopping: asyncio.Event) -> None:
-        try:
-            await self.reconcile()
-        except Exception:
-            log.exception("relay reconciliation failed; changes may be sent twice (same ids)")
         woken = asyncio.Event()
         listener = asyncio.create_task(self._listen(woken, stopping), name="relay-listen")
         try:
@@ -229,11 +243,11 @@ class OutboxRelay:
                             _first(woken.wait(), stopping.wait()),
                             min(idle, 1.0) if self._lock_missed else idle,
                         )
+            await self.drain()  # while still leading: the listener holds the lock
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
-        await self.drain()
 
     async def _listen(self, woken: asyncio.Event, stopping: asyncio.Event) -> None:
         """LISTEN on the outbox channel on a connection of its own; reconnect on loss."""
@@ -251,8 +265,21 @@ class OutboxRelay:
                 conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
                 await conn.add_listener(OUTBOX_CHANNEL, lambda *_args: self._notified(woken))
                 self._notified(woken)  # changes may have been written while no one listened
-                await _first(lost.wait(), stopping.wait())
+                # Held until the relay stops (it cancels this task after its last
+                # drain), or the connection is lost.
+                while not (lost.is_set() or self._leader):
+                    if await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LEADER):
+                        self._leader, self._must_reconcile = True, True
+                        log.info("this worker's relay leads; reconciling with the topic first")
+                        woken.set()
+                        break
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), 1.0)
+                await lost.wait()
+            except Exception as exc:
+                log.warning("relay listener lost (%s)", type(exc).__name__)
             finally:
+                self._leader = False  # the session lock goes with the connection
                 with contextlib.suppress(Exception):
                     await conn.close(timeout=2)
 
@@ -275,7 +302,8 @@ class OutboxRelay:
         return seconds
 
     async def drain(self, within: float = 10.0) -> None:
-        """Publish what is left in the outbox before stopping (best effort, bounded)."""
+        """Publish what is left in the outbox before stopping (best effort, bounded;
+        only the leader publishes)."""
         try:
             async with asyncio.timeout(within):
                 while await self.relay_once():

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from classifier.engine.facts import CustomerFacts
+from classifier.engine.facts import NUMBER, CustomerFacts
 from classifier.engine.features import Feature, StaticFeature
 
 SCALAR_OPS: dict[str, Callable[[Any, Any], bool]] = {
@@ -220,7 +220,7 @@ class Always(Condition):
 
 
 def _is_number(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool)
+    return isinstance(x, NUMBER) and not isinstance(x, bool)
 
 
 def make_truth(op: str, operand: Any, path: str) -> Callable[[Any], bool]:

@@ -8,7 +8,7 @@ from functools import partial
 from typing import Any
 
 from classifier.engine.conditions import EvalContext
-from classifier.engine.facts import CustomerFacts
+from classifier.engine.facts import NUMBER, CustomerFacts
 from classifier.engine.features import DAY
 from classifier.engine.scheme import Band, CompiledDimension, CompiledScheme
 
@@ -126,7 +126,7 @@ def _band_picker(bands: list[Band]) -> Callable[[Any], int]:
     def pick(value: Any) -> int:
         for i, band in enumerate(bands):
             if band.min is None or (
-                isinstance(value, int | float) and not isinstance(value, bool) and value >= band.min
+                isinstance(value, NUMBER) and not isinstance(value, bool) and value >= band.min
             ):
                 return i
         return -1
@@ -214,7 +214,7 @@ def _by_rank(
     ordered = [(cls, cuts[cls]) for cls in dim.classes if cls in cuts]
 
     def pick(value: Any) -> str | None:
-        if not isinstance(value, int | float) or value <= 0:
+        if not isinstance(value, NUMBER) or value <= 0:
             return None
         return next((cls for cls, cut in ordered if value >= cut), None)
 

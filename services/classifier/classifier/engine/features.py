@@ -26,6 +26,7 @@ from typing import Any
 from classifier.engine.facts import (
     ALL_ASPECTS,
     LINK_OPEN,
+    NUMBER,
     CallFact,
     CustomerFacts,
     FactsView,
@@ -104,7 +105,7 @@ def _age_flip(anchor: int, current: int, truth: Truth, operands: Sequence[Any]) 
     now_truth = truth(current)
     candidates: set[int] = set()
     for x in operands:
-        if isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x):
+        if isinstance(x, NUMBER) and not isinstance(x, bool) and math.isfinite(x):
             candidates.update({math.floor(x), math.floor(x) + 1, math.ceil(x)})
     for k in sorted(c for c in candidates if c > current):
         if truth(k) != now_truth:
@@ -332,7 +333,7 @@ class PointsFeature(Feature):
         best = horizon
         h = self.half_life_days * DAY
         for x in operands:
-            if not isinstance(x, int | float) or isinstance(x, bool) or x == 0 or s0 == 0:
+            if not isinstance(x, NUMBER) or isinstance(x, bool) or x == 0 or s0 == 0:
                 continue
             ratio = s0 / x
             if ratio <= 1:  # decays toward 0: never reaches a threshold beyond it
@@ -423,7 +424,7 @@ def _net(f: CustomerFacts) -> float:
 
 def _contribution(f: CustomerFacts) -> float:
     cost = f.attributes.get("service_cost")
-    cost = cost if isinstance(cost, int | float) and not isinstance(cost, bool) else 0.0
+    cost = cost if isinstance(cost, NUMBER) and not isinstance(cost, bool) else 0.0
     return round(_net(f) - cost, 4)
 
 
