@@ -477,3 +477,35 @@ async def test_database_down_is_a_503_with_retry_after(
         assert response.headers["retry-after"] == "5"
         assert response.json()["type"].endswith("/database-unavailable")
         assert "password" not in response.text
+
+
+async def test_preview_rebuilds_customers_whose_past_is_summarised_from_the_facts_log(
+    api: httpx.AsyncClient,
+    seeded: Callable[[list[OrderPlaced]], Awaitable[None]],
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A draft whose window reaches further back than the active scheme's horizon
+    sees the orders the bounded state only keeps summarised."""
+    await seeded([order("deep", 1000), order("deep", 900), order("deep", 10)])
+    async with sessions() as session:
+        doc = await session.scalar(select(Customer.facts).where(Customer.id == "deep"))
+    assert doc is not None
+    assert "past" in doc  # the two old orders are summarised, not kept in detail
+    assert len(doc["orders"]) == 1
+    longer = default_scheme_text().replace(
+        "\ndimensions:\n",
+        "\n  orders_1200d:\n    source: orders\n    agg: count\n"
+        "    window: {last_days: 1200}\n"
+        "\ndimensions:\n"
+        "  veteran:\n    classes: [veteran, newer]\n    default: newer\n    rules:\n"
+        "      - class: veteran\n        when: {feature: orders_1200d, gte: 3}\n",
+    )
+    created = await api.post(
+        "/v1/schemes", content=longer.encode(), headers={"content-type": "application/yaml"}
+    )
+    assert created.status_code == 201, created.text
+    preview = await api.post(f"/v1/schemes/{created.json()['version']}/preview")
+    assert preview.status_code == 200, preview.text
+    transitions = preview.json()["dimensions"]["veteran"]["transitions"]
+    [veterans] = [t for t in transitions if t["to"] == "veteran"]
+    assert veterans["sample_customer_ids"] == ["deep"]

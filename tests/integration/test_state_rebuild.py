@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from classifier import facts_log
 from classifier.db import unit_of_work
 from classifier.engine import PriorClass, evaluate
 from classifier.engine.conditions import EvalContext
@@ -145,7 +146,7 @@ async def test_stored_state_equals_a_rebuild_from_the_facts_log(
         scheme = await schemes.active(session)
         cutoffs = await repository.load_cutoffs(session, scheme.version)
         state = (await repository.load_states(session, [cid]))[cid]
-        logged = (await repository.load_facts(session, [cid]))[cid]
+        logged = (await facts_log.load_facts(session, [cid]))[cid]
     assert len(logged) == len({e.id for e in envelopes})  # redeliveries are not logged twice
     full = rebuild(cid, logged)
     at = state.evaluated_at

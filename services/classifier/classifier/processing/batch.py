@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from classifier import facts_log
 from classifier.db import unit_of_work
 from classifier.engine import CompiledScheme, CustomerFacts
 from classifier.engine.facts import Fact, fact_of, rebuild
@@ -99,7 +100,7 @@ class BatchProcessor:
                 applied += 1
                 if item.partition is not None:
                     state.kafka_partition = item.partition
-        await repository.append_facts(
+        await facts_log.append_facts(
             session,
             [
                 (s.customer_id, fact, event_id)
@@ -172,7 +173,7 @@ async def _fit(
     ids = set(also) | {cid for cid, s in states.items() if s.needs_rebuild(scheme)}
     if not ids:
         return
-    logged = await repository.load_facts(session, sorted(ids))
+    logged = await facts_log.load_facts(session, sorted(ids))
     for cid in ids:
         state = states[cid]
         state.facts = rebuild(cid, logged.get(cid, ()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -12,10 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from classifier import facts_log
 from classifier.clock import Clock
 from classifier.db import unit_of_work
 from classifier.engine import CustomerFacts, PriorClass, evaluate, from_micros, parse_scheme
 from classifier.engine.evaluate import overrides_from
+from classifier.engine.facts import rebuild
 from classifier.engine.scheme import CompiledScheme, SchemeError
 from classifier.errors import Conflict, NotFound
 from classifier.jobs import repository as jobs_repository
@@ -121,6 +124,7 @@ async def create_draft(session: AsyncSession, source: str) -> SchemeOut:
 def _evaluate_page(
     scheme: CompiledScheme,
     rows: list[Any],
+    facts: dict[str, CustomerFacts],
     now: int,
     cutoffs: dict[str, dict[str, float]],
 ) -> list[tuple[str, dict[str, str], dict[str, str]]]:
@@ -130,7 +134,7 @@ def _evaluate_page(
         previous = {d: PriorClass(c["class"], c["since"]) for d, c in row.classes.items()}
         result = evaluate(
             scheme,
-            CustomerFacts.from_doc(row.id, row.facts),
+            facts[row.id],
             now,
             previous=previous,
             cutoffs=cutoffs,
@@ -139,6 +143,26 @@ def _evaluate_page(
         current = {d: c["class"] for d, c in row.classes.items()}
         out.append((row.id, current, {d: r.cls for d, r in result.classes.items()}))
     return out
+
+
+async def _facts_for(
+    session: AsyncSession, scheme: CompiledScheme, rows: Sequence[Any], now: int
+) -> dict[str, CustomerFacts]:
+    """The customers' facts as the draft needs them: a summary of the past built for
+    other points scores, or too recent for the draft's longest window, is replaced
+    by a rebuild from the facts log."""
+    facts = {row.id: CustomerFacts.from_doc(row.id, row.facts) for row in rows}
+    stale = [
+        cid
+        for cid, f in facts.items()
+        if f.past is not None
+        and (f.past.spec != scheme.points_key or f.past.until > now - scheme.horizon)
+    ]
+    if stale:
+        logged = await facts_log.load_facts(session, stale)
+        for cid in stale:
+            facts[cid] = rebuild(cid, logged.get(cid, ()))
+    return facts
 
 
 async def preview(
@@ -169,8 +193,9 @@ async def preview(
                 break
             after = rows[-1].id
             total += len(rows)
+            facts = await _facts_for(session, scheme, rows, now)
             for cid, current, proposed in await asyncio.to_thread(
-                _evaluate_page, scheme, list(rows), now, cutoffs
+                _evaluate_page, scheme, list(rows), facts, now, cutoffs
             ):
                 for dim, cls in proposed.items():
                     key = (current.get(dim), cls)
