@@ -13,12 +13,11 @@ import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Annotated, Any, cast
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from classifier.config import ClassifierSettings
@@ -111,7 +110,7 @@ async def revoke_key(sessions: async_sessionmaker[AsyncSession], key_id: str) ->
         result = await session.execute(
             update(ApiKey)
             .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
-            .values(revoked_at=datetime.now(UTC))
+            .values(revoked_at=func.now())  # the database's clock, like created_at
         )
     return bool(getattr(result, "rowcount", 0))
 

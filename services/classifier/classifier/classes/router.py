@@ -9,13 +9,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import and_, exists, func, select
-from sqlalchemy.orm import aliased
 
 from classifier.auth import ReadAccess
+from classifier.classes import repository
 from classifier.db import SessionDep
 from classifier.errors import BadRequest
-from classifier.models import ClassChange, CustomerClass
 from classifier.params import Instant
 from eventschemas.problems import Problem
 
@@ -108,23 +106,8 @@ async def members(
     """Customers holding a class, ordered by id, keyset-paginated (stable while classes
     change: a page never repeats or skips customers that did not move)."""
     filters = _filters(where)
-    stmt = select(CustomerClass.customer_id, CustomerClass.since).where(
-        CustomerClass.dimension == dimension, CustomerClass.cls == cls
-    )
-    if cursor:
-        stmt = stmt.where(CustomerClass.customer_id > _decode(cursor))
-    for dim, value in filters.items():
-        other = aliased(CustomerClass)
-        stmt = stmt.where(
-            exists().where(
-                and_(
-                    other.customer_id == CustomerClass.customer_id,
-                    other.dimension == dim,
-                    other.cls == value,
-                )
-            )
-        )
-    rows = (await session.execute(stmt.order_by(CustomerClass.customer_id).limit(limit + 1))).all()
+    after = _decode(cursor) if cursor else None
+    rows = await repository.members(session, dimension, cls, filters, after, limit + 1)
     page = rows[:limit]
     return MembersOut(
         dimension=dimension,
@@ -141,13 +124,8 @@ async def counts(
     dimension: Annotated[str | None, Query(max_length=64)] = None,
 ) -> CountsOut:
     """How many customers hold each class, per dimension."""
-    stmt = select(CustomerClass.dimension, CustomerClass.cls, func.count()).group_by(
-        CustomerClass.dimension, CustomerClass.cls
-    )
-    if dimension:
-        stmt = stmt.where(CustomerClass.dimension == dimension)
     result: dict[str, list[ClassCount]] = {}
-    for dim, cls, n in (await session.execute(stmt.order_by(CustomerClass.dimension))).all():
+    for dim, cls, n in await repository.counts(session, dimension):
         result.setdefault(dim, []).append(ClassCount(cls=cls, count=n))
     return CountsOut(dimensions=result)
 
@@ -162,17 +140,7 @@ async def flows(
     """How many customers moved from one class to another in a period (announced changes)."""
     if until < since:
         raise BadRequest("until lies before since")
-    stmt = (
-        select(ClassChange.old_class, ClassChange.new_class, func.count())
-        .where(
-            ClassChange.dimension == dimension,
-            ClassChange.occurred_at >= since,
-            ClassChange.occurred_at < until,
-        )
-        .group_by(ClassChange.old_class, ClassChange.new_class)
-        .order_by(func.count().desc())
-    )
-    rows = (await session.execute(stmt)).all()
+    rows = await repository.flows(session, dimension, since, until)
     return FlowsOut(
         dimension=dimension,
         since=since,

@@ -8,6 +8,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from classifier.models import SchemeVersion
 
 
+async def all_versions(session: AsyncSession) -> list[SchemeVersion]:
+    """Every version, newest first."""
+    return list(await session.scalars(select(SchemeVersion).order_by(SchemeVersion.version.desc())))
+
+
 async def get_active(session: AsyncSession) -> SchemeVersion | None:
     return await session.scalar(select(SchemeVersion).where(SchemeVersion.status == "active"))
 

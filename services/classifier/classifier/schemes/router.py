@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, cast
 
 from fastapi import APIRouter, Body, Depends, Path, Request, Response, status
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from classifier.auth import ADMIN_ONLY, AdminAccess, Principal, ReadAccess, require_admin
@@ -14,8 +13,7 @@ from classifier.db import SessionDep
 from classifier.intake import read_text_body
 from classifier.jobs import service as jobs
 from classifier.jobs.schemas import JobOut, job_out
-from classifier.models import SchemeVersion
-from classifier.schemes import api
+from classifier.schemes import api, repository
 from classifier.schemes.service import compile_stored
 from eventschemas.problems import Problem
 
@@ -32,7 +30,7 @@ def _sessions(request: Request) -> async_sessionmaker[AsyncSession]:
 @router.get("/schemes")
 async def list_schemes(session: SessionDep) -> api.SchemeList:
     """Every version, newest first, with its status (draft, active, retired)."""
-    rows = await session.scalars(select(SchemeVersion).order_by(SchemeVersion.version.desc()))
+    rows = await repository.all_versions(session)
     return api.SchemeList(schemes=[api.summary(r) for r in rows])
 
 
