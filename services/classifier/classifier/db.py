@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, cast
 
@@ -121,3 +121,23 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+def unnest(
+    columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]
+) -> tuple[str, dict[str, Any]]:
+    """`unnest(<one array per column>) AS t(<names>)` and its parameters, so one
+    statement takes any number of rows. A jsonb column travels as text: cast it
+    where it is used (`select_list` does)."""
+    arrays = ", ".join(
+        f"CAST(:p{i} AS {'text' if kind == 'jsonb' else kind}[])"
+        for i, (_, kind) in enumerate(columns)
+    )
+    names = ", ".join(name for name, _ in columns)
+    params = {f"p{i}": [row[i] for row in rows] for i in range(len(columns))}
+    return f"unnest({arrays}) AS t({names})", params
+
+
+def select_list(columns: Sequence[tuple[str, str]]) -> str:
+    """The unnested columns in order, jsonb ones cast back from text."""
+    return ", ".join(f"{name}::jsonb" if kind == "jsonb" else name for name, kind in columns)

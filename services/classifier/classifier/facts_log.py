@@ -14,6 +14,7 @@ import orjson
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from classifier.db import select_list, unnest
 from classifier.engine.facts import Fact, from_micros, to_micros
 from classifier.models import CustomerFactRecord
 
@@ -24,23 +25,36 @@ async def append_facts(session: AsyncSession, rows: Sequence[tuple[str, Fact, st
     """Append (customer id, fact, event id) rows to the facts log, in one statement."""
     if not rows:
         return
+    columns = [
+        ("c", "text"),
+        ("k", "text"),
+        ("f", "text"),
+        ("a", "timestamptz"),
+        ("s", "timestamptz"),
+        ("b", "jsonb"),
+        ("e", "text"),
+    ]
+    source, params = unnest(
+        columns,
+        [
+            (
+                c,
+                f.kind,
+                f.key,
+                from_micros(f.at),
+                from_micros(f.seen),
+                orjson.dumps(f.body).decode(),
+                e,
+            )
+            for c, f, e in rows
+        ],
+    )
     await session.execute(
         text(
             "INSERT INTO customer_facts (customer_id, kind, fact_key, at, seen, body, event_id) "
-            "SELECT c, k, f, a, s, b::jsonb, e FROM unnest("
-            "CAST(:c AS text[]), CAST(:k AS text[]), CAST(:f AS text[]), "
-            "CAST(:a AS timestamptz[]), CAST(:s AS timestamptz[]), CAST(:b AS text[]), "
-            "CAST(:e AS text[])) AS t(c, k, f, a, s, b, e)"
+            f"SELECT {select_list(columns)} FROM {source}"
         ),
-        {
-            "c": [c for c, _, _ in rows],
-            "k": [f.kind for _, f, _ in rows],
-            "f": [f.key for _, f, _ in rows],
-            "a": [from_micros(f.at) for _, f, _ in rows],
-            "s": [from_micros(f.seen) for _, f, _ in rows],
-            "b": [orjson.dumps(f.body).decode() for _, f, _ in rows],
-            "e": [e for _, _, e in rows],
-        },
+        params,
     )
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from classifier.engine.facts import (
     ALL_ASPECTS,
+    DAY_US,
     LINK_OPEN,
     NUMBER,
     CallFact,
@@ -36,7 +37,7 @@ from classifier.engine.facts import (
     from_micros,
 )
 
-DAY = 86_400_000_000  # microseconds
+DAY = DAY_US  # microseconds
 CONNECTED_OUTCOMES = frozenset(
     {"connected", "interested", "not_interested", "callback_requested", "deal_closed"}
 )

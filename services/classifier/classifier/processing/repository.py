@@ -9,6 +9,7 @@ import orjson
 from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from classifier.db import select_list, unnest
 from classifier.engine import CompiledScheme, CustomerFacts
 from classifier.engine.facts import from_micros, to_micros
 from classifier.engine.features import aggregates
@@ -39,13 +40,13 @@ async def claim_events(session: AsyncSession, items: Sequence[tuple[str, str]]) 
     """
     if not items:
         return set()
+    source, params = unnest([("e", "text"), ("c", "text")], items)
     rows = await session.execute(
         text(
-            "INSERT INTO inbox (event_id, customer_id) "
-            "SELECT e, c FROM unnest(CAST(:e AS text[]), CAST(:c AS text[])) AS t(e, c) "
+            f"INSERT INTO inbox (event_id, customer_id) SELECT e, c FROM {source} "
             "ORDER BY e ON CONFLICT DO NOTHING RETURNING event_id"
         ),
-        {"e": [e for e, _ in items], "c": [c for _, c in items]},
+        params,
     )
     return set(rows.scalars())
 
@@ -125,17 +126,10 @@ async def _unnest(
     rows: Sequence[Sequence[Any]],
     tail: str = "",
 ) -> None:
-    """`head SELECT <columns> FROM unnest(<one array per column>) tail`: any number of
-    rows in one statement. A jsonb column travels as text and is cast in the select."""
-    arrays = ", ".join(
-        f"CAST(:p{i} AS {'text' if kind == 'jsonb' else kind}[])"
-        for i, (_, kind) in enumerate(columns)
-    )
-    names = ", ".join(name for name, _ in columns)
-    select = ", ".join(f"{name}::jsonb" if kind == "jsonb" else name for name, kind in columns)
-    params = {f"p{i}": [row[i] for row in rows] for i in range(len(columns))}
+    """`head SELECT <columns> FROM unnest(...) tail`: any number of rows in one statement."""
+    source, params = unnest(columns, rows)
     await session.execute(
-        text(f"{head} SELECT {select} FROM unnest({arrays}) AS t({names}) {tail}"), params
+        text(f"{head} SELECT {select_list(columns)} FROM {source} {tail}"), params
     )
 
 
@@ -206,20 +200,15 @@ async def save_states(
             f"ON CONFLICT (id) DO UPDATE SET {updates}, updated_at = now()",
         )
     if light:  # rows loaded from the table, so they exist
-        arrays = ", ".join(
-            f"CAST(:p{i} AS {'text' if k == 'jsonb' else k}[])"
-            for i, (_, k) in enumerate(STATE_WRITE)
-        )
-        names = ", ".join(n for n, _ in STATE_WRITE)
+        source, params = unnest(STATE_WRITE, light)
         sets = ", ".join(
             f"{n} = t.{n}::jsonb" if k == "jsonb" else f"{n} = t.{n}" for n, k in STATE_WRITE[1:]
         )
         await session.execute(
             text(
-                f"UPDATE customers c SET {sets}, updated_at = now() "
-                f"FROM unnest({arrays}) AS t({names}) WHERE c.id = t.id"
+                f"UPDATE customers c SET {sets}, updated_at = now() FROM {source} WHERE c.id = t.id"
             ),
-            {f"p{i}": [r[i] for r in light] for i in range(len(STATE_WRITE))},
+            params,
         )
 
 
@@ -317,18 +306,13 @@ async def _write_history(session: AsyncSession, changes: Sequence[Change]) -> No
         opened[key] = row
         new_rows.append(row)
     if to_close:
+        source, params = unnest([("c", "text"), ("d", "text"), ("at", "timestamptz")], to_close)
         await session.execute(
             text(
-                "UPDATE class_history h SET valid_to = t.at FROM unnest("
-                "CAST(:c AS text[]), CAST(:d AS text[]), CAST(:at AS timestamptz[])) "
-                "AS t(c, d, at) "
+                f"UPDATE class_history h SET valid_to = t.at FROM {source} "
                 "WHERE h.customer_id = t.c AND h.dimension = t.d AND h.valid_to IS NULL"
             ),
-            {
-                "c": [r[0] for r in to_close],
-                "d": [r[1] for r in to_close],
-                "at": [r[2] for r in to_close],
-            },
+            params,
         )
     await _unnest(
         session,

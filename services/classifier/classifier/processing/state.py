@@ -25,7 +25,7 @@ from classifier.engine import (
     to_micros,
 )
 from classifier.engine.evaluate import overrides_from
-from classifier.engine.facts import Fact, fact_of
+from classifier.engine.facts import DAY_US, Fact, fact_of
 from eventschemas.changes import ChangeReason
 from eventschemas.envelope import Envelope
 from eventschemas.events import ActivityEvent
@@ -122,14 +122,13 @@ def uuid5_str(name: str) -> str:
 # Compaction runs when the oldest detail is this far past the horizon (a fraction
 # of the horizon, at least a week), so it folds a handful of facts at a time.
 COMPACT_SLACK_DAYS = 7
-DAY = 86_400_000_000
 
 
 def compact(facts: CustomerFacts, scheme: CompiledScheme, evaluated_at: int) -> None:
     """Fold facts that no window of the scheme can reach again into the summary."""
     until = evaluated_at - scheme.horizon
     oldest = facts.oldest_detail()
-    slack = max(COMPACT_SLACK_DAYS * DAY, scheme.horizon // 8)
+    slack = max(COMPACT_SLACK_DAYS * DAY_US, scheme.horizon // 8)
     if oldest is not None and oldest < until - slack:
         facts.compact(until, scheme.points_key, scheme.points)
 
