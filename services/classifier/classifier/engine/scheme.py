@@ -16,6 +16,7 @@ Options per dimension: `default` class, `forward_only`, `min_dwell_days`
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -254,6 +255,16 @@ class CompiledDimension:
     # The aspects of the facts its features read (the dependency graph: a fact
     # that changes none of them cannot change this dimension's class).
     reads: frozenset[str] = ALL_ASPECTS
+    # A digest of its definition and of the features it reads: a class stored
+    # under another scheme version with the same digest is still that
+    # dimension's class (see `carries`).
+    fingerprint: str = ""
+
+    @property
+    def carries(self) -> bool:
+        """True when a class computed under another version with the same fingerprint
+        holds under this one. Not for ranks: their cut-offs belong to one version."""
+        return self.kind != "rank"
 
     def rank_of(self, cls: str) -> int:
         """0 for the best class; larger is worse."""
@@ -399,6 +410,19 @@ def _compile_features(spec: SchemeSpec, errors: list[str]) -> dict[str, Feature]
     return features
 
 
+def _fingerprint(spec: SchemeSpec, dim: DimensionSpec, used: set[str]) -> str:
+    """A digest of a dimension's definition and of the definitions of the features it
+    reads (built-in ones by name: their meaning is code)."""
+    reads = {
+        name: spec.features[name].model_dump(mode="json") if name in spec.features else "builtin"
+        for name in sorted(used)
+    }
+    document = json.dumps(
+        [dim.model_dump(mode="json", by_alias=True), reads], sort_keys=True, default=str
+    )
+    return hashlib.sha1(document.encode(), usedforsecurity=False).hexdigest()[:16]
+
+
 def _map_lookup(spec: MapSpec) -> Callable[[Any], str | None]:
     fold = spec.case_insensitive
     table = {(k.lower() if fold else k): v for k, v in (spec.values or {}).items()}
@@ -485,6 +509,7 @@ def compile_scheme(spec: SchemeSpec) -> CompiledScheme:
                     if not 0 < share <= 1:
                         errors.append(f"{path}.rank.shares.{cls}: share must be in (0, 1]")
         compiled.reads = frozenset().union(*(features[n].reads for n in used if n in features))
+        compiled.fingerprint = _fingerprint(spec, dim, used)
         dims[dname] = compiled
     for i, name in enumerate(spec.key_features):
         if resolve(name) is None:

@@ -147,7 +147,12 @@ class JobRunner:
             if not ids:
                 return "succeeded"
             changes = await self._processor.reevaluate(
-                ids, job.as_of, ChangeReason.SCHEME_CHANGE, announce=not job.silent
+                ids,
+                job.as_of,
+                ChangeReason.SCHEME_CHANGE,
+                announce=not job.silent,
+                # An activation evaluates what the new version changed; a recompute all.
+                only=() if job.kind == "activate" else None,
             )
             cursor = ids[-1]
             async with unit_of_work(self._sessions) as session:

@@ -120,8 +120,11 @@ class BatchProcessor:
         *,
         announce: bool = True,
         prepare: Callable[[dict[str, CustomerState]], None] | None = None,
+        only: Sequence[str] | None = None,
     ) -> list[Change]:
-        """Bring customers up to `now`, then re-evaluate them under the active scheme.
+        """Bring customers up to `now`, then re-evaluate them under the active scheme:
+        every dimension, or (`only`) these and those whose class does not hold under it
+        (`only=()` after an activation: the dimensions whose definition changed).
 
         `prepare` may edit the locked states first (e.g. set an override);
         `announce=False` records no outbox rows (a silent re-baseline).
@@ -137,7 +140,7 @@ class BatchProcessor:
             for state in states.values():
                 changes += review_until(state, scheme, now, cutoffs=cutoffs)
                 at = max(now, state.evaluated_at or now)
-                changes += reclassify(state, scheme, at, reason, cutoffs=cutoffs)
+                changes += reclassify(state, scheme, at, reason, cutoffs=cutoffs, only=only)
             await repository.save_states(session, states.values(), scheme)
             await repository.record_changes(session, changes, announce=announce)
             return changes

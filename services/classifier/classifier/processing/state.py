@@ -136,11 +136,22 @@ def compact(facts: CustomerFacts, scheme: CompiledScheme, evaluated_at: int) -> 
 def _to_evaluate(
     state: CustomerState, scheme: CompiledScheme, only: Sequence[str] | None
 ) -> list[str] | None:
-    """The dimensions to evaluate: `only`, plus any not evaluated under this scheme."""
-    if only is None or state.scheme_version != scheme.version:
-        return None
+    """The dimensions to evaluate: `only` (None: all), plus any without a class that
+    holds under this scheme. A class stored under another version holds when its
+    dimension's definition is the same (its fingerprint): activating a scheme that
+    changes one threshold re-evaluates one dimension."""
     classes = state.classes
-    return [d for d in scheme.dimensions if d in only or d not in classes]
+    if state.scheme_version == scheme.version:
+        if only is None:
+            return None
+        return [d for d in scheme.dimensions if d in only or d not in classes]
+    dims = []
+    for name, dim in scheme.dimensions.items():
+        stored = classes.get(name)
+        carried = dim.carries and stored is not None and stored.get("def") == dim.fingerprint
+        if not carried or (only is not None and name in only):
+            dims.append(name)
+    return dims
 
 
 def reclassify(
@@ -206,11 +217,15 @@ def reclassify(
             "scheme_version": scheme.version,
             "explanation": explanation,
             "review_at": result.flips[dim],
+            "def": scheme.dimensions[dim].fingerprint,
         }
-    if dims is None:
-        # Dimensions the scheme no longer has are dropped from the current view.
-        for dim in set(state.classes) - set(result.classes):
+    if state.scheme_version != scheme.version:
+        # Dimensions the scheme no longer has are dropped from the current view;
+        # the classes carried over (same definition) now hold under this version.
+        for dim in set(state.classes) - set(scheme.dimensions):
             del state.classes[dim]
+        for c in state.classes.values():
+            c["scheme_version"] = scheme.version
     state.evaluation = result  # features are taken from it when the state is saved
     state.scheme_version = scheme.version
     state.evaluated_at = at
