@@ -21,6 +21,7 @@ from classifier.engine.conditions import EvalContext
 from classifier.engine.facts import rebuild, to_micros
 from classifier.processing import repository
 from classifier.processing.batch import BatchProcessor, Delivery
+from classifier.processing.cache import StateCache
 from classifier.schemes.service import SchemeCache, ensure_active_scheme
 from eventschemas.events import (
     ActivityEvent,
@@ -136,7 +137,8 @@ async def test_stored_state_equals_a_rebuild_from_the_facts_log(
     events, batches = case
     await ensure_active_scheme(sessions)
     schemes = SchemeCache()
-    processor = BatchProcessor(sessions, schemes)
+    # The worker's processor: states kept in memory between batches.
+    processor = BatchProcessor(sessions, schemes, StateCache(100))
     envelopes = [e.to_envelope("prop") for e in events]
     for batch in batches:
         await processor.process([Delivery(envelopes[i], events[i]) for i in batch])

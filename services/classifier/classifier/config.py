@@ -57,6 +57,12 @@ class ClassifierSettings(BaseSettings):
         description="An idle relay wakes on NOTIFY; this is only the fallback poll interval.",
     )
     relay_batch_size: int = 1000
+    state_cache_size: int = Field(
+        default=20_000,
+        ge=0,
+        description="Customer states a worker keeps in memory between batches (0: none). A "
+        "cached state is used only while its stored row is unchanged.",
+    )
     inbox_retention_hours: float = Field(
         default=192.0,
         gt=0,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -14,6 +14,7 @@ from classifier.db import unit_of_work
 from classifier.engine import CompiledScheme, CustomerFacts
 from classifier.engine.facts import Fact, fact_of, rebuild
 from classifier.processing import repository
+from classifier.processing.cache import StateCache
 from classifier.processing.state import (
     Change,
     CustomerState,
@@ -48,16 +49,49 @@ class BatchResult:
 class BatchProcessor:
     """Applies decoded events exactly once: state, history, outbox and inbox together."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], schemes: SchemeCache) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        schemes: SchemeCache,
+        cache: StateCache | None = None,
+    ) -> None:
         self._sessions = sessions
         self._schemes = schemes
+        # The worker's states between batches (see processing/cache.py); None: none.
+        self.cache = cache
 
     async def process(self, items: Sequence[Delivery]) -> BatchResult:
         """Apply events in their order; commits once, or raises and changes nothing."""
+        written: list[tuple[dict[str, CustomerState], dict[str, str]]] = []
         async with unit_of_work(self._sessions) as session:
-            return await self._process(session, items)
+            result = await self._process(session, items, written)
+        if self.cache is not None:  # committed: the states are what the rows now hold
+            for states, versions in written:
+                self.cache.put(states.values(), versions)
+        return result
 
-    async def _process(self, session: AsyncSession, items: Sequence[Delivery]) -> BatchResult:
+    async def _load(
+        self, session: AsyncSession, customer_ids: Iterable[str]
+    ) -> dict[str, CustomerState]:
+        """Lock and load these customers, from the cache where their row is unchanged."""
+        if self.cache is None:
+            return await repository.load_states(session, customer_ids)
+        taken = self.cache.take(customer_ids)
+        states, current, _ = await repository.load_states_versioned(
+            session, customer_ids, {cid: version for cid, (version, _) in taken.items()}
+        )
+        for cid in current:
+            states[cid] = taken[cid][1]
+        self.cache.hits += len(current)
+        self.cache.misses += len(states) - len(current)
+        return states
+
+    async def _process(
+        self,
+        session: AsyncSession,
+        items: Sequence[Delivery],
+        written: list[tuple[dict[str, CustomerState], dict[str, str]]],
+    ) -> BatchResult:
         # Claiming in the inbox first is what makes an event apply once: a
         # redelivery claims nothing, and a concurrent batch with the same event
         # waits here for the first to commit (or roll back) and then claims
@@ -77,7 +111,7 @@ class BatchProcessor:
             return BatchResult(0, duplicates, [])
         scheme = await self._schemes.active(session)
         cutoffs = await repository.load_cutoffs(session, scheme.version)
-        states = await repository.load_states(session, by_customer)
+        states = await self._load(session, by_customer)
         for customer_id in by_customer:
             if customer_id not in states:
                 states[customer_id] = CustomerState(customer_id, CustomerFacts(customer_id))
@@ -108,7 +142,7 @@ class BatchProcessor:
                 for fact, event_id in s.new_facts
             ],
         )
-        await repository.save_states(session, states.values(), scheme)
+        written.append((states, await repository.save_states(session, states.values(), scheme)))
         await repository.record_changes(session, changes)
         return BatchResult(applied, duplicates, changes)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import orjson
@@ -97,6 +97,43 @@ async def load_states(
     return {row.id: _state_from_row(row) for row in rows}
 
 
+# The row version (see processing/cache.py): a new one at every write of the row.
+ROW_VERSION = "xmin::text"
+
+
+async def load_states_versioned(
+    session: AsyncSession, customer_ids: Iterable[str], known: Mapping[str, str]
+) -> tuple[dict[str, CustomerState], set[str], dict[str, str]]:
+    """Lock these customers (sorted) and load those whose row version is not the one
+    in `known`. Returns the loaded states, the ids whose row is still at the known
+    version (not decoded: the caller's state is current), and every row's version."""
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return {}, set(), {}
+    source, params = unnest([("id", "text"), ("v", "text")], [(i, known.get(i)) for i in ids])
+    fresh = "c.xmin::text IS DISTINCT FROM t.v"
+    columns = ", ".join(
+        f"CASE WHEN {fresh} THEN c.{col.key} END AS {col.key}" for col in STATE_COLUMNS[1:]
+    )
+    rows = await session.execute(
+        text(
+            f"SELECT c.id, c.{ROW_VERSION} AS row_version, {fresh} AS fresh, {columns} "
+            f"FROM {source} JOIN customers c ON c.id = t.id ORDER BY c.id FOR UPDATE OF c"
+        ),
+        params,
+    )
+    states: dict[str, CustomerState] = {}
+    current: set[str] = set()
+    versions: dict[str, str] = {}
+    for row in rows:
+        versions[row.id] = row.row_version
+        if row.fresh:
+            states[row.id] = _state_from_row(row)
+        else:
+            current.add(row.id)
+    return states, current, versions
+
+
 async def lock_due_customers(
     session: AsyncSession, now: int, limit: int, partitions: Sequence[int] | None = None
 ) -> dict[str, CustomerState]:
@@ -161,11 +198,12 @@ async def save_states(
     session: AsyncSession,
     states: Iterable[CustomerState],
     scheme: CompiledScheme | None = None,
-) -> None:
+) -> dict[str, str]:
     """Write every changed customer row, one statement for all: facts and aggregates
     only where the facts changed (a re-evaluation or a review only rewrites classes,
     features, review time). With the scheme, facts beyond its horizon are first
-    folded into the summary of the past."""
+    folded into the summary of the past. Returns each written row's new version."""
+    versions: dict[str, str] = {}
     full: list[list[Any]] = []
     light: list[list[Any]] = []
     for s in states:
@@ -192,24 +230,31 @@ async def save_states(
     if full:
         columns = STATE_WRITE + FACTS_WRITE
         updates = ", ".join(f"{name} = excluded.{name}" for name, _ in columns[1:])
-        await _unnest(
-            session,
-            f"INSERT INTO customers ({', '.join(n for n, _ in columns)})",
-            columns,
-            full,
-            f"ON CONFLICT (id) DO UPDATE SET {updates}, updated_at = now()",
+        source, params = unnest(columns, full)
+        written = await session.execute(
+            text(
+                f"INSERT INTO customers ({', '.join(n for n, _ in columns)}) "
+                f"SELECT {select_list(columns)} FROM {source} "
+                f"ON CONFLICT (id) DO UPDATE SET {updates}, updated_at = now() "
+                f"RETURNING id, {ROW_VERSION}"
+            ),
+            params,
         )
+        versions.update((row[0], row[1]) for row in written)
     if light:  # rows loaded from the table, so they exist
         source, params = unnest(STATE_WRITE, light)
         sets = ", ".join(
             f"{n} = t.{n}::jsonb" if k == "jsonb" else f"{n} = t.{n}" for n, k in STATE_WRITE[1:]
         )
-        await session.execute(
+        written = await session.execute(
             text(
-                f"UPDATE customers c SET {sets}, updated_at = now() FROM {source} WHERE c.id = t.id"
+                f"UPDATE customers c SET {sets}, updated_at = now() FROM {source} "
+                f"WHERE c.id = t.id RETURNING c.id, c.{ROW_VERSION}"
             ),
             params,
         )
+        versions.update((row[0], row[1]) for row in written)
+    return versions
 
 
 async def record_changes(
