@@ -93,8 +93,12 @@ def fold_like_the_worker(facts_in: list[Fact], batch_every: int) -> tuple[Custom
             state = rebuild("p", seen)
         else:
             state.apply_fact(fact)
-        state.view()  # the worker evaluates after every fact: the view is kept up to date
         evaluated_at = max(evaluated_at, fact.seen)
+        # The worker evaluates after every fact: derived rows and sums are kept and
+        # grown in place by the next fact (FactsView.memo).
+        ctx = EvalContext(state, evaluated_at, DEFAULT.features)
+        for name in DEFAULT.features:
+            ctx.value(name)
         if n % batch_every == 0:
             compact(state, DEFAULT, evaluated_at)
     compact(state, DEFAULT, evaluated_at)

@@ -288,7 +288,10 @@ class FactsView:
     def appended_order(self, order: OrderFact) -> FactsView | None:
         """This view with a new order added, if it sorts last (else None: rebuild)."""
         if not order.counts:
-            return self._same() if not order.refunds else None
+            if order.refunds:
+                return None
+            self.memo.clear()
+            return self
         at = order.placed_at or 0
         if self.purchases and (at, order.order_id) <= (
             self.purchase_times[-1],
@@ -297,7 +300,7 @@ class FactsView:
             return None
         self.purchase_times.append(at)
         self.purchases.append(order)
-        return self._same()
+        return self._grown(ORDER, order)
 
     def appended_call(self, call: CallFact) -> FactsView | None:
         """This view with a new call added, if it sorts last (else None: rebuild)."""
@@ -308,10 +311,16 @@ class FactsView:
             return None
         self.call_times.append(call.started_at)
         self.calls.append(call)
-        return self._same()
+        return self._grown(CALL, call)
 
-    def _same(self) -> FactsView:
-        self.memo.clear()  # derived rows and sums are recomputed on use
+    def _grown(self, kind: str, item: OrderFact | CallFact) -> FactsView:
+        """Derived rows and sums that can take the new last fact are updated (`grow`
+        returns True); the others are dropped and recomputed on use."""
+        memo = self.memo
+        for key, entry in list(memo.items()):
+            grow = getattr(entry, "grow", None)
+            if grow is None or not grow(kind, item):
+                del memo[key]
         return self
 
     @classmethod

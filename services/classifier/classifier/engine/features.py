@@ -207,26 +207,33 @@ class WindowFeature(Feature):
     def reads(self) -> frozenset[str]:  # type: ignore[override]
         return SOURCE_READS[self.source]
 
-    def _rows(self, facts: CustomerFacts) -> tuple[list[int], list[Any]]:
-        """Sorted times and rows of this feature's source, filtered once per facts."""
+    def _rows(self, facts: CustomerFacts) -> _Rows:
+        """Sorted times and rows of this feature's source, filtered once per facts and
+        grown in place when a new last fact arrives."""
         view = facts.view()
         key = f"rows:{self.name}"
         cached = view.memo.get(key)
         if cached is None:
             times, rows = _series(view, self.source)
-            if self.where:
-                fields = SOURCES[self.source]
-                keep = [
-                    i
-                    for i, r in enumerate(rows)
-                    if all(fields[f](r) in allowed for f, allowed in self.where.items())
-                ]
-                times, rows = [times[i] for i in keep], [rows[i] for i in keep]
-            cached = view.memo[key] = (times, rows)
+            keep = self._keep()
+            if keep is not None:
+                picked = [i for i, r in enumerate(rows) if keep(r)]
+                times, rows = [times[i] for i in picked], [rows[i] for i in picked]
+            # Counts and first/last need no field (calls have no `amount`).
+            getter = SOURCES[self.source].get(self.field or "amount", _nothing)
+            cached = view.memo[key] = _Rows(self.source, times, rows, keep, getter)
         return cached
 
+    def _keep(self) -> Callable[[Any], bool] | None:
+        if not self.where:
+            return None
+        fields = SOURCES[self.source]
+        where = self.where
+        return lambda r: all(fields[f](r) in allowed for f, allowed in where.items())
+
     def value(self, facts: CustomerFacts, now: int) -> Any:
-        times, rows = self._rows(facts)
+        found = self._rows(facts)
+        times, rows = found.times, found.rows
         i, j = self.window.span(times, now)
         if self.agg == "count":
             return j - i
@@ -234,12 +241,13 @@ class WindowFeature(Feature):
             if i == j:
                 return None
             return (now - (times[i] if self.agg == "first_days_ago" else times[j - 1])) // DAY
-        getter = SOURCES[self.source][self.field or "amount"]
+        if self.agg == "sum":
+            sums = found.sums()
+            return round(sums[j] - sums[i], 4)
+        getter = found.getter
         values = [v for v in map(getter, rows[i:j]) if v is not None]
         if self.agg == "distinct":
             return len(set(values))
-        if self.agg == "sum":
-            return round(sum(values), 4)
         if not values:
             return None
         if self.agg == "avg":
@@ -249,7 +257,7 @@ class WindowFeature(Feature):
     def next_flip(
         self, facts: CustomerFacts, now: int, truth: Truth, operands: Sequence[Any]
     ) -> int | None:
-        times, _ = self._rows(facts)
+        times = self._rows(facts).times
         change = self.window.next_change(times, now)
         if self.agg in ("first_days_ago", "last_days_ago"):
             i, j = self.window.span(times, now)
@@ -258,6 +266,57 @@ class WindowFeature(Feature):
                 age = _age_flip(anchor, (now - anchor) // DAY, truth, operands)
                 change = _earliest(change, age)
         return change
+
+
+def _nothing(_row: Any) -> None:
+    return None
+
+
+SOURCE_OF_KIND = {"order": "orders", "call": "calls"}
+
+
+@dataclass(slots=True)
+class _Rows:
+    """A window feature's rows (time-sorted) and, once asked for, prefix sums of its
+    field: a window's sum is two lookups. Grows by a new last order or call."""
+
+    source: str
+    times: list[int]
+    rows: list[Any]
+    keep: Callable[[Any], bool] | None
+    getter: Callable[[Any], Any]
+    _sums: list[float] | None = None
+
+    def sums(self) -> list[float]:
+        if self._sums is None:
+            sums = [0.0]
+            total = 0.0
+            for value in map(self.getter, self.rows):
+                if value is not None:
+                    total += value
+                sums.append(total)
+            self._sums = sums
+        return self._sums
+
+    def grow(self, kind: str, item: Any) -> bool:
+        if SOURCE_OF_KIND.get(kind) != self.source:
+            return True  # another source: unchanged
+        if self.keep is not None:  # filtered rows are lists of their own
+            if not self.keep(item):
+                return True
+            self.times.append(SOURCE_TIME[kind](item))
+            self.rows.append(item)
+        # Unfiltered rows are the view's own lists, which already hold the item.
+        if self._sums is not None:
+            value = self.getter(item)
+            self._sums.append(self._sums[-1] + value if value is not None else self._sums[-1])
+        return True
+
+
+SOURCE_TIME: dict[str, Callable[[Any], int]] = {
+    "order": lambda o: o.placed_at or 0,
+    "call": lambda c: c.started_at,
+}
 
 
 def _earliest(a: int | None, b: int | None) -> int | None:
@@ -291,7 +350,7 @@ class PointsFeature(Feature):
         past = facts.past
         return past.score(self.name, self.spec, now) if past is not None else 0.0
 
-    def _events(self, facts: CustomerFacts) -> list[tuple[int, float]]:
+    def _events(self, facts: CustomerFacts) -> _Points:
         view = facts.view()
         key = f"points:{self.name}"
         cached = view.memo.get(key)
@@ -311,14 +370,12 @@ class PointsFeature(Feature):
             p = pts.get(f"touch.{t.kind}", pts.get("touch"))
             if p is not None:
                 out.append((t.at, p))
-        view.memo[key] = out
-        return out
+        acc = view.memo[key] = _Points(self.points, self.half_life_days * DAY, out)
+        return acc
 
-    def _score(self, facts: CustomerFacts, events: list[tuple[int, float]], now: int) -> float:
-        h = self.half_life_days * DAY
+    def _score(self, facts: CustomerFacts, events: _Points, now: int) -> float:
         # Not rounded: decisions and the crossing search must see the same value.
-        recent = sum(p * 2.0 ** (-(now - t) / h) for t, p in events if t <= now)
-        return float(self._past(facts, now) + recent)
+        return float(self._past(facts, now) + events.recent(now))
 
     def value(self, facts: CustomerFacts, now: int) -> float:
         return self._score(facts, self._events(facts), now)
@@ -327,8 +384,7 @@ class PointsFeature(Feature):
         self, facts: CustomerFacts, now: int, truth: Truth, operands: Sequence[Any]
     ) -> int | None:
         events = self._events(facts)
-        future = [t for t, _ in events if t > now]
-        horizon = min(future) if future else None
+        horizon = events.next_after(now)
         s0 = self._score(facts, events, now)
         now_truth = truth(s0)
         best = horizon
@@ -355,6 +411,71 @@ class PointsFeature(Feature):
                     hi = mid
             best = hi if best is None else min(best, hi)
         return best
+
+
+# Beyond this many half-lives between a fact and the reference instant the scaled
+# terms could overflow: the score is then summed fact by fact.
+MAX_HALF_LIVES = 900.0
+
+
+@dataclass(slots=True)
+class _Points:
+    """A points score's facts as terms p * 2^((t - ref) / h), summed exactly (fsum):
+    the score at any `now` after every fact is that sum times 2^(-(now - ref) / h),
+    one multiplication however long the history. Grows by a new last order or call;
+    the sum does not depend on the order facts arrived in."""
+
+    points: dict[str, float]
+    h: float
+    events: list[tuple[int, float]]
+    ref: int = 0
+    latest: int | None = None
+    terms: list[float] | None = None
+    _total: float | None = None
+
+    def __post_init__(self) -> None:
+        times = [t for t, _ in self.events]
+        self.ref = min(times) if times else 0
+        self.latest = max(times) if times else None
+        terms = [p * 2.0 ** ((t - self.ref) / self.h) for t, p in self.events if self._fits(t)]
+        self.terms = terms if len(terms) == len(self.events) else None
+
+    def _fits(self, t: int) -> bool:
+        return abs(t - self.ref) / self.h <= MAX_HALF_LIVES
+
+    def recent(self, now: int) -> float:
+        if self.terms is None or (self.latest is not None and self.latest > now):
+            h = self.h  # fsum: the same value whatever order the facts arrived in
+            return math.fsum(p * 2.0 ** (-(now - t) / h) for t, p in self.events if t <= now)
+        if self._total is None:
+            self._total = math.fsum(self.terms)
+        return self._total * 2.0 ** (-(now - self.ref) / self.h) if self.terms else 0.0
+
+    def next_after(self, now: int) -> int | None:
+        """The earliest fact after `now` (it adds points then), if any."""
+        if self.latest is None or self.latest <= now:
+            return None
+        return min(t for t, _ in self.events if t > now)
+
+    def grow(self, kind: str, item: Any) -> bool:
+        pts = self.points
+        if kind == "order":
+            t, p = item.placed_at or 0, pts.get("order")
+        else:
+            t, p = item.started_at, pts.get(f"call.{item.outcome}", pts.get("call"))
+        if p is None:
+            return True
+        if not self.events or t < self.ref:
+            return False  # the reference instant is the earliest fact's: rebuild
+        self.events.append((t, p))
+        self.latest = t if self.latest is None else max(self.latest, t)
+        if self.terms is not None:
+            if self._fits(t):
+                self.terms.append(p * 2.0 ** ((t - self.ref) / self.h))
+            else:
+                self.terms = None
+        self._total = None
+        return True
 
 
 POINT_READS = {"order": "orders", "refund": "refunds", "call": "calls", "touch": "touches"}
@@ -408,9 +529,22 @@ def _links_in(state: str) -> Callable[[CustomerFacts], int]:
     return lambda f: sum(1 for s, _ in f.links.values() if s == state)
 
 
+@dataclass(slots=True)
+class _OrderSum:
+    """Sum of the purchases' amounts, left to right: a new last order adds to it."""
+
+    total: float
+
+    def grow(self, kind: str, item: Any) -> bool:
+        if kind == "order":
+            self.total += item.amount
+        return True
+
+
 def _gross(f: CustomerFacts) -> float:
     past = f.past.gross if f.past is not None else 0.0
-    return float(_memo(f, "gross", lambda v: round(past + sum(o.amount for o in v.purchases), 4)))
+    found = _memo(f, "gross", lambda v: _OrderSum(sum(o.amount for o in v.purchases)))
+    return float(round(past + found.total, 4))
 
 
 def _refunded(f: CustomerFacts) -> float:
@@ -429,27 +563,49 @@ def _contribution(f: CustomerFacts) -> float:
     return round(_net(f) - cost, 4)
 
 
+@dataclass(slots=True)
+class _Intervals:
+    """Gaps between consecutive purchases: count, first and last instant, sum of
+    squares (days²). A new last order adds one gap."""
+
+    n: int
+    first: int | None
+    prev: int | None
+    sq: float
+
+    def add(self, t: int) -> None:
+        if self.prev is not None:
+            self.sq += ((t - self.prev) / DAY) ** 2
+            self.n += 1
+        else:
+            self.first = t
+        self.prev = t
+
+    def grow(self, kind: str, item: Any) -> bool:
+        if kind == "order":
+            self.add(item.placed_at or 0)
+        return True
+
+
 def _interval_stats(f: CustomerFacts) -> tuple[int, float, float]:
     """(gaps, sum of gaps, sum of squared gaps) between consecutive purchases, in days."""
 
-    def compute(view: FactsView) -> tuple[int, float, float]:
-        times = view.purchase_times
+    def compute(view: FactsView) -> _Intervals:
         past = f.past
-        sq = past.gap_sq_days if past is not None else 0.0
-        first = past.first if past is not None and past.first is not None else None
-        prev = past.last if past is not None else None
-        n = past.purchases - 1 if past is not None and past.purchases else 0
-        for t in times:
-            if prev is not None:
-                sq += ((t - prev) / DAY) ** 2
-                n += 1
-            else:
-                first = t
-            prev = t
-        total = (prev - first) / DAY if prev is not None and first is not None else 0.0
-        return n, total, sq
+        stats = _Intervals(
+            past.purchases - 1 if past is not None and past.purchases else 0,
+            past.first if past is not None and past.first is not None else None,
+            past.last if past is not None else None,
+            past.gap_sq_days if past is not None else 0.0,
+        )
+        for t in view.purchase_times:
+            stats.add(t)
+        return stats
 
-    return _memo(f, "intervals", compute)  # type: ignore[no-any-return]
+    s: _Intervals = _memo(f, "intervals", compute)
+    prev, first = s.prev, s.first
+    total = (prev - first) / DAY if prev is not None and first is not None else 0.0
+    return s.n, total, s.sq
 
 
 def _interval_cv(f: CustomerFacts) -> float | None:
