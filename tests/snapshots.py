@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from bench.infra import create_database, drop_database
+from classifier import facts_log
+from classifier.engine import CustomerFacts
 from classifier.models import ClassChange, ClassHistory, Customer
 
 __all__ = ["create_database", "drop_database", "snapshot"]
@@ -17,10 +19,15 @@ async def snapshot(url: str) -> dict[str, Any]:
     """Everything a replay must reproduce: facts, classes, explanations, history, changes."""
     engine = create_async_engine(url)
     try:
-        async with engine.connect() as conn:
+        async with AsyncSession(engine) as session:
+            # A customer's facts as the worker reads them: its document (a
+            # checkpoint, written every few facts) with the facts logged since.
+            rows = (await session.execute(select(Customer))).scalars().all()
+            facts = {row.id: CustomerFacts.from_doc(row.id, row.facts) for row in rows}
+            await facts_log.catch_up(session, facts, {row.id: row.facts_through for row in rows})
             customers = {
                 row.id: (
-                    row.facts,
+                    facts[row.id].to_doc(),
                     row.classes,
                     row.features,
                     row.evaluated_at,
@@ -28,8 +35,9 @@ async def snapshot(url: str) -> dict[str, Any]:
                     row.order_count,
                     row.net_revenue,
                 )
-                for row in await conn.execute(select(Customer))
+                for row in rows
             }
+        async with engine.connect() as conn:
             history = [
                 tuple(row)
                 for row in await conn.execute(

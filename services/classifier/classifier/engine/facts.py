@@ -371,6 +371,11 @@ class CustomerFacts:
     loose_refunds: dict[str, tuple[int, float, str]] = field(default_factory=dict)
     past: Past | None = None
     _view: FactsView | None = field(default=None, repr=False, compare=False)
+    # The stored document's "orders" and "calls", kept up to date entry by entry as
+    # facts are folded in (None: built on the next `to_doc`), so saving a customer
+    # with many orders does not rebuild every entry.
+    _order_docs: dict[str, list[Any]] | None = field(default=None, repr=False, compare=False)
+    _call_docs: dict[str, list[Any]] | None = field(default=None, repr=False, compare=False)
 
     def view(self) -> FactsView:
         """The sorted projections features read; rebuilt after facts change."""
@@ -420,6 +425,7 @@ class CustomerFacts:
                 order.revision = body["r"]
                 if body["s"] == "cancelled":
                     order.cancelled = True
+            self._order_changed(order)
             if view is not None and not known:
                 # The common case, a new order after the others: the sorted
                 # projections grow by one instead of being rebuilt.
@@ -427,13 +433,18 @@ class CustomerFacts:
         elif kind == REFUND:
             order = self.orders.setdefault(body["o"], OrderFact(body["o"]))
             order.refunds[fact.key] = (fact.at, body["a"])
+            self._order_changed(order)
         elif kind == CANCEL:
-            self.orders.setdefault(fact.key, OrderFact(fact.key)).cancelled = True
+            order = self.orders.setdefault(fact.key, OrderFact(fact.key))
+            order.cancelled = True
+            self._order_changed(order)
         elif kind == CALL:
             known = fact.key in self.calls
             call = self.calls[fact.key] = CallFact(
                 fact.key, fact.at, body["o"], body["i"], body["d"], body["w"]
             )
+            if self._call_docs is not None:
+                self._call_docs[fact.key] = _call_doc(call)
             if view is not None and not known:
                 self._view = view.appended_call(call)
         elif kind == CONTACT:
@@ -455,6 +466,10 @@ class CustomerFacts:
         elif kind == TOUCH:
             self.touches[fact.key] = (fact.at, body["kind"])
         return aspects
+
+    def _order_changed(self, order: OrderFact) -> None:
+        if self._order_docs is not None:
+            self._order_docs[order.order_id] = _order_doc(order)
 
     def _relationship(self, fact: Fact) -> None:
         # The latest change by source time decides whether the channel is open.
@@ -493,6 +508,7 @@ class CustomerFacts:
                     past.points[name] *= ps.decay(until - past.until)
             past.until = until
         self._view = None
+        self._order_docs = self._call_docs = None  # rebuilt at the next save
 
         def add_points(kind: str, detail: str | None, at: int) -> None:
             for name, ps in points.items():
@@ -554,21 +570,8 @@ class CustomerFacts:
         """Serialise to the JSON document stored per customer."""
         doc: dict[str, Any] = {
             "v": DOC_VERSION,
-            "orders": {
-                o.order_id: [
-                    o.placed_at,
-                    o.amount,
-                    o.status,
-                    o.cancelled,
-                    {k: list(v) for k, v in o.refunds.items()},
-                    o.revision,
-                ]
-                for o in self.orders.values()
-            },
-            "calls": {
-                c.call_id: [c.started_at, c.outcome, c.intent, c.duration, c.direction]
-                for c in self.calls.values()
-            },
+            "orders": self._orders_doc(),
+            "calls": self._calls_doc(),
             "attributes": self.attributes,
             "attributes_at": self.attributes_at,
             "tags": self.tags,
@@ -582,6 +585,18 @@ class CustomerFacts:
         if self.past is not None:
             doc["past"] = self.past.to_doc()
         return doc
+
+    def _orders_doc(self) -> dict[str, list[Any]]:
+        docs = self._order_docs
+        if docs is None or len(docs) != len(self.orders):
+            docs = self._order_docs = {oid: _order_doc(o) for oid, o in self.orders.items()}
+        return docs
+
+    def _calls_doc(self) -> dict[str, list[Any]]:
+        docs = self._call_docs
+        if docs is None or len(docs) != len(self.calls):
+            docs = self._call_docs = {cid: _call_doc(c) for cid, c in self.calls.items()}
+        return docs
 
     @classmethod
     def from_doc(cls, customer_id: str, doc: dict[str, Any] | None) -> CustomerFacts:
@@ -601,6 +616,8 @@ class CustomerFacts:
             )
         for cid, (started, outcome, intent, duration, direction) in doc["calls"].items():
             facts.calls[cid] = CallFact(cid, started, outcome, intent, duration, direction)
+        # The stored entries are the document's from now on (see _order_docs).
+        facts._order_docs, facts._call_docs = doc["orders"], doc["calls"]
         facts.attributes = doc["attributes"]
         facts.attributes_at = doc["attributes_at"]
         facts.tags = doc["tags"]
@@ -615,6 +632,15 @@ class CustomerFacts:
         if "past" in doc:
             facts.past = Past.from_doc(doc["past"])
         return facts
+
+
+def _order_doc(o: OrderFact) -> list[Any]:
+    refunds = {k: list(v) for k, v in o.refunds.items()}
+    return [o.placed_at, o.amount, o.status, o.cancelled, refunds, o.revision]
+
+
+def _call_doc(c: CallFact) -> list[Any]:
+    return [c.started_at, c.outcome, c.intent, c.duration, c.direction]
 
 
 def rebuild(customer_id: str, facts: Iterable[Fact]) -> CustomerFacts:

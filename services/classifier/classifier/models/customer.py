@@ -28,9 +28,13 @@ class Customer(Base):
     __tablename__ = "customers"
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    # Orders (with refunds/cancellations), calls and CRM profile as one document,
-    # so a batch loads and saves a customer in one row (see engine/facts.py).
+    # Orders (with refunds/cancellations), calls and CRM profile as one document
+    # (see engine/facts.py), a checkpoint: it includes the facts-log rows up to
+    # `facts_through`; a load folds the ones after it.
     facts: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    facts_through: Mapped[int] = mapped_column(
+        BigInteger, nullable=False, default=0, server_default="0"
+    )
     order_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     gross_revenue: Mapped[Decimal] = mapped_column(Numeric(20, 4), nullable=False, default=0)
     refunded_amount: Mapped[Decimal] = mapped_column(Numeric(20, 4), nullable=False, default=0)
@@ -93,4 +97,7 @@ class CustomerFactRecord(Base):
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
 
-    __table_args__ = (Index("ix_customer_facts_customer_at", "customer_id", "at"),)
+    __table_args__ = (
+        Index("ix_customer_facts_customer_at", "customer_id", "at"),
+        Index("ix_customer_facts_customer_id_id", "customer_id", "id"),
+    )

@@ -114,7 +114,9 @@ class BatchProcessor:
         states = await self._load(session, by_customer)
         for customer_id in by_customer:
             if customer_id not in states:
-                states[customer_id] = CustomerState(customer_id, CustomerFacts(customer_id))
+                states[customer_id] = CustomerState(
+                    customer_id, CustomerFacts(customer_id), doc_due=True
+                )
         await _fit(
             session,
             scheme,
@@ -215,5 +217,6 @@ async def _fit(
         state = states[cid]
         state.facts = rebuild(cid, logged.get(cid, ()))
         state.facts_changed = True  # written back (compacted again) at save
+        state.doc_due = True
         state.dirty = True
     log.debug("rebuilt %d customers from the facts log", len(ids))

@@ -9,6 +9,7 @@ import orjson
 from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from classifier import facts_log
 from classifier.db import select_list, unnest
 from classifier.engine import CompiledScheme, CustomerFacts
 from classifier.engine.facts import from_micros, to_micros
@@ -69,6 +70,7 @@ def _state_from_row(row: Any) -> CustomerState:
 STATE_COLUMNS = (
     Customer.id,
     Customer.facts,
+    Customer.facts_through,
     Customer.classes,
     Customer.features,
     Customer.scheme_version,
@@ -94,7 +96,23 @@ async def load_states(
         .with_for_update(skip_locked=skip_locked)
     )
     rows = (await session.execute(stmt)).all()
-    return {row.id: _state_from_row(row) for row in rows}
+    return await _with_tails(session, rows)
+
+
+async def _with_tails(session: AsyncSession, rows: Sequence[Any]) -> dict[str, CustomerState]:
+    """States from their rows, with the facts logged after each document folded in
+    (the document is a checkpoint: see save_states)."""
+    states = {row.id: _state_from_row(row) for row in rows}
+    facts = {cid: s.facts for cid, s in states.items()}
+    folded, rebuilt = await facts_log.catch_up(
+        session, facts, {row.id: row.facts_through for row in rows}
+    )
+    for cid, n in folded.items():
+        states[cid].facts = facts[cid]
+        states[cid].unsaved_facts = n
+    for cid in rebuilt:
+        states[cid].doc_due = True
+    return states
 
 
 # The row version (see processing/cache.py): a new one at every write of the row.
@@ -111,27 +129,27 @@ async def load_states_versioned(
     if not ids:
         return {}, set(), {}
     source, params = unnest([("id", "text"), ("v", "text")], [(i, known.get(i)) for i in ids])
-    fresh = "c.xmin::text IS DISTINCT FROM t.v"
+    changed = "c.xmin::text IS DISTINCT FROM t.v"
     columns = ", ".join(
-        f"CASE WHEN {fresh} THEN c.{col.key} END AS {col.key}" for col in STATE_COLUMNS[1:]
+        f"CASE WHEN {changed} THEN c.{col.key} END AS {col.key}" for col in STATE_COLUMNS[1:]
     )
     rows = await session.execute(
         text(
-            f"SELECT c.id, c.{ROW_VERSION} AS row_version, {fresh} AS fresh, {columns} "
+            f"SELECT c.id, c.{ROW_VERSION} AS row_version, {changed} AS fresh, {columns} "
             f"FROM {source} JOIN customers c ON c.id = t.id ORDER BY c.id FOR UPDATE OF c"
         ),
         params,
     )
-    states: dict[str, CustomerState] = {}
+    fresh: list[Any] = []
     current: set[str] = set()
     versions: dict[str, str] = {}
     for row in rows:
         versions[row.id] = row.row_version
         if row.fresh:
-            states[row.id] = _state_from_row(row)
+            fresh.append(row)
         else:
             current.add(row.id)
-    return states, current, versions
+    return await _with_tails(session, fresh), current, versions
 
 
 async def lock_due_customers(
@@ -149,7 +167,7 @@ async def lock_due_customers(
         .with_for_update(skip_locked=True)
     )
     rows = (await session.execute(stmt)).all()
-    return {row.id: _state_from_row(row) for row in rows}
+    return await _with_tails(session, rows)
 
 
 def _json(value: Any) -> str:
@@ -181,8 +199,7 @@ STATE_WRITE = [
     ("kafka_partition", "int"),
     ("overrides", "jsonb"),
 ]
-FACTS_WRITE = [
-    ("facts", "jsonb"),
+AGGREGATE_WRITE = [
     ("order_count", "int"),
     ("gross_revenue", "numeric"),
     ("refunded_amount", "numeric"),
@@ -204,8 +221,9 @@ async def save_states(
     features, review time). With the scheme, facts beyond its horizon are first
     folded into the summary of the past. Returns each written row's new version."""
     versions: dict[str, str] = {}
-    full: list[list[Any]] = []
-    light: list[list[Any]] = []
+    documents: list[list[Any]] = []  # facts document, aggregates, state
+    counted: list[list[Any]] = []  # aggregates and state: the document is a checkpoint
+    light: list[list[Any]] = []  # state only: the facts did not change
     for s in states:
         if not s.dirty:
             continue
@@ -223,28 +241,38 @@ async def save_states(
         ]
         if s.facts_changed:
             agg = aggregates(s.facts)
-            full.append([*row, _json(s.facts.to_doc()), *(agg[k] for k, _ in FACTS_WRITE[1:])])
+            row += [agg[k] for k, _ in AGGREGATE_WRITE]
+            if s.document_due():
+                documents.append([*row, _json(s.facts.to_doc())])
+                s.doc_due, s.unsaved_facts = False, 0
+            else:
+                counted.append(row)
             s.facts_changed = False
         else:
             light.append(row)
-    if full:
-        columns = STATE_WRITE + FACTS_WRITE
-        updates = ", ".join(f"{name} = excluded.{name}" for name, _ in columns[1:])
-        source, params = unnest(columns, full)
+    if documents:
+        columns = STATE_WRITE + AGGREGATE_WRITE + [("facts", "jsonb")]
+        names = [n for n, _ in columns]
+        updates = ", ".join(f"{n} = excluded.{n}" for n in [*names[1:], "facts_through"])
+        source, params = unnest(columns, documents)
+        # The document includes every logged fact of the customer: this batch's too.
+        through = "(SELECT coalesce(max(f.id), 0) FROM customer_facts f WHERE f.customer_id = t.id)"
         written = await session.execute(
             text(
-                f"INSERT INTO customers ({', '.join(n for n, _ in columns)}) "
-                f"SELECT {select_list(columns)} FROM {source} "
+                f"INSERT INTO customers ({', '.join(names)}, facts_through) "
+                f"SELECT {select_list(columns)}, {through} FROM {source} "
                 f"ON CONFLICT (id) DO UPDATE SET {updates}, updated_at = now() "
                 f"RETURNING id, {ROW_VERSION}"
             ),
             params,
         )
         versions.update((row[0], row[1]) for row in written)
-    if light:  # rows loaded from the table, so they exist
-        source, params = unnest(STATE_WRITE, light)
+    for rows, columns in ((counted, STATE_WRITE + AGGREGATE_WRITE), (light, STATE_WRITE)):
+        if not rows:
+            continue  # rows loaded from the table, so they exist
+        source, params = unnest(columns, rows)
         sets = ", ".join(
-            f"{n} = t.{n}::jsonb" if k == "jsonb" else f"{n} = t.{n}" for n, k in STATE_WRITE[1:]
+            f"{n} = t.{n}::jsonb" if k == "jsonb" else f"{n} = t.{n}" for n, k in columns[1:]
         )
         written = await session.execute(
             text(

@@ -72,6 +72,14 @@ class CustomerState:
     evaluation: Evaluation | None = None
     # Facts folded since the state was loaded, for the facts log.
     new_facts: list[tuple[Fact, str]] = field(default_factory=list)
+    # The facts document is a checkpoint of the facts log (see save_states): how
+    # many logged facts it lacks, and whether it must be written at the next save
+    # (a new customer, a rebuild, a compaction).
+    unsaved_facts: int = 0
+    doc_due: bool = False
+
+    def document_due(self) -> bool:
+        return self.doc_due or self.unsaved_facts >= FACTS_CHECKPOINT_EVERY
 
     def settle(self, scheme: CompiledScheme | None = None) -> None:
         """Before saving: take the features of the last evaluation, and fold detail
@@ -79,8 +87,13 @@ class CustomerState:
         if self.evaluation is not None:
             self.features = self.evaluation.features
             self.evaluation = None
-        if scheme is not None and self.facts_changed and self.evaluated_at is not None:
-            compact(self.facts, scheme, self.evaluated_at)
+        if (
+            scheme is not None
+            and self.facts_changed
+            and self.evaluated_at is not None
+            and compact(self.facts, scheme, self.evaluated_at)
+        ):
+            self.doc_due = True
 
     def needs_rebuild(self, scheme: CompiledScheme) -> bool:
         """True when the summary of the past does not fit this scheme (other points,
@@ -124,13 +137,23 @@ def uuid5_str(name: str) -> str:
 COMPACT_SLACK_DAYS = 7
 
 
-def compact(facts: CustomerFacts, scheme: CompiledScheme, evaluated_at: int) -> None:
-    """Fold facts that no window of the scheme can reach again into the summary."""
+# The facts document is written at least every this many facts (and at every
+# rebuild or compaction); a load folds the logged facts after it. Between
+# checkpoints a save writes the customer's classes and aggregates, not the
+# detail of every order in its windows.
+FACTS_CHECKPOINT_EVERY = 32
+
+
+def compact(facts: CustomerFacts, scheme: CompiledScheme, evaluated_at: int) -> bool:
+    """Fold facts that no window of the scheme can reach again into the summary;
+    True when it did."""
     until = evaluated_at - scheme.horizon
     oldest = facts.oldest_detail()
     slack = max(COMPACT_SLACK_DAYS * DAY_US, scheme.horizon // 8)
     if oldest is not None and oldest < until - slack:
         facts.compact(until, scheme.points_key, scheme.points)
+        return True
+    return False
 
 
 def _to_evaluate(
@@ -291,6 +314,7 @@ def apply_event(
     fact = event if isinstance(event, Fact) else fact_of(event)
     aspects = state.facts.apply_fact(fact)
     state.new_facts.append((fact, envelope.id))
+    state.unsaved_facts += 1
     state.facts_changed = True
     state.last_event_id = envelope.id
     changes += reclassify(

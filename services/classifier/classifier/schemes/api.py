@@ -148,14 +148,18 @@ def _evaluate_page(
 async def _facts_for(
     session: AsyncSession, scheme: CompiledScheme, rows: Sequence[Any], now: int
 ) -> dict[str, CustomerFacts]:
-    """The customers' facts as the draft needs them: a summary of the past built for
-    other points scores, or too recent for the draft's longest window, is replaced
-    by a rebuild from the facts log."""
+    """The customers' facts as the draft needs them: their documents brought up to the
+    facts log; a summary of the past built for other points scores, or too recent for
+    the draft's longest window, is replaced by a rebuild from the log."""
     facts = {row.id: CustomerFacts.from_doc(row.id, row.facts) for row in rows}
+    _, rebuilt = await facts_log.catch_up(
+        session, facts, {row.id: row.facts_through for row in rows}
+    )
     stale = [
         cid
         for cid, f in facts.items()
-        if f.past is not None
+        if cid not in rebuilt
+        and f.past is not None
         and (f.past.spec != scheme.points_key or f.past.until > now - scheme.horizon)
     ]
     if stale:
@@ -183,7 +187,13 @@ async def preview(
         while True:
             rows = (
                 await session.execute(
-                    select(Customer.id, Customer.facts, Customer.classes, Customer.overrides)
+                    select(
+                        Customer.id,
+                        Customer.facts,
+                        Customer.facts_through,
+                        Customer.classes,
+                        Customer.overrides,
+                    )
                     .where(Customer.id > after)
                     .order_by(Customer.id)
                     .limit(PREVIEW_PAGE)
