@@ -533,7 +533,8 @@ def table(r: dict[str, Any]) -> str:
         ("raw floor", f"{w['floor_events_per_s']:,} events/s", "aiokafka + asyncpg bulk upsert,"
          " same events"),
         ("idle worker", f"{idle['worker_cpu_percent']} % CPU", f"of one core, over "
-         f"{idle['seconds']} s with nothing to consume"),
+         f"{idle['seconds']} s with nothing to consume"
+         + ("" if idle.get("settled", True) else " (NOT settled: reviews or outbox pending)")),
         ("freshness", f"p50 {fr['p50_ms']} ms", f"p95 {fr['p95_ms']} ms, p99 {fr['p99_ms']} ms at"
          f" {fr['achieved_rate_per_s']:,}/s (target {fr['target_rate_per_s']:,}/s)"),
         ("time-driven lag", f"p50 {td['p50_ms']} ms", f"p99 {td['p99_ms']} ms, "

@@ -37,6 +37,7 @@ async def test_every_benchmark_scenario_reports_its_figures(
     assert two["vs_floor"] == round(two["events_per_s"] / worker["floor_events_per_s"], 3)
     assert r["idle"]["seconds"] == 5  # the smoke scale's short measure
     assert 0 <= r["idle"]["worker_cpu_percent"] < 100
+    assert isinstance(r["idle"]["settled"], bool)
     lookups = r["lookups"]
     assert lookups["customers_in_db"] > 0
     assert lookups["single_rps"] > 0
@@ -58,6 +59,9 @@ async def test_every_benchmark_scenario_reports_its_figures(
     growth = r["history_growth"]
     assert set(growth["ms_per_event"]) == set(growth["state_bytes"]) == {"10", "30", "100"}
     assert "cost_ratio" in growth
+    # The worker's processor (states in memory) and states read back from their rows.
+    assert set(growth["cold_ms_per_event"]) == {"10", "30", "100"}
+    assert "cold_cost_ratio" in growth
     assert "worker drain" in table(r)
     assert "history growth" in table(r)
     assert "worker drain x2" in table(r)
