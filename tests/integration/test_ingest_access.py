@@ -17,8 +17,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from classifier.auth import create_key, revoke_key
+from classifier.locks import Lock
 from ingest.app import create_app
 from ingest.config import IngestSettings
+from ingest.fingerprints import PRUNE_LOCK
 from tests.kafka_helpers import topic_size
 
 pytestmark = pytest.mark.integration
@@ -339,3 +341,31 @@ async def test_fingerprints_older_than_the_retention_are_pruned(
     assert pruned == 1
     assert old_changed.status_code == 202  # no longer compared
     assert new_changed.status_code == 409
+
+
+async def test_one_ingest_process_prunes_at_a_time(
+    ingest_settings: IngestSettings, sessions: async_sessionmaker[AsyncSession], intake_key: str
+) -> None:
+    app = create_app(ingest_settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://ingest",
+            headers={"Authorization": f"Bearer {intake_key}"},
+        ) as client:
+            await client.post("/v1/orders", json=order("SO-aged"))
+        async with sessions.begin() as session:
+            await session.execute(
+                text("UPDATE intake_fingerprints SET created_at = now() - interval '3 days'")
+            )
+        # Another ingest process (here: another connection) is pruning: this one skips.
+        async with sessions() as other:
+            assert await other.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": PRUNE_LOCK})
+            skipped = await app.state.fingerprints.prune(2)
+            await other.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PRUNE_LOCK})
+        pruned = await app.state.fingerprints.prune(2)
+
+    assert skipped is None
+    assert pruned == 1
+    assert PRUNE_LOCK == Lock.INTAKE_PRUNE  # registered with every other advisory lock

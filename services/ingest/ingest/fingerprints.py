@@ -10,8 +10,9 @@ re-send stays an idempotent 202; a different one names the fields that differ.
 
 Two first sends of one id racing each other are not told apart (both are
 published; the classifier keeps the first): the check is for re-sends.
-Records older than `INGEST_FINGERPRINT_RETENTION_DAYS` are pruned by every
-ingest process once an hour (a re-send older than that is not compared).
+Records older than `INGEST_FINGERPRINT_RETENTION_DAYS` are pruned once an
+hour by one ingest process at a time, whichever holds the advisory lock
+(a re-send older than that is not compared).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ from ingest.keys import DATABASE_ERRORS, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 PRUNE_BATCH = 10_000
+# classifier.locks.Lock.INTAKE_PRUNE (every advisory lock is registered there):
+# with N ingest processes (INGEST_WORKERS, replicas) one prunes, the others skip.
+PRUNE_LOCK = 7_007
 
 # Derived by ingest, not sent: a new FX rate must not turn a re-send into a conflict.
 _DERIVED = frozenset({"amount_base", "base_currency"})
@@ -163,22 +167,29 @@ class Fingerprints:
         except DATABASE_ERRORS:
             pass
 
-    async def prune(self, retention_days: float) -> int:
-        """Delete records older than `retention_days`, in batches; return how many."""
+    async def prune(self, retention_days: float) -> int | None:
+        """Delete records older than `retention_days`, in batches; return how many, or
+        None when another process holds the prune lock (it prunes this round)."""
         deleted = 0
-        while True:
-            async with asyncio.timeout(self._timeout * 10):
-                status = await self._pool.execute(
-                    "DELETE FROM intake_fingerprints WHERE event_id IN ("
-                    " SELECT event_id FROM intake_fingerprints"
-                    " WHERE created_at < now() - make_interval(secs => $1) LIMIT $2)",
-                    retention_days * 86_400,
-                    PRUNE_BATCH,
-                )
-            count = int(status.split()[-1])
-            deleted += count
-            if count < PRUNE_BATCH:
-                return deleted
+        async with self._pool.acquire() as conn:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", PRUNE_LOCK):
+                return None
+            try:
+                while True:
+                    async with asyncio.timeout(self._timeout * 10):
+                        status = await conn.execute(
+                            "DELETE FROM intake_fingerprints WHERE event_id IN ("
+                            " SELECT event_id FROM intake_fingerprints"
+                            " WHERE created_at < now() - make_interval(secs => $1) LIMIT $2)",
+                            retention_days * 86_400,
+                            PRUNE_BATCH,
+                        )
+                    count = int(status.split()[-1])
+                    deleted += count
+                    if count < PRUNE_BATCH:
+                        return deleted
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", PRUNE_LOCK)
 
     async def prune_forever(self, retention_days: float, every_seconds: float) -> None:
         """Prune now and then every `every_seconds`; a failure waits for the next round."""
