@@ -6,6 +6,7 @@ is refused must not be published.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,9 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from classifier.auth import create_key, revoke_key
 from classifier.locks import Lock
+from eventschemas.envelope import Envelope
 from ingest.app import create_app
 from ingest.config import IngestSettings
-from ingest.fingerprints import PRUNE_LOCK
+from ingest.fingerprints import PRUNE_LOCK, Fingerprints
+from ingest.keys import open_pool
+from ingest.orders.schemas import OrderIn
+from ingest.orders.service import order_placed
 from tests.kafka_helpers import topic_size
 
 pytestmark = pytest.mark.integration
@@ -369,3 +374,34 @@ async def test_one_ingest_process_prunes_at_a_time(
     assert skipped is None
     assert pruned == 1
     assert PRUNE_LOCK == Lock.INTAKE_PRUNE  # registered with every other advisory lock
+
+
+async def test_concurrent_requests_share_one_statement_and_still_see_conflicts(
+    ingest_settings: IngestSettings,
+) -> None:
+    def envelope(order_id: str, amount: str) -> Envelope:
+        event = order_placed(
+            ingest_settings, OrderIn.model_validate(order(order_id, amount=amount))
+        )
+        return event.to_envelope(ingest_settings.source)
+
+    assert ingest_settings.database_url
+    pool = await open_pool(ingest_settings.database_url, size=2, call_timeout=5)
+    try:
+        fingerprints = Fingerprints(pool, timeout=5, retry_after=1)
+        # Started in one turn of the loop: checked and recorded by one statement.
+        first, same, changed, other = await asyncio.gather(
+            fingerprints.record([envelope("SO-c", "10")]),
+            fingerprints.record([envelope("SO-c", "10")]),
+            fingerprints.record([envelope("SO-c", "11")]),
+            fingerprints.record([envelope("SO-d", "10"), envelope("SO-d", "12")]),
+        )
+        later = await fingerprints.record([envelope("SO-c", "11")])
+    finally:
+        await pool.close()
+
+    assert first == ({}, [envelope("SO-c", "10").id])  # recorded by the first to send it
+    assert same == ({}, [])  # an identical re-send: accepted, not recorded again
+    assert changed == ({0: ["amount"]}, [])  # the first of the statement is the reference
+    assert other == ({1: ["amount"]}, [envelope("SO-d", "10").id])
+    assert later == ({0: ["amount"]}, [])

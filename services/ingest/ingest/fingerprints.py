@@ -3,10 +3,12 @@
 An event's id is deterministic (source, type, natural id, revision), so the
 id names the fact. For every event ingest accepts it records, by that id, a
 digest of each data field (digests only: values may be personal data) in the
-table `intake_fingerprints`, with ONE statement per request or batch, before
-answering 202: `INSERT ... ON CONFLICT DO NOTHING`, and in the same
-statement the rows that already existed with other digests. An identical
-re-send stays an idempotent 202; a different one names the fields that differ.
+table `intake_fingerprints`, with ONE statement for the requests and batches
+of one turn of the event loop, before answering 202: `INSERT ... ON CONFLICT
+DO NOTHING`, and in the same statement the rows that already existed with
+other digests. An identical re-send stays an idempotent 202; a different one
+names the fields that differ (also when two requests of one statement send
+one id: the first is the reference).
 
 Two first sends of one id racing each other are not told apart (both are
 published; the classifier keeps the first): the check is for re-sends.
@@ -22,6 +24,7 @@ import contextlib
 import hashlib
 import logging
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -108,13 +111,36 @@ def conflict_errors(fields: list[str]) -> list[FieldError]:
     ]
 
 
+# Digests by event id, as one request gives them and as the database holds them.
+Given = dict[str, dict[str, str]]
+_MAX_CHECKS_IN_FLIGHT = 4
+
+
+@dataclass
+class _Checked:
+    """One request's share of a check: the stored digests of its ids that were
+    accepted before with other ones, and the ids it recorded now."""
+
+    stored: Given = field(default_factory=dict)
+    recorded: list[str] = field(default_factory=list)
+
+
 class Fingerprints:
-    """Records what was accepted under each event id and finds conflicting re-sends."""
+    """Records what was accepted under each event id and finds conflicting re-sends.
+
+    Concurrent requests share statements: what they give during one turn of the
+    event loop is checked and recorded with ONE statement (at most
+    `_MAX_CHECKS_IN_FLIGHT` at a time; the rest wait for the next), so a
+    request pays a share of a round trip, not a pooled connection of its own.
+    """
 
     def __init__(self, pool: asyncpg.Pool, *, timeout: float, retry_after: int) -> None:
         self._pool = pool
         self._timeout = timeout
         self._retry_after = retry_after
+        self._waiting: list[tuple[Given, asyncio.Future[_Checked]]] = []
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._scheduled = False
 
     def _unavailable(self, exc: BaseException) -> DatabaseUnavailable:
         return DatabaseUnavailable(
@@ -131,28 +157,93 @@ class Fingerprints:
         """
         conflicts: dict[int, list[str]] = {}
         first: dict[str, tuple[int, dict[str, str]]] = {}
+        mine: list[dict[str, str]] = []
         for position, envelope in enumerate(envelopes):
-            mine = digests(envelope)
-            seen = first.setdefault(envelope.id, (position, mine))
-            if seen[0] != position and (fields := differing(seen[1], mine)):
+            mine.append(digests(envelope))
+            seen = first.setdefault(envelope.id, (position, mine[-1]))
+            if seen[0] != position and (fields := differing(seen[1], mine[-1])):
                 conflicts[position] = fields
-        ids = [uuid.UUID(k) for k in first]
-        payloads = [orjson.dumps(v[1]).decode() for v in first.values()]
+        checked = await self._check({k: v[1] for k, v in first.items()})
+        for position, envelope in enumerate(envelopes):
+            stored = checked.stored.get(envelope.id)
+            if (
+                stored is not None
+                and position not in conflicts
+                and (fields := differing(stored, mine[position]))
+            ):
+                conflicts[position] = fields
+        return conflicts, checked.recorded
+
+    async def _check(self, given: Given) -> _Checked:
+        """Check and record `given` in the next statement; its share of the outcome."""
+        future: asyncio.Future[_Checked] = asyncio.get_running_loop().create_future()
+        self._waiting.append((given, future))
+        self._schedule()
+        return await future
+
+    def _schedule(self) -> None:
+        # At the end of this turn of the loop: every request of the turn joins.
+        if self._waiting and not self._scheduled and len(self._in_flight) < _MAX_CHECKS_IN_FLIGHT:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._start)
+
+    def _start(self) -> None:
+        self._scheduled = False
+        batch, self._waiting = self._waiting, []
+        if not batch:
+            return
+        task = asyncio.get_running_loop().create_task(self._run(batch))
+        self._in_flight.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._schedule()
+
+    async def _run(self, batch: list[tuple[Given, asyncio.Future[_Checked]]]) -> None:
+        merged: Given = {}
+        owner: dict[str, int] = {}
+        for index, (given, _) in enumerate(batch):
+            for event_id, mine in given.items():
+                merged.setdefault(event_id, mine)
+                owner.setdefault(event_id, index)
+        # Sorted: two statements inserting overlapping ids take their locks in one order.
+        ids = sorted(merged)
         try:
             async with asyncio.timeout(self._timeout):
-                rows = await self._pool.fetch(_CHECK, ids, payloads)
+                rows = await self._pool.fetch(
+                    _CHECK,
+                    [uuid.UUID(i) for i in ids],
+                    [orjson.dumps(merged[i]).decode() for i in ids],
+                )
         except DATABASE_ERRORS as exc:
-            raise self._unavailable(exc) from exc
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(self._unavailable(exc))
+            return
+        except BaseException as exc:  # a bug, or cancelled at shutdown: nobody waits for ever
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            raise
         stored = {
             str(row["event_id"]): orjson.loads(row["digests"])
             for row in rows
             if row["digests"] is not None
         }
-        recorded = [str(row["event_id"]) for row in rows if row["digests"] is None]
-        for position, envelope in enumerate(envelopes):
-            if envelope.id in stored and position not in conflicts:
-                conflicts[position] = differing(stored[envelope.id], digests(envelope))
-        return conflicts, recorded
+        inserted = {str(row["event_id"]) for row in rows if row["digests"] is None}
+        for index, (given, future) in enumerate(batch):
+            checked = _Checked()
+            for event_id, mine in given.items():
+                if event_id in inserted and owner[event_id] == index:
+                    checked.recorded.append(event_id)
+                elif event_id in stored:
+                    checked.stored[event_id] = stored[event_id]
+                elif mine != merged[event_id]:
+                    # Another request of this statement sent the id first (now the reference).
+                    checked.stored[event_id] = merged[event_id]
+            if not future.done():
+                future.set_result(checked)
 
     async def forget(self, event_ids: list[str]) -> None:
         """Drop the records of events the broker did not take (best effort: a 503 follows)."""
