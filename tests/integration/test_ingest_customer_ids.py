@@ -12,6 +12,7 @@ import pytest
 
 from eventschemas.envelope import Envelope
 from ingest.config import IngestSettings
+from ingest.imports import service as imports_service
 from tests.integration.test_ingest_webhooks import generic_headers, hubspot_headers
 from tests.kafka_helpers import read_topic
 
@@ -138,3 +139,24 @@ async def test_crm_webhooks_name_the_customer_of_every_event(
     ]
     published = await keys_by_event(ingest_settings, expected=4)
     assert named(from_generic.json()) | named(from_hubspot.json()) == published
+
+
+async def test_a_large_import_lists_its_first_rows_and_says_so(
+    ingest: httpx.AsyncClient, ingest_settings: IngestSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(imports_service, "MAX_LISTED_EVENTS", 2)  # 100,000 in service
+    csv = "order_id,customer_id,amount,currency,placed_at\n" + "".join(
+        f"L-{i},c-{i},10,USD,2025-01-10T10:00:00Z\n" for i in range(3)
+    )
+    response = await ingest.post(
+        "/v1/imports/orders", files={"file": ("orders.csv", csv.encode(), "text/csv")}
+    )
+
+    report = response.json()
+    assert report["accepted"] == 3
+    assert (report["customer_ids"], report["lines"]) == (["c-0", "c-1"], [2, 3])
+    assert report["events_truncated"] is True
+    published = await keys_by_event(ingest_settings, expected=3)
+    assert dict(zip(report["event_ids"], report["customer_ids"], strict=True)).items() <= (
+        published.items()
+    )

@@ -29,6 +29,9 @@ CHUNK_ROWS = 500
 # An import over its key's quota waits this long at most per chunk, then gets a 429.
 IMPORT_PACE_SECONDS = 5.0
 MAX_REPORTED_ERRORS = 1000
+# Accepted rows listed with their event and customer ids: ~70 bytes of answer
+# each, so a 200 MB upload cannot make a 200 MB answer; split larger files.
+MAX_LISTED_EVENTS = 100_000
 Item = TypeVar("Item", bound=BaseModel)
 
 
@@ -42,7 +45,8 @@ class ImportReport(BaseModel):
     """What happened to every data row of the file.
 
     Accepted rows in file order: `lines[i]` became event `event_ids[i]`, keyed by
-    customer `customer_ids[i]` (derived ids `id-e-…`/`id-p-…` included).
+    customer `customer_ids[i]` (derived ids `id-e-…`/`id-p-…` included); the
+    first 100,000 accepted rows are listed (`events_truncated` beyond).
     """
 
     rows: int
@@ -53,6 +57,7 @@ class ImportReport(BaseModel):
     event_ids: list[str] = Field(default_factory=list)
     customer_ids: list[str] = Field(default_factory=list)
     lines: list[int] = Field(default_factory=list)
+    events_truncated: bool = False
 
 
 class LineTooLong(InvalidInput):
@@ -172,6 +177,14 @@ async def _admit(gate: IntakeGate, chunk: _Chunk, report: ImportReport) -> list[
     return [position for position in range(len(chunk.envelopes)) if position not in conflicts]
 
 
+def _list_accepted(report: ImportReport, envelopes: list[Envelope], lines: list[int]) -> None:
+    room = max(MAX_LISTED_EVENTS - len(report.event_ids), 0)
+    report.events_truncated = report.events_truncated or len(envelopes) > room
+    report.event_ids.extend(e.id for e in envelopes[:room])
+    report.customer_ids.extend(e.subject for e in envelopes[:room])
+    report.lines.extend(lines[:room])
+
+
 async def import_csv(
     binary: IO[bytes],
     model: type[Item],
@@ -202,9 +215,7 @@ async def import_csv(
             envelopes = [chunk.envelopes[position] for position in kept]
             await gate.publish(publisher, envelopes)
             report.accepted += len(envelopes)
-            report.event_ids.extend(e.id for e in envelopes)
-            report.customer_ids.extend(e.subject for e in envelopes)
-            report.lines.extend(chunk.lines[position] for position in kept)
+            _list_accepted(report, envelopes, [chunk.lines[position] for position in kept])
             if chunk.done:
                 break
     except UnicodeDecodeError as exc:
