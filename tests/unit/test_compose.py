@@ -150,13 +150,14 @@ def test_published_ports_match_the_application_defaults(compose: dict[str, Any])
 
 
 @pytest.mark.parametrize(
-    ("name", "variable"), [("ingest", "INGEST_WORKERS"), ("classifier-api", "CLASSIFIER_API_WORKERS")]
+    ("name", "variable"),
+    [("ingest", "INGEST_WORKERS"), ("classifier-api", "CLASSIFIER_API_WORKERS")],
 )
 def test_api_processes_follow_the_setting_of_make_up(
     compose: dict[str, Any], name: str, variable: str
 ) -> None:
     script = compose["services"][name]["command"][2]
-    assert script.startswith(f"W=${{{variable}:-0}}; [ \"$$W\" -ge 1 ] || W=$$(nproc); exec ")
+    assert script.startswith(f'W=${{{variable}:-0}}; [ "$$W" -ge 1 ] || W=$$(nproc); exec ')
     assert option(uvicorn_argv(compose["services"][name]), "--workers") == "$$W"
     stack = (ROOT / "scripts" / "stack.sh").read_text()
     assert f'{variable}="${{{variable}:-$(nproc)}}"' in stack  # the same default: the cores
