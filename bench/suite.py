@@ -491,7 +491,34 @@ async def run(scale: str, overrides: dict[str, Any], seed: int, log_dir: Path) -
             "batch_events_per_s": round(intake["batch_events_per_s"]),
             "single_concurrency": CONCURRENCY,
             "batch_size": 500,
+            "processes": bench_http.processes("ingest.app:create_app"),
         }
+        say("HTTP floor: the same requests to trivial endpoints on the same server stack")
+        floor_ns = argparse.Namespace(
+            single_requests=p["intake_single"],
+            concurrency=CONCURRENCY,
+            batches=p["intake_batches"],
+            batch_size=500,
+            lookups=p["lookups"],
+            bulk_requests=p["bulk_requests"],
+            rounds=1,
+        )
+        results["intake"] |= bench_http.intake_vs_floor(
+            results["intake"],
+            await bench_http.measure_floor(
+                env, log_dir, intake_key, floor_ns, "ingest.app:create_app"
+            ),
+        )
+        lk = results["lookups"]
+        lk["processes"] = bench_http.processes("classifier.app:create_app")
+        lk |= bench_http.lookups_vs_floor(
+            lk["single_rps"],
+            lk["single_p99_ms"],
+            lk["bulk_p50_ms"],
+            await bench_http.measure_floor(
+                env, log_dir, read_key, floor_ns, "classifier.app:create_app"
+            ),
+        )
         fresh = settings.model_copy(
             update={"activity_topic": f"{tag}-fresh", "consumer_group": f"{tag}-f"}
         )
@@ -539,12 +566,17 @@ def table(r: dict[str, Any]) -> str:
          f" {fr['achieved_rate_per_s']:,}/s (target {fr['target_rate_per_s']:,}/s)"),
         ("time-driven lag", f"p50 {td['p50_ms']} ms", f"p99 {td['p99_ms']} ms, "
          f"{td['changes_seen']}/{td['customers']} seen, under the freshness load"),
-        ("intake single", f"{it['single_events_per_s']:,} events/s", "concurrency 32"),
-        ("intake batch", f"{it['batch_events_per_s']:,} events/s", "500 per NDJSON request"),
+        ("intake single", f"{it['single_events_per_s']:,} events/s", "concurrency 32, "
+         f"{it['processes']} processes, {it['vs_http_floor']} x HTTP floor "
+         f"({it['http_floor_rps']:,} req/s)"),
+        ("intake batch", f"{it['batch_events_per_s']:,} events/s", "500 per NDJSON request, "
+         f"{it['batch_vs_http_floor']} x HTTP floor"),
         ("lookup single", f"{lk['single_rps']:,} req/s", f"p50 {lk['single_p50_ms']} ms, p99 "
-         f"{lk['single_p99_ms']} ms, concurrency 32, {lk['customers_in_db']:,} customers"),
+         f"{lk['single_p99_ms']} ms, concurrency 32, {lk['customers_in_db']:,} customers, "
+         f"{lk['processes']} processes, {lk['vs_http_floor']} x HTTP floor "
+         f"({lk['http_floor_rps']:,} req/s)"),
         ("lookup bulk", f"p50 {lk['bulk_p50_ms']} ms", f"p99 {lk['bulk_p99_ms']} ms, "
-         f"{lk['bulk_ids']} ids"),
+         f"{lk['bulk_ids']} ids, {lk['bulk_vs_http_floor']} x HTTP floor"),
         ("activation", f"{act['seconds']} s", f"{act['customers']:,} customers "
          f"({act['customers_per_s']:,}/s), {act['changes']:,} changes"),
         ("engine", f"{en['full_evals_per_s']:,} evals/s", f"one core, floor {en['floor_per_s']:,}"

@@ -300,6 +300,12 @@ CLASSIFIER_WORKER_METRICS_PORT="${CLASSIFIER_WORKER_METRICS_PORT:-9102}"
 CLASSIFIER_WORKER_PROCESSES="${CLASSIFIER_WORKER_PROCESSES:-1}"
 [[ "$CLASSIFIER_WORKER_PROCESSES" =~ ^[1-9][0-9]*$ ]] \
   || die "CLASSIFIER_WORKER_PROCESSES must be a whole number >= 1"
+# Processes of each HTTP API (uvicorn --workers; they share the listening socket).
+# Default: one per core. Compose and the Helm chart take the same settings.
+INGEST_WORKERS="${INGEST_WORKERS:-$(nproc)}"
+CLASSIFIER_API_WORKERS="${CLASSIFIER_API_WORKERS:-$(nproc)}"
+[[ "$INGEST_WORKERS" =~ ^[1-9][0-9]*$ && "$CLASSIFIER_API_WORKERS" =~ ^[1-9][0-9]*$ ]] \
+  || die "INGEST_WORKERS and CLASSIFIER_API_WORKERS must be whole numbers >= 1"
 
 supervisorctl() { "$VENV/bin/supervisorctl" -c "$SUPERVISOR_CONF" "$@"; }
 
@@ -330,10 +336,10 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 serverurl=unix://$SUPERVISOR_SOCK
 
 [program:ingest]
-command=$VENV/bin/uvicorn ingest.app:create_app --factory --host $INGEST_HOST --port $INGEST_PORT --no-access-log --log-config $ROOT/deploy/logging.json --timeout-keep-alive 5 --limit-concurrency 2000 --http eventschemas.serving:GuardedHttpToolsProtocol
+command=$VENV/bin/uvicorn ingest.app:create_app --factory --host $INGEST_HOST --port $INGEST_PORT --no-access-log --log-config $ROOT/deploy/logging.json --timeout-keep-alive 5 --limit-concurrency 2000 --http eventschemas.serving:GuardedHttpToolsProtocol --workers $INGEST_WORKERS
 
 [program:classifier-api]
-command=$VENV/bin/uvicorn classifier.app:create_app --factory --host $CLASSIFIER_HOST --port $CLASSIFIER_PORT --no-access-log --log-config $ROOT/deploy/logging.json --timeout-keep-alive 5 --limit-concurrency 2000 --http eventschemas.serving:GuardedHttpToolsProtocol
+command=$VENV/bin/uvicorn classifier.app:create_app --factory --host $CLASSIFIER_HOST --port $CLASSIFIER_PORT --no-access-log --log-config $ROOT/deploy/logging.json --timeout-keep-alive 5 --limit-concurrency 2000 --http eventschemas.serving:GuardedHttpToolsProtocol --workers $CLASSIFIER_API_WORKERS
 
 [program:classifier-worker]
 command=$PY -m classifier.worker
@@ -467,6 +473,7 @@ cmd_up() {
 Stack is up in $((SECONDS - t0))s.
   ingest API       http://$INGEST_HOST:$INGEST_PORT        (docs: /docs, health: /healthz /readyz, /metrics)
   classifier API   http://$CLASSIFIER_HOST:$CLASSIFIER_PORT        (docs: /docs, health: /healthz /readyz, /metrics)
+  ingest $INGEST_WORKERS process(es), classifier API $CLASSIFIER_API_WORKERS (INGEST_WORKERS, CLASSIFIER_API_WORKERS)
   classifier worker $CLASSIFIER_WORKER_PROCESSES process(es) under supervisord (metrics from :$CLASSIFIER_WORKER_METRICS_PORT; make status shows restarts)
   Kafka            $(kafka_bootstrap)
   PostgreSQL       ${DATABASE_URL:-postgresql://$DB_USER:***@127.0.0.1:$PGPORT/$DB_NAME} (password in .stack/db-password)

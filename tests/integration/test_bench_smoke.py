@@ -48,6 +48,16 @@ async def test_every_benchmark_scenario_reports_its_figures(
     assert r["activation"]["changes"] > 0  # 3 orders a year now make a regular buyer
     assert r["intake"]["single_events_per_s"] > 0
     assert r["intake"]["batch_events_per_s"] > 0
+    # Each HTTP figure also as a fraction of the floor measured in the same run.
+    intake = r["intake"]
+    assert intake["http_floor_rps"] > 0
+    ratio = intake["single_events_per_s"] / intake["http_floor_rps"]
+    assert intake["vs_http_floor"] == pytest.approx(ratio, abs=0.002)  # floor_rps is rounded
+    assert intake["batch_vs_http_floor"] > 0
+    assert lookups["vs_http_floor"] > 0
+    assert lookups["p99_vs_http_floor"] > 0
+    assert lookups["bulk_vs_http_floor"] > 0
+    assert "x HTTP floor" in table(r)
     fresh = r["freshness"]
     assert fresh["accepted"] == fresh["changes_seen"] == 40  # 20/s for 2 s, each one seen
     assert 0 < fresh["p50_ms"] <= fresh["p95_ms"] <= fresh["p99_ms"]

@@ -6,6 +6,7 @@ is refused must not be published.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,8 +18,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from classifier.auth import create_key, revoke_key
+from classifier.locks import Lock
+from eventschemas.envelope import Envelope
 from ingest.app import create_app
 from ingest.config import IngestSettings
+from ingest.fingerprints import PRUNE_LOCK, Fingerprints
+from ingest.keys import open_pool
+from ingest.orders.schemas import OrderIn
+from ingest.orders.service import order_placed
 from tests.kafka_helpers import topic_size
 
 pytestmark = pytest.mark.integration
@@ -339,3 +346,62 @@ async def test_fingerprints_older_than_the_retention_are_pruned(
     assert pruned == 1
     assert old_changed.status_code == 202  # no longer compared
     assert new_changed.status_code == 409
+
+
+async def test_one_ingest_process_prunes_at_a_time(
+    ingest_settings: IngestSettings, sessions: async_sessionmaker[AsyncSession], intake_key: str
+) -> None:
+    app = create_app(ingest_settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://ingest",
+            headers={"Authorization": f"Bearer {intake_key}"},
+        ) as client:
+            await client.post("/v1/orders", json=order("SO-aged"))
+        async with sessions.begin() as session:
+            await session.execute(
+                text("UPDATE intake_fingerprints SET created_at = now() - interval '3 days'")
+            )
+        # Another ingest process (here: another connection) is pruning: this one skips.
+        async with sessions() as other:
+            assert await other.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": PRUNE_LOCK})
+            skipped = await app.state.fingerprints.prune(2)
+            await other.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PRUNE_LOCK})
+        pruned = await app.state.fingerprints.prune(2)
+
+    assert skipped is None
+    assert pruned == 1
+    assert PRUNE_LOCK == Lock.INTAKE_PRUNE  # registered with every other advisory lock
+
+
+async def test_concurrent_requests_share_one_statement_and_still_see_conflicts(
+    ingest_settings: IngestSettings,
+) -> None:
+    def envelope(order_id: str, amount: str) -> Envelope:
+        event = order_placed(
+            ingest_settings, OrderIn.model_validate(order(order_id, amount=amount))
+        )
+        return event.to_envelope(ingest_settings.source)
+
+    assert ingest_settings.database_url
+    pool = await open_pool(ingest_settings.database_url, size=2, call_timeout=5)
+    try:
+        fingerprints = Fingerprints(pool, timeout=5, retry_after=1)
+        # Started in one turn of the loop: checked and recorded by one statement.
+        first, same, changed, other = await asyncio.gather(
+            fingerprints.record([envelope("SO-c", "10")]),
+            fingerprints.record([envelope("SO-c", "10")]),
+            fingerprints.record([envelope("SO-c", "11")]),
+            fingerprints.record([envelope("SO-d", "10"), envelope("SO-d", "12")]),
+        )
+        later = await fingerprints.record([envelope("SO-c", "11")])
+    finally:
+        await pool.close()
+
+    assert first == ({}, [envelope("SO-c", "10").id])  # recorded by the first to send it
+    assert same == ({}, [])  # an identical re-send: accepted, not recorded again
+    assert changed == ({0: ["amount"]}, [])  # the first of the statement is the reference
+    assert other == ({1: ["amount"]}, [envelope("SO-d", "10").id])
+    assert later == ({0: ["amount"]}, [])

@@ -187,6 +187,23 @@ def test_apis_run_the_real_app_on_the_probed_port(
     assert pre_stop + drain < pod["terminationGracePeriodSeconds"]
 
 
+@pytest.mark.parametrize(
+    ("sets", "ingest", "api"),
+    [
+        ((), "1", "1"),  # the default limits: 1 CPU each, so one process per core
+        (("ingest.workers=3",), "3", "1"),
+        (("api.resources.limits.cpu=2500m",), "1", "3"),
+        (("api.resources.limits.cpu=null", "api.resources.requests.cpu=2"), "1", "2"),
+    ],
+)
+def test_api_processes_are_one_per_core_of_the_pod_unless_set(
+    helm: Path, sets: tuple[str, ...], ingest: str, api: str
+) -> None:
+    docs = render(helm, sets=sets)
+    assert option(container(docs, "ingest")["command"], "--workers") == ingest
+    assert option(container(docs, "api")["command"], "--workers") == api
+
+
 def test_worker_runs_the_worker_module_and_exposes_metrics_where_probed(
     rendered: list[Doc],
 ) -> None:

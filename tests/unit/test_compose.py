@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -139,13 +140,28 @@ def test_grafana_provisions_the_chart_dashboard_on_that_prometheus(
 def test_published_ports_match_the_application_defaults(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert services["ingest"]["ports"] == [f"127.0.0.1:{INGEST_PORT}:8001"]
-    assert option(services["ingest"]["command"], "--port") == str(INGEST_PORT)
+    assert option(uvicorn_argv(services["ingest"]), "--port") == str(INGEST_PORT)
     assert services["classifier-api"]["ports"] == [f"127.0.0.1:{API_PORT}:8002"]
-    assert option(services["classifier-api"]["command"], "--port") == str(API_PORT)
+    assert option(uvicorn_argv(services["classifier-api"]), "--port") == str(API_PORT)
     worker_port = WORKER_METRICS_PORT
     # A range: one host port per worker replica.
     (published,) = services["classifier-worker"]["ports"]
     assert re.fullmatch(rf"127\.0\.0\.1:{worker_port}-\d+:{worker_port}", published)
+
+
+@pytest.mark.parametrize(
+    ("name", "variable"),
+    [("ingest", "INGEST_WORKERS"), ("classifier-api", "CLASSIFIER_API_WORKERS")],
+)
+def test_api_processes_follow_the_setting_of_make_up(
+    compose: dict[str, Any], name: str, variable: str
+) -> None:
+    script = compose["services"][name]["command"][2]
+    assert script.startswith(f'W=${{{variable}:-0}}; [ "$$W" -ge 1 ] || W=$$(nproc); exec ')
+    assert option(uvicorn_argv(compose["services"][name]), "--workers") == "$$W"
+    stack = (ROOT / "scripts" / "stack.sh").read_text()
+    assert f'{variable}="${{{variable}:-$(nproc)}}"' in stack  # the same default: the cores
+    assert f"--workers ${variable}" in stack
 
 
 def test_worker_replicas_follow_the_processes_setting_of_make_up(compose: dict[str, Any]) -> None:
@@ -161,9 +177,16 @@ def option(command: list[str], name: str) -> str:
     return command[command.index(name) + 1]
 
 
+def uvicorn_argv(service: dict[str, Any]) -> list[str]:
+    """The uvicorn command line an API service execs (its shell picks the process count)."""
+    shell, flag, script = service["command"]
+    assert (shell, flag) == ("sh", "-c")
+    return shlex.split(script.split("exec ", 1)[1])
+
+
 @pytest.mark.parametrize("name", ["ingest", "classifier-api"])
 def test_apis_log_json_through_a_config_the_image_holds(compose: dict[str, Any], name: str) -> None:
-    command = compose["services"][name]["command"]
+    command = uvicorn_argv(compose["services"][name])
     config = option(command, "--log-config")
     assert (ROOT / config).is_file()
     assert f"COPY {config} " in (ROOT / "deploy/docker/Dockerfile").read_text()
@@ -199,7 +222,7 @@ def test_database_credentials_match_the_postgres_service(compose: dict[str, Any]
 
 def test_commands_name_real_entry_points(compose: dict[str, Any]) -> None:
     for name in ("ingest", "classifier-api"):
-        target = compose["services"][name]["command"][1]
+        target = uvicorn_argv(compose["services"][name])[1]
         module, attr = target.split(":")
         assert callable(getattr(importlib.import_module(module), attr)), target
     worker = compose["services"]["classifier-worker"]["command"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import AliasChoices, AwareDatetime, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from eventschemas.keycache import DEFAULT_TTL_SECONDS
 from eventschemas.topics import ACTIVITY_DLQ_TOPIC, ACTIVITY_TOPIC, CLASS_CHANGES_TOPIC
 
 
@@ -124,7 +125,10 @@ class ClassifierSettings(BaseSettings):
         default=True, description="Require API keys on /v1 (health endpoints stay open)."
     )
     api_key_cache_seconds: float = Field(
-        default=10.0, description="How long a verified key is trusted before re-checking."
+        default=DEFAULT_TTL_SECONDS,
+        ge=0,
+        description="How long a verified key is trusted before re-checking: a revoked key "
+        "is refused after at most this.",
     )
     body_timeout_seconds: float = Field(
         default=30, gt=0, description="Longest wait for the next chunk of a request body (408)."

@@ -15,3 +15,4 @@ class Lock(IntEnum):
     ACTIVATION = 7_004  # one scheme activation at a time
     INBOX_PRUNE = 7_005  # one worker prunes the inbox at a time
     RELAY_LEADER = 7_006  # session-scoped: the one relay in the group that publishes
+    INTAKE_PRUNE = 7_007  # session-scoped, taken by ingest: one process prunes fingerprints

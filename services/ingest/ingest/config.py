@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import AliasChoices, AwareDatetime, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from eventschemas.keycache import DEFAULT_TTL_SECONDS
 from eventschemas.topics import ACTIVITY_TOPIC
 
 # Units of the base currency per unit of each currency. Operators override the
@@ -119,7 +120,10 @@ class IngestSettings(BaseSettings):
         default=True, description="Require an API key with a *:write scope on intake."
     )
     api_key_cache_seconds: float = Field(
-        default=10, ge=0, description="A verified key is trusted this long (revocation delay)."
+        default=DEFAULT_TTL_SECONDS,
+        ge=0,
+        description="A verified key is trusted this long: a revoked key is refused after "
+        "at most this (and a changed quota applies).",
     )
     database_timeout_seconds: float = Field(
         default=2, gt=0, description="Bound of one key lookup or fingerprint write (then 503)."

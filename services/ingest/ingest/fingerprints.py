@@ -3,15 +3,18 @@
 An event's id is deterministic (source, type, natural id, revision), so the
 id names the fact. For every event ingest accepts it records, by that id, a
 digest of each data field (digests only: values may be personal data) in the
-table `intake_fingerprints`, with ONE statement per request or batch, before
-answering 202: `INSERT ... ON CONFLICT DO NOTHING`, and in the same
-statement the rows that already existed with other digests. An identical
-re-send stays an idempotent 202; a different one names the fields that differ.
+table `intake_fingerprints`, with ONE statement for the requests and batches
+of one turn of the event loop, before answering 202: `INSERT ... ON CONFLICT
+DO NOTHING`, and in the same statement the rows that already existed with
+other digests. An identical re-send stays an idempotent 202; a different one
+names the fields that differ (also when two requests of one statement send
+one id: the first is the reference).
 
 Two first sends of one id racing each other are not told apart (both are
 published; the classifier keeps the first): the check is for re-sends.
-Records older than `INGEST_FINGERPRINT_RETENTION_DAYS` are pruned by every
-ingest process once an hour (a re-send older than that is not compared).
+Records older than `INGEST_FINGERPRINT_RETENTION_DAYS` are pruned once an
+hour by one ingest process at a time, whichever holds the advisory lock
+(a re-send older than that is not compared).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import contextlib
 import hashlib
 import logging
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -35,6 +39,9 @@ from ingest.keys import DATABASE_ERRORS, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 PRUNE_BATCH = 10_000
+# classifier.locks.Lock.INTAKE_PRUNE (every advisory lock is registered there):
+# with N ingest processes (INGEST_WORKERS, replicas) one prunes, the others skip.
+PRUNE_LOCK = 7_007
 
 # Derived by ingest, not sent: a new FX rate must not turn a re-send into a conflict.
 _DERIVED = frozenset({"amount_base", "base_currency"})
@@ -104,13 +111,36 @@ def conflict_errors(fields: list[str]) -> list[FieldError]:
     ]
 
 
+# Digests by event id, as one request gives them and as the database holds them.
+Given = dict[str, dict[str, str]]
+_MAX_CHECKS_IN_FLIGHT = 4
+
+
+@dataclass
+class _Checked:
+    """One request's share of a check: the stored digests of its ids that were
+    accepted before with other ones, and the ids it recorded now."""
+
+    stored: Given = field(default_factory=dict)
+    recorded: list[str] = field(default_factory=list)
+
+
 class Fingerprints:
-    """Records what was accepted under each event id and finds conflicting re-sends."""
+    """Records what was accepted under each event id and finds conflicting re-sends.
+
+    Concurrent requests share statements: what they give during one turn of the
+    event loop is checked and recorded with ONE statement (at most
+    `_MAX_CHECKS_IN_FLIGHT` at a time; the rest wait for the next), so a
+    request pays a share of a round trip, not a pooled connection of its own.
+    """
 
     def __init__(self, pool: asyncpg.Pool, *, timeout: float, retry_after: int) -> None:
         self._pool = pool
         self._timeout = timeout
         self._retry_after = retry_after
+        self._waiting: list[tuple[Given, asyncio.Future[_Checked]]] = []
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._scheduled = False
 
     def _unavailable(self, exc: BaseException) -> DatabaseUnavailable:
         return DatabaseUnavailable(
@@ -127,28 +157,93 @@ class Fingerprints:
         """
         conflicts: dict[int, list[str]] = {}
         first: dict[str, tuple[int, dict[str, str]]] = {}
+        mine: list[dict[str, str]] = []
         for position, envelope in enumerate(envelopes):
-            mine = digests(envelope)
-            seen = first.setdefault(envelope.id, (position, mine))
-            if seen[0] != position and (fields := differing(seen[1], mine)):
+            mine.append(digests(envelope))
+            seen = first.setdefault(envelope.id, (position, mine[-1]))
+            if seen[0] != position and (fields := differing(seen[1], mine[-1])):
                 conflicts[position] = fields
-        ids = [uuid.UUID(k) for k in first]
-        payloads = [orjson.dumps(v[1]).decode() for v in first.values()]
+        checked = await self._check({k: v[1] for k, v in first.items()})
+        for position, envelope in enumerate(envelopes):
+            stored = checked.stored.get(envelope.id)
+            if (
+                stored is not None
+                and position not in conflicts
+                and (fields := differing(stored, mine[position]))
+            ):
+                conflicts[position] = fields
+        return conflicts, checked.recorded
+
+    async def _check(self, given: Given) -> _Checked:
+        """Check and record `given` in the next statement; its share of the outcome."""
+        future: asyncio.Future[_Checked] = asyncio.get_running_loop().create_future()
+        self._waiting.append((given, future))
+        self._schedule()
+        return await future
+
+    def _schedule(self) -> None:
+        # At the end of this turn of the loop: every request of the turn joins.
+        if self._waiting and not self._scheduled and len(self._in_flight) < _MAX_CHECKS_IN_FLIGHT:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._start)
+
+    def _start(self) -> None:
+        self._scheduled = False
+        batch, self._waiting = self._waiting, []
+        if not batch:
+            return
+        task = asyncio.get_running_loop().create_task(self._run(batch))
+        self._in_flight.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._schedule()
+
+    async def _run(self, batch: list[tuple[Given, asyncio.Future[_Checked]]]) -> None:
+        merged: Given = {}
+        owner: dict[str, int] = {}
+        for index, (given, _) in enumerate(batch):
+            for event_id, mine in given.items():
+                merged.setdefault(event_id, mine)
+                owner.setdefault(event_id, index)
+        # Sorted: two statements inserting overlapping ids take their locks in one order.
+        ids = sorted(merged)
         try:
             async with asyncio.timeout(self._timeout):
-                rows = await self._pool.fetch(_CHECK, ids, payloads)
+                rows = await self._pool.fetch(
+                    _CHECK,
+                    [uuid.UUID(i) for i in ids],
+                    [orjson.dumps(merged[i]).decode() for i in ids],
+                )
         except DATABASE_ERRORS as exc:
-            raise self._unavailable(exc) from exc
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(self._unavailable(exc))
+            return
+        except BaseException as exc:  # a bug, or cancelled at shutdown: nobody waits for ever
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            raise
         stored = {
             str(row["event_id"]): orjson.loads(row["digests"])
             for row in rows
             if row["digests"] is not None
         }
-        recorded = [str(row["event_id"]) for row in rows if row["digests"] is None]
-        for position, envelope in enumerate(envelopes):
-            if envelope.id in stored and position not in conflicts:
-                conflicts[position] = differing(stored[envelope.id], digests(envelope))
-        return conflicts, recorded
+        inserted = {str(row["event_id"]) for row in rows if row["digests"] is None}
+        for index, (given, future) in enumerate(batch):
+            checked = _Checked()
+            for event_id, mine in given.items():
+                if event_id in inserted and owner[event_id] == index:
+                    checked.recorded.append(event_id)
+                elif event_id in stored:
+                    checked.stored[event_id] = stored[event_id]
+                elif mine != merged[event_id]:
+                    # Another request of this statement sent the id first (now the reference).
+                    checked.stored[event_id] = merged[event_id]
+            if not future.done():
+                future.set_result(checked)
 
     async def forget(self, event_ids: list[str]) -> None:
         """Drop the records of events the broker did not take (best effort: a 503 follows)."""
@@ -163,22 +258,29 @@ class Fingerprints:
         except DATABASE_ERRORS:
             pass
 
-    async def prune(self, retention_days: float) -> int:
-        """Delete records older than `retention_days`, in batches; return how many."""
+    async def prune(self, retention_days: float) -> int | None:
+        """Delete records older than `retention_days`, in batches; return how many, or
+        None when another process holds the prune lock (it prunes this round)."""
         deleted = 0
-        while True:
-            async with asyncio.timeout(self._timeout * 10):
-                status = await self._pool.execute(
-                    "DELETE FROM intake_fingerprints WHERE event_id IN ("
-                    " SELECT event_id FROM intake_fingerprints"
-                    " WHERE created_at < now() - make_interval(secs => $1) LIMIT $2)",
-                    retention_days * 86_400,
-                    PRUNE_BATCH,
-                )
-            count = int(status.split()[-1])
-            deleted += count
-            if count < PRUNE_BATCH:
-                return deleted
+        async with self._pool.acquire() as conn:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", PRUNE_LOCK):
+                return None
+            try:
+                while True:
+                    async with asyncio.timeout(self._timeout * 10):
+                        status = await conn.execute(
+                            "DELETE FROM intake_fingerprints WHERE event_id IN ("
+                            " SELECT event_id FROM intake_fingerprints"
+                            " WHERE created_at < now() - make_interval(secs => $1) LIMIT $2)",
+                            retention_days * 86_400,
+                            PRUNE_BATCH,
+                        )
+                    count = int(status.split()[-1])
+                    deleted += count
+                    if count < PRUNE_BATCH:
+                        return deleted
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", PRUNE_LOCK)
 
     async def prune_forever(self, retention_days: float, every_seconds: float) -> None:
         """Prune now and then every `every_seconds`; a failure waits for the next round."""

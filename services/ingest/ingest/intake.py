@@ -34,10 +34,12 @@ class BatchTooLarge(IngestError):
 
 
 class Accepted(BaseModel):
-    """The broker acknowledged these events."""
+    """The broker acknowledged these events; `customer_ids[i]` is the customer
+    `event_ids[i]` is keyed by (derived ids `id-e-…`/`id-p-…` included), for lookups."""
 
     accepted: int
     event_ids: list[str]
+    customer_ids: list[str]
 
 
 async def accept_one(gate: IntakeGate, publisher: EventPublisher, envelope: Envelope) -> Accepted:
@@ -49,7 +51,7 @@ async def accept_one(gate: IntakeGate, publisher: EventPublisher, envelope: Enve
             errors=conflict_errors(conflicts[0]),
         )
     await gate.publish(publisher, [envelope])
-    return Accepted(accepted=1, event_ids=[envelope.id])
+    return Accepted(accepted=1, event_ids=[envelope.id], customer_ids=[envelope.subject])
 
 
 class Rejected(BaseModel):
@@ -60,10 +62,12 @@ class Rejected(BaseModel):
 
 
 class BatchAccepted(BaseModel):
-    """The broker acknowledged `event_ids` (in item order); `rejected` items were not sent."""
+    """The broker acknowledged `event_ids` (in item order), keyed by `customer_ids`
+    (one per event); `rejected` items were not sent."""
 
     accepted: int
     event_ids: list[str]
+    customer_ids: list[str]
     rejected: list[Rejected]
 
 
@@ -182,5 +186,8 @@ async def accept_batch(
     if len(rejected) > len(conflicts):
         REJECTS.labels(reason="invalid-item").inc(len(rejected) - len(conflicts))
     return BatchAccepted(
-        accepted=len(envelopes), event_ids=[e.id for e in envelopes], rejected=rejected
+        accepted=len(envelopes),
+        event_ids=[e.id for e in envelopes],
+        customer_ids=[e.subject for e in envelopes],
+        rejected=rejected,
     )

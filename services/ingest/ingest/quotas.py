@@ -1,7 +1,8 @@
 """Intake quotas: a token bucket per key (events per second, burst).
 
-Counted per ingest process: with N replicas behind a load balancer a key may
-send up to N times its rate in total (set the per-key rate accordingly).
+Counted per ingest process: with INGEST_WORKERS processes and N replicas a key
+may send up to processes x N times its rate in total (set the per-key rate
+accordingly).
 A request of more events than the burst is let through only when the bucket
 is full, and then leaves it in debt, so a large batch is never refused forever.
 """

@@ -170,3 +170,22 @@ imagePullSecrets:
     {{- toYaml . | nindent 4 }}
   {{- end }}
 {{- end }}
+
+{{/*
+uvicorn processes per API pod: the component's `workers`, else its CPU limit
+(or request) rounded up, at least 1 ("one per core", as INGEST_WORKERS and
+CLASSIFIER_API_WORKERS default to under `make up` and compose).
+*/}}
+{{- define "cc.apiWorkers" -}}
+{{- if .workers -}}
+{{- int .workers -}}
+{{- else -}}
+{{- $resources := .resources | default dict -}}
+{{- $cpu := toString (dig "limits" "cpu" (dig "requests" "cpu" "1" $resources) $resources) -}}
+{{- if hasSuffix "m" $cpu -}}
+{{- max 1 (div (add (trimSuffix "m" $cpu | atoi) 999) 1000) -}}
+{{- else -}}
+{{- max 1 (int (ceil (float64 $cpu))) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from eventschemas.envelope import Envelope
 from eventschemas.problems import ServiceError, field_errors
@@ -29,6 +29,9 @@ CHUNK_ROWS = 500
 # An import over its key's quota waits this long at most per chunk, then gets a 429.
 IMPORT_PACE_SECONDS = 5.0
 MAX_REPORTED_ERRORS = 1000
+# Accepted rows listed with their event and customer ids: ~70 bytes of answer
+# each, so a 200 MB upload cannot make a 200 MB answer; split larger files.
+MAX_LISTED_EVENTS = 100_000
 Item = TypeVar("Item", bound=BaseModel)
 
 
@@ -39,13 +42,22 @@ class RowError(BaseModel):
 
 
 class ImportReport(BaseModel):
-    """What happened to every data row of the file."""
+    """What happened to every data row of the file.
+
+    Accepted rows in file order: `lines[i]` became event `event_ids[i]`, keyed by
+    customer `customer_ids[i]` (derived ids `id-e-…`/`id-p-…` included); the
+    first 100,000 accepted rows are listed (`events_truncated` beyond).
+    """
 
     rows: int
     accepted: int
     rejected: int
     errors: list[RowError]
     errors_truncated: bool = False
+    event_ids: list[str] = Field(default_factory=list)
+    customer_ids: list[str] = Field(default_factory=list)
+    lines: list[int] = Field(default_factory=list)
+    events_truncated: bool = False
 
 
 class LineTooLong(InvalidInput):
@@ -145,12 +157,13 @@ def _read_chunk(
     return chunk
 
 
-async def _admit(gate: IntakeGate, chunk: _Chunk, report: ImportReport) -> list[Envelope]:
+async def _admit(gate: IntakeGate, chunk: _Chunk, report: ImportReport) -> list[int]:
     """Charge the chunk to the key's quota; report rows that re-send an id and revision
-    with another payload (a 409 for a single event) and leave them out."""
+    with another payload (a 409 for a single event) and leave them out. Gives the
+    positions (in the chunk) of the envelopes to publish."""
     conflicts = await gate.admit(chunk.envelopes, pace_up_to=IMPORT_PACE_SECONDS)
     if not conflicts:
-        return chunk.envelopes
+        return list(range(len(chunk.envelopes)))
     report.rejected += len(conflicts)
     REJECTS.labels(reason="conflicting-resend").inc(len(conflicts))
     for position, fields in sorted(conflicts.items()):
@@ -161,7 +174,15 @@ async def _admit(gate: IntakeGate, chunk: _Chunk, report: ImportReport) -> list[
             RowError(line=chunk.lines[position], field=e.field, message=e.message)
             for e in conflict_errors(fields)
         )
-    return [e for position, e in enumerate(chunk.envelopes) if position not in conflicts]
+    return [position for position in range(len(chunk.envelopes)) if position not in conflicts]
+
+
+def _list_accepted(report: ImportReport, envelopes: list[Envelope], lines: list[int]) -> None:
+    room = max(MAX_LISTED_EVENTS - len(report.event_ids), 0)
+    report.events_truncated = report.events_truncated or len(envelopes) > room
+    report.event_ids.extend(e.id for e in envelopes[:room])
+    report.customer_ids.extend(e.subject for e in envelopes[:room])
+    report.lines.extend(lines[:room])
 
 
 async def import_csv(
@@ -190,9 +211,11 @@ async def import_csv(
             room = MAX_REPORTED_ERRORS - len(report.errors)
             report.errors.extend(chunk.errors[: max(room, 0)])
             report.errors_truncated = report.errors_truncated or len(chunk.errors) > room
-            envelopes = await _admit(gate, chunk, report)
+            kept = await _admit(gate, chunk, report)
+            envelopes = [chunk.envelopes[position] for position in kept]
             await gate.publish(publisher, envelopes)
             report.accepted += len(envelopes)
+            _list_accepted(report, envelopes, [chunk.lines[position] for position in kept])
             if chunk.done:
                 break
     except UnicodeDecodeError as exc:

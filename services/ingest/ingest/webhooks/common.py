@@ -52,11 +52,13 @@ class IgnoredItem(BaseModel):
 
 
 class WebhookAccepted(BaseModel):
-    """The broker acknowledged `event_ids`; `ignored` items carried nothing to classify."""
+    """The broker acknowledged `event_ids`, keyed by `customer_ids` (one per event);
+    `ignored` items carried nothing to classify."""
 
     source: str
     accepted: int
     event_ids: list[str]
+    customer_ids: list[str]
     ignored: list[IgnoredItem]
 
 

@@ -162,5 +162,6 @@ async def receive_webhook(
         source=source,
         accepted=len(envelopes),
         event_ids=[e.id for e in envelopes],
+        customer_ids=[e.subject for e in envelopes],
         ignored=[IgnoredItem(index=i, reason=m.ignored) for i, m in enumerate(mapped) if m.ignored],
     )
