@@ -509,3 +509,38 @@ async def test_preview_rebuilds_customers_whose_past_is_summarised_from_the_fact
     transitions = preview.json()["dimensions"]["veteran"]["transitions"]
     [veterans] = [t for t in transitions if t["to"] == "veteran"]
     assert veterans["sample_customer_ids"] == ["deep"]
+
+
+async def test_explanations_show_time_moving_values_as_of_the_read(
+    api: httpx.AsyncClient,
+    seeded: Callable[[list[OrderPlaced]], Awaitable[None]],
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    # The only order was 30 days ago: the customer was evaluated then (recency 0).
+    await seeded([order("recent-30", 30)])
+    body = (await api.get("/v1/customers/recent-30")).json()
+    behaviour = body["classes"]["purchase_behavior"]
+    assert behaviour["class"] == "occasional"
+    checks = {c["feature"]: c for c in behaviour["explanation"]["checks"]}
+    assert checks["recency_days"]["actual"] == 30
+    assert checks["recency_days"]["result"] is True  # still < 365: class and reason agree
+    assert "recency_days = 30 " in behaviour["explanation"]["summary"]
+    assert body["features"]["recency_days"] == 30
+    assert body["features"]["tenure_days"] == 30
+    assert body["review_due"] is False
+    read_at = datetime.fromisoformat(body["values_as_of"])
+    assert abs((read_at - datetime.now(UTC)).total_seconds()) < 60
+    assert datetime.fromisoformat(body["evaluated_at"]) < read_at - timedelta(days=29)
+    # A decaying score is shown decayed: 30 points per order, halved every 30 days.
+    assert body["features"]["lead_score"] == pytest.approx(15.0, rel=1e-3)
+
+    # A customer whose review is due and not done yet: values as evaluated, and said so.
+    late = order("late-400", 400)
+    await BatchProcessor(sessions, SchemeCache()).process([Delivery(late.to_envelope("t"), late)])
+    body = (await api.get("/v1/customers/late-400")).json()
+    assert body["review_due"] is True
+    assert body["values_as_of"] == body["evaluated_at"]
+    checks = {
+        c["feature"]: c for c in body["classes"]["purchase_behavior"]["explanation"]["checks"]
+    }
+    assert checks["recency_days"]["actual"] == 0

@@ -19,9 +19,10 @@ import orjson
 
 from classifier.db import connect_args
 from classifier.engine import from_micros
+from classifier.engine.features import moved
 
 _COLUMNS = (
-    "id, classes, features, overrides, scheme_version, evaluated_at, next_review_at, "
+    "id, classes, features, motion, overrides, scheme_version, evaluated_at, next_review_at, "
     "updated_at, order_count, gross_revenue, refunded_amount, net_revenue, first_order_at, "
     "last_order_at, call_count, last_call_at"
 )
@@ -64,8 +65,44 @@ def _instant(us: int | None) -> datetime | None:
     return None if us is None else from_micros(us)
 
 
+def _as_of(explanation: dict[str, Any], now_values: dict[str, Any]) -> dict[str, Any]:
+    """An explanation with the time-moving values it shows brought to the read."""
+    checks = explanation.get("checks")
+    if not checks or not any(c["feature"] in now_values for c in checks):
+        return explanation
+    out = dict(explanation)
+    summary = out.get("summary", "")
+    new_checks = []
+    for check in checks:
+        name = check["feature"]
+        if name in now_values:
+            summary = summary.replace(
+                f"{name} = {check['actual']!r}", f"{name} = {now_values[name]!r}"
+            )
+            check = {**check, "actual": now_values[name]}
+        new_checks.append(check)
+    out["checks"] = new_checks
+    out["summary"] = summary
+    if "features" in out:
+        out["features"] = {k: now_values.get(k, v) for k, v in out["features"].items()}
+    return out
+
+
 def customer_document(row: asyncpg.Record, now: int | None) -> dict[str, Any]:
-    """The `CustomerOut` shape of one row of `customers`."""
+    """The `CustomerOut` shape of one row of `customers`.
+
+    Values that move with time alone (days since, decaying scores) are shown as
+    of the read (`values_as_of`), from how they move after the evaluation
+    (`customers.motion`); until the next review no class can change, so the
+    classes and their explanations still agree. Once that review is due and not
+    done, the values stay as evaluated and `review_due` says so.
+    """
+    evaluated = row["evaluated_at"]
+    review = row["next_review_at"]
+    due = now is not None and review is not None and review <= from_micros(now)
+    now_values: dict[str, Any] = {}
+    if now is not None and not due:
+        now_values = {name: moved(m, now) for name, m in (row["motion"] or {}).items()}
     classes = {
         dim: {
             "dimension": dim,
@@ -73,10 +110,13 @@ def customer_document(row: asyncpg.Record, now: int | None) -> dict[str, Any]:
             "since": _instant(c["since"]),
             "scheme_version": c["scheme_version"],
             "rule": c["rule"],
-            "explanation": c["explanation"],
+            "explanation": _as_of(c["explanation"], now_values),
         }
         for dim, c in row["classes"].items()
     }
+    features = row["features"]
+    if now_values:
+        features = {k: now_values.get(k, v) for k, v in features.items()}
     overrides = {
         dim: {
             "class": o["class"],
@@ -100,12 +140,14 @@ def customer_document(row: asyncpg.Record, now: int | None) -> dict[str, Any]:
             "call_count": row["call_count"],
             "last_call_at": row["last_call_at"],
         },
-        "features": row["features"],
+        "features": features,
         "scheme_version": row["scheme_version"],
         "overrides": overrides,
-        "evaluated_at": row["evaluated_at"],
-        "next_review_at": row["next_review_at"],
+        "evaluated_at": evaluated,
+        "next_review_at": review,
         "updated_at": row["updated_at"],
+        "values_as_of": from_micros(now) if now is not None and now_values else evaluated,
+        "review_due": due,
     }
 
 

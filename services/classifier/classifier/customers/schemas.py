@@ -51,12 +51,25 @@ class CustomerOut(BaseModel):
     id: str
     classes: dict[str, CustomerClassOut]
     aggregates: AggregatesOut
-    features: dict[str, Any]
+    features: dict[str, Any] = Field(
+        description="Key features. Values that move with time alone (days since, decaying "
+        "scores) are as of `values_as_of`; the others as of `evaluated_at`."
+    )
     scheme_version: int | None
     overrides: dict[str, OverrideOut] = Field(default_factory=dict)
     evaluated_at: datetime | None
     next_review_at: datetime | None
     updated_at: datetime
+    values_as_of: datetime | None = Field(
+        default=None,
+        description="The instant the time-moving values in `features` and in the "
+        "explanations refer to: the read, unless a review is due (then `evaluated_at`).",
+    )
+    review_due: bool = Field(
+        default=False,
+        description="True when `next_review_at` has passed and the worker has not reviewed "
+        "the customer yet: a class may change at that review.",
+    )
 
     model_config = {
         "json_schema_extra": {

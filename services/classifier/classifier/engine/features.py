@@ -66,6 +66,12 @@ class Feature:
         """Earliest instant > now at which truth(value) may differ from now; None if never."""
         return None
 
+    def motion(self, facts: CustomerFacts, at: int) -> list[Any] | None:
+        """How the value moves after `at` with no new facts, until the next window
+        change (a review instant): ["age", anchor] (whole days since the anchor),
+        ["decay", value at `at`, `at`, half-life µs], or None (it does not move)."""
+        return None
+
 
 @dataclass(slots=True)
 class StaticFeature(Feature):
@@ -99,6 +105,10 @@ class AgeFeature(Feature):
             return None
         current = (now - at) // DAY
         return _age_flip(at, current, truth, operands)
+
+    def motion(self, facts: CustomerFacts, at: int) -> list[Any] | None:
+        anchor = self.anchor(facts)
+        return None if anchor is None else ["age", anchor]
 
 
 def _age_flip(anchor: int, current: int, truth: Truth, operands: Sequence[Any]) -> int | None:
@@ -267,6 +277,15 @@ class WindowFeature(Feature):
                 change = _earliest(change, age)
         return change
 
+    def motion(self, facts: CustomerFacts, at: int) -> list[Any] | None:
+        if self.agg not in ("first_days_ago", "last_days_ago"):
+            return None  # constant until a fact enters or leaves the window
+        times = self._rows(facts).times
+        i, j = self.window.span(times, at)
+        if i == j:
+            return None
+        return ["age", times[i] if self.agg == "first_days_ago" else times[j - 1]]
+
 
 def _nothing(_row: Any) -> None:
     return None
@@ -317,6 +336,14 @@ SOURCE_TIME: dict[str, Callable[[Any], int]] = {
     "order": lambda o: o.placed_at or 0,
     "call": lambda c: c.started_at,
 }
+
+
+def moved(motion: Sequence[Any], now: int) -> Any:
+    """The value a feature's `motion` gives at `now` (see Feature.motion)."""
+    if motion[0] == "age":
+        return (now - motion[1]) // DAY
+    _, value, at, half_life = motion
+    return float(value * 2.0 ** (-(now - at) / half_life))
 
 
 def _earliest(a: int | None, b: int | None) -> int | None:
@@ -379,6 +406,12 @@ class PointsFeature(Feature):
 
     def value(self, facts: CustomerFacts, now: int) -> float:
         return self._score(facts, self._events(facts), now)
+
+    def motion(self, facts: CustomerFacts, at: int) -> list[Any] | None:
+        events = self._events(facts)
+        if events.next_after(at) is not None:
+            return None  # a dated fact still to come adds points: not a pure decay
+        return ["decay", self._score(facts, events, at), at, self.half_life_days * DAY]
 
     def next_flip(
         self, facts: CustomerFacts, now: int, truth: Truth, operands: Sequence[Any]

@@ -32,6 +32,11 @@ class Customer(Base):
     # (see engine/facts.py), a checkpoint: it includes the facts-log rows up to
     # `facts_through`; a load folds the ones after it.
     facts: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    # How the time-moving feature values move after `evaluated_at` (see
+    # engine/features.py Feature.motion): reads show them as of the read.
+    motion: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, nullable=False, default=dict, server_default=text("'{}'::jsonb")
+    )
     facts_through: Mapped[int] = mapped_column(
         BigInteger, nullable=False, default=0, server_default="0"
     )

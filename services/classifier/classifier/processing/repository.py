@@ -58,6 +58,7 @@ def _state_from_row(row: Any) -> CustomerState:
         facts=CustomerFacts.from_doc(row.id, row.facts),
         classes=dict(row.classes),
         features=dict(row.features),
+        motion=dict(row.motion or {}),
         scheme_version=row.scheme_version,
         evaluated_at=to_micros(row.evaluated_at) if row.evaluated_at else None,
         next_review_at=to_micros(row.next_review_at) if row.next_review_at else None,
@@ -73,6 +74,7 @@ STATE_COLUMNS = (
     Customer.facts_through,
     Customer.classes,
     Customer.features,
+    Customer.motion,
     Customer.scheme_version,
     Customer.evaluated_at,
     Customer.next_review_at,
@@ -191,6 +193,7 @@ async def _unnest(
 STATE_WRITE = [
     ("id", "text"),
     ("features", "jsonb"),
+    ("motion", "jsonb"),
     ("classes", "jsonb"),
     ("scheme_version", "int"),
     ("evaluated_at", "timestamptz"),
@@ -231,6 +234,7 @@ async def save_states(
         row = [
             s.customer_id,
             _json(s.features),
+            _json(s.motion),
             _json(s.classes),
             s.scheme_version,
             instant(s.evaluated_at),

@@ -55,6 +55,9 @@ class CustomerState:
     facts: CustomerFacts
     classes: dict[str, dict[str, Any]] = field(default_factory=dict)
     features: dict[str, Any] = field(default_factory=dict)
+    # How the time-moving values among `features` and the explanations' checks
+    # move after `evaluated_at` (Feature.motion), for reads as of the read.
+    motion: dict[str, list[Any]] = field(default_factory=dict)
     scheme_version: int | None = None
     evaluated_at: int | None = None
     next_review_at: int | None = None
@@ -87,6 +90,8 @@ class CustomerState:
         if self.evaluation is not None:
             self.features = self.evaluation.features
             self.evaluation = None
+            if scheme is not None and self.evaluated_at is not None:
+                self.motion = motion_of(self, scheme, self.evaluated_at)
         if (
             scheme is not None
             and self.facts_changed
@@ -107,6 +112,21 @@ class CustomerState:
 
     def active_overrides(self) -> dict[str, Override]:
         return overrides_from(self.overrides)
+
+
+def motion_of(state: CustomerState, scheme: CompiledScheme, at: int) -> dict[str, list[Any]]:
+    """How the values a reader sees (stored features, the checks of the stored
+    explanations) move with time after `at`, for those that do."""
+    names = set(scheme.stored_features)
+    for stored in state.classes.values():
+        names.update(c["feature"] for c in stored["explanation"].get("checks", ()))
+    out: dict[str, list[Any]] = {}
+    for name in sorted(names):
+        feature = scheme.features.get(name)
+        moving = feature.motion(state.facts, at) if feature is not None else None
+        if moving is not None:
+            out[name] = moving
+    return out
 
 
 def change_id(
