@@ -140,14 +140,16 @@ async def test_posted_order_shows_up_classified_and_announced(
     assert behaviour["class"] == "occasional"
     assert behaviour["scheme_version"] == 1
     # Classes are evaluated at the business time of what happened (the order's
-    # placed_at), so the explanation's features are as of `evaluated_at`.
+    # placed_at); a value that moves with time alone is shown as of the read.
     assert datetime.fromisoformat(body["evaluated_at"]) == datetime.fromisoformat(placed_at)
+    assert body["review_due"] is False
+    read_at = datetime.fromisoformat(body["values_as_of"])
     assert behaviour["explanation"]["checks"] == [
         {
             "feature": "recency_days",
             "op": "lt",
             "expected": 365,
-            "actual": 0,
+            "actual": (read_at - datetime.fromisoformat(placed_at)).days,  # 2
             "result": True,
         }
     ]

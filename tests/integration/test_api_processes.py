@@ -89,6 +89,9 @@ async def test_two_api_processes_serve_consistent_answers(
     _, admin = await create_key(sessions, "admin", "admin")
     read_id, read = await create_key(sessions, "reader", "read")
     env = service_env(classifier_settings)  # the default key cache
+    # Reads show time-moving values as of the read: one frozen "now" for both
+    # processes makes their answers comparable byte for byte.
+    env["CLASSIFIER_CLOCK_FROZEN_AT"] = datetime.now(UTC).isoformat()
     with serving("classifier.app:create_app", env, tmp_path / "api.log") as url:
         customer = f"{url}/v1/customers/cust-p"
         reads = await many("GET", customer, headers={"X-API-Key": read})
