@@ -10,7 +10,9 @@ from eventschemas.events import (
     ActivityEvent,
     CallLogged,
     CallOutcome,
+    CrmCompanyMerged,
     CrmCompanyUpdated,
+    CrmContactMerged,
     CrmContactUpdated,
     CrmDealStageChanged,
     CrmRelationshipChanged,
@@ -91,6 +93,17 @@ def one_of_each_type(customer: str, *, now: datetime | None = None) -> list[Acti
             kind="visit",
             owner_id="sales-1",
             touched_at=now - day / 2,
+        ),
+        # Merges of customers nobody else knows: `customer` absorbs them.
+        CrmContactMerged(
+            customer_id=customer,
+            absorbed_ids=[f"{customer}-dup"],
+            merged_at=now - day / 3,
+        ),
+        CrmCompanyMerged(
+            customer_id=customer,
+            absorbed_ids=[f"{customer}-co-dup"],
+            merged_at=now - day / 4,
         ),
     ]
     assert {e.TYPE for e in events} == set(EVENT_TYPES), "a new event type needs a sample here"

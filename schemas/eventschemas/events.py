@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -74,18 +76,38 @@ class IntentLevel(StrEnum):
 
 
 E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
+Digest = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+def identity_digest(key: bytes, kind: str, value: str) -> str:
+    """The keyed digest of one identifier (HMAC-SHA256, hex): `kind` is `email`, `phone`
+    or `customer`, `value` the normalised e-mail, the E.164 number or the customer id.
+
+    Keyed, so that nobody without the key can test a guessed phone number against it
+    (the phone numbers of a country are few enough to try every one).
+    """
+    return hmac.new(key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
 
 
 class Identity(BaseModel):
-    """A customer's contact points, normalised at the edge so identities can be merged.
+    """The customer's contact points as keyed digests (see `identity_digest`), so the
+    classifier can tell that two doors lead to one customer without ever holding the
+    e-mail or the phone number.
 
-    Personal data: it travels in the event, never in logs or metrics.
+    `phone`/`email` in clear are only read from events written before digests existed;
+    nothing emits them any more.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    phone: E164 | None = Field(default=None, description="E.164, e.g. +8613800138000.")
-    email: IdText | None = Field(default=None, max_length=254, description="Lower-cased.")
+    phone_hash: Digest | None = Field(
+        default=None, description="identity_digest(key, 'phone', the number in E.164)."
+    )
+    email_hash: Digest | None = Field(
+        default=None, description="identity_digest(key, 'email', the lower-cased address)."
+    )
+    phone: E164 | None = Field(default=None, description="Deprecated: never emitted.")
+    email: IdText | None = Field(default=None, max_length=254, description="Deprecated.")
 
 
 class ActivityEvent(BaseModel):
@@ -99,7 +121,7 @@ class ActivityEvent(BaseModel):
     customer_id: CustomerId
     revision: Revision = 0
     identity: Identity | None = Field(
-        default=None, description="Normalised phone/e-mail the source gave for the customer."
+        default=None, description="Digests of the phone/e-mail the source gave for the customer."
     )
 
     def natural_id(self) -> str:
@@ -300,6 +322,34 @@ class CrmTouchpointLogged(ActivityEvent):
         return self.touched_at
 
 
+class CrmContactMerged(ActivityEvent):
+    """A CRM (or any source) merged records: the customers `absorbed_ids` are one
+    customer with the subject from now on (the subject survives).
+    """
+
+    TYPE: ClassVar[str] = "crm.contact.merged"
+
+    absorbed_ids: list[CustomerId] = Field(min_length=1, max_length=100)
+    crm_record_id: NaturalId | None = Field(
+        default=None, description="The CRM's id of the surviving record, when it has one."
+    )
+    merged_at: Instant
+    source_event_id: NaturalId | None = None
+
+    def natural_id(self) -> str:
+        return self.source_event_id or (
+            f"merge:{self.customer_id}<-{','.join(sorted(self.absorbed_ids))}"
+            f"@{self.merged_at.isoformat()}"
+        )
+
+    def occurred_at(self) -> datetime:
+        return self.merged_at
+
+
+class CrmCompanyMerged(CrmContactMerged):
+    TYPE: ClassVar[str] = "crm.company.merged"
+
+
 EVENT_TYPES: dict[str, type[ActivityEvent]] = {
     cls.TYPE: cls
     for cls in (
@@ -312,6 +362,8 @@ EVENT_TYPES: dict[str, type[ActivityEvent]] = {
         CrmDealStageChanged,
         CrmRelationshipChanged,
         CrmTouchpointLogged,
+        CrmContactMerged,
+        CrmCompanyMerged,
     )
 }
 
