@@ -27,6 +27,7 @@ class ChangeReason(StrEnum):
     SCHEME_CHANGE = "scheme_change"
     OVERRIDE = "override"
     MERGE = "merge"
+    UNMERGE = "unmerge"
 
 
 class ClassChanged(BaseModel):
@@ -54,5 +55,39 @@ class ClassChanged(BaseModel):
             subject=self.customer_id,
             time=self.occurred_at,
             dataschema=CHANGE_DATASCHEMA,
+            data=self.model_dump(mode="json"),
+        )
+
+
+MERGED_EVENT_TYPE = "customer.merged"
+MERGED_EVENT_VERSION = 1
+MERGED_DATASCHEMA = dataschema_for(MERGED_EVENT_TYPE, MERGED_EVENT_VERSION)
+
+
+class CustomerMerged(BaseModel):
+    """A merge made one customer of two: `absorbed_ids` lead to `customer_id` (the
+    survivor) from now on. The survivor's class changes that follow from it carry
+    reason `merge`; the absorbed customer's classes end with it.
+
+    On the class-change topic beside the ClassChanged records, keyed by the survivor.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    change_id: str
+    customer_id: str
+    absorbed_ids: list[str]
+    reason: ChangeReason
+    event_id: str | None
+    occurred_at: AwareDatetime
+
+    def to_envelope(self) -> Envelope:
+        return Envelope(
+            id=self.change_id,
+            source=CHANGE_SOURCE,
+            type=MERGED_EVENT_TYPE,
+            subject=self.customer_id,
+            time=self.occurred_at,
+            dataschema=MERGED_DATASCHEMA,
             data=self.model_dump(mode="json"),
         )

@@ -230,7 +230,15 @@ async def test_every_object_becomes_the_right_events(
     # The phone is looked for whole and as digits: a four-digit fragment could
     # occur by chance in a millisecond revision.
     wire = b"".join(e.to_bytes() for es in events.values() for e in es).decode()
-    for personal in ("张三", "上海某某制造", "5555 0100", "2155550100", "王经理", "13900001111", "拜访"):
+    for personal in (
+        "张三",
+        "上海某某制造",
+        "5555 0100",
+        "2155550100",
+        "王经理",
+        "13900001111",
+        "拜访",
+    ):
         assert personal not in wire
     assert server.tokens_issued == 1
 

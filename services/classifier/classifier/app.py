@@ -25,7 +25,7 @@ from classifier.errors import DatabaseUnavailable, database_input_problem
 from classifier.health.router import router as health_router
 from classifier.jobs.router import router as jobs_router
 from classifier.metrics import HTTP
-from classifier.processing.batch import BatchProcessor
+from classifier.processing.batch import BatchProcessor, IdentityOptions
 from classifier.schemes.router import router as schemes_router
 from classifier.schemes.service import SchemeCache
 from eventschemas.http import document_problems, install_problem_handlers, problem_response
@@ -51,7 +51,9 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
         app.state.sessions = sessions
         app.state.schemes = SchemeCache()
         app.state.processor = BatchProcessor(
-            make_sessionmaker(background_engine), app.state.schemes
+            make_sessionmaker(background_engine),
+            app.state.schemes,
+            identity=IdentityOptions.of(settings),
         )
         app.state.key_verifier = KeyVerifier(sessions, settings.api_key_cache_seconds)
         app.state.read_pool = await reads.create_pool(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, AwareDatetime, Field
+from pydantic import AliasChoices, AwareDatetime, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eventschemas.keycache import DEFAULT_TTL_SECONDS
@@ -135,6 +135,17 @@ class ClassifierSettings(BaseSettings):
     )
     cors_origins: str = Field(default="", description="Comma-separated allowed origins, or *.")
     max_lookup_ids: int = 1000
+    identity_key: SecretStr | None = Field(
+        default=None,
+        description="The secret ingest digests e-mails and phones with (INGEST_IDENTITY_KEY): "
+        "used here only for events written before digests, which carry the values.",
+    )
+    identity_ambiguous_after: int = Field(
+        default=20,
+        ge=1,
+        description="An e-mail or phone seen with more customer ids than this is ambiguous "
+        "(a switchboard, an info@ mailbox): it merges nothing any more.",
+    )
     worker_metrics_port: int = Field(default=9102, description="0 disables the worker's /metrics")
     clock_offset_seconds: float = Field(
         default=0.0, description="Shifts the worker's clock; for tests and demos only."

@@ -22,8 +22,12 @@ from classifier.models import CustomerFactRecord
 __all__ = ["append_facts", "catch_up", "load_facts", "load_tails"]
 
 
-async def append_facts(session: AsyncSession, rows: Sequence[tuple[str, Fact, str]]) -> None:
-    """Append (customer id, fact, event id) rows to the facts log, in one statement."""
+async def append_facts(
+    session: AsyncSession, rows: Sequence[tuple[str, Fact, str, str | None]]
+) -> None:
+    """Append (customer id, fact, event id, origin) rows to the facts log, in one
+    statement; origin: the customer id the event named when identity resolution
+    put it on another customer (else None)."""
     if not rows:
         return
     columns = [
@@ -34,6 +38,7 @@ async def append_facts(session: AsyncSession, rows: Sequence[tuple[str, Fact, st
         ("s", "timestamptz"),
         ("b", "jsonb"),
         ("e", "text"),
+        ("o", "text"),
     ]
     source, params = unnest(
         columns,
@@ -46,13 +51,15 @@ async def append_facts(session: AsyncSession, rows: Sequence[tuple[str, Fact, st
                 from_micros(f.seen),
                 orjson.dumps(f.body).decode(),
                 e,
+                o,
             )
-            for c, f, e in rows
+            for c, f, e, o in rows
         ],
     )
     await session.execute(
         text(
-            "INSERT INTO customer_facts (customer_id, kind, fact_key, at, seen, body, event_id) "
+            "INSERT INTO customer_facts (customer_id, kind, fact_key, at, seen, body, event_id, "
+            "origin_id) "
             f"SELECT {select_list(columns)} FROM {source}"
         ),
         params,

@@ -16,3 +16,6 @@ class Lock(IntEnum):
     INBOX_PRUNE = 7_005  # one worker prunes the inbox at a time
     RELAY_LEADER = 7_006  # session-scoped: the one relay in the group that publishes
     INTAKE_PRUNE = 7_007  # session-scoped, taken by ingest: one process prunes fingerprints
+    # The key space of per-customer-id locks (two-key form: this, hashtext(id)) that
+    # identity resolution takes for every id it resolves to or makes an alias.
+    CUSTOMER_ID = 7_008

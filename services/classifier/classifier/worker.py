@@ -23,7 +23,7 @@ from classifier.consumer.runner import ActivityConsumer
 from classifier.db import make_engine, make_sessionmaker
 from classifier.jobs.runner import JobRunner
 from classifier.metrics import DB_POOL_IN_USE, DB_POOL_MAX, WORKER_REGISTRY
-from classifier.processing.batch import BatchProcessor
+from classifier.processing.batch import BatchProcessor, IdentityOptions
 from classifier.processing.cache import StateCache
 from classifier.scheduler import ReviewScheduler
 from classifier.schemes.service import SchemeCache, ensure_active_scheme
@@ -56,7 +56,12 @@ async def run_worker(
         await ensure_active_scheme(sessions, settings.scheme_file)
         await producer.start()
         schemes = SchemeCache()
-        processor = BatchProcessor(sessions, schemes, StateCache(settings.state_cache_size))
+        processor = BatchProcessor(
+            sessions,
+            schemes,
+            StateCache(settings.state_cache_size),
+            IdentityOptions.of(settings),
+        )
         progress = progress or PartitionProgress()
         consumer = ActivityConsumer(
             settings, processor, producer, stopping=stopping, progress=progress

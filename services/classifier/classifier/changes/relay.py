@@ -20,13 +20,15 @@ from classifier.db import dsn, unit_of_work
 from classifier.locks import Lock
 from classifier.metrics import CHANGES_PUBLISHED, OUTBOX_OLDEST_AGE
 from classifier.models import ClassChange
-from classifier.models.messaging import OUTBOX_CHANNEL
+from classifier.models.messaging import MERGED_DIMENSION, OUTBOX_CHANNEL
 from classifier.topics import topic_partitions
 from eventschemas.changes import (
     CHANGE_DATASCHEMA,
     CHANGE_EVENT_TYPE,
     CHANGE_ID_HEADER,
     CHANGE_SOURCE,
+    MERGED_DATASCHEMA,
+    MERGED_EVENT_TYPE,
 )
 from eventschemas.envelope import STRUCTURED_HEADER
 
@@ -60,6 +62,8 @@ def encode_record(values: Sequence[Any]) -> bytes:
     them equal) at a fraction of the cost.
     """
     change = dict(zip(_FIELDS, values, strict=True))
+    if change["dimension"] == MERGED_DIMENSION:
+        return _encode_merged(change)
     return orjson.dumps(
         {
             "specversion": "1.0",
@@ -71,6 +75,32 @@ def encode_record(values: Sequence[Any]) -> bytes:
             "datacontenttype": "application/json",
             "dataschema": CHANGE_DATASCHEMA,
             "data": change,
+        },
+        option=orjson.OPT_UTC_Z,
+    )
+
+
+def _encode_merged(row: dict[str, Any]) -> bytes:
+    """The CloudEvent of a merge's outbox row: `data` a CustomerMerged."""
+    merged = {
+        "change_id": row["change_id"],
+        "customer_id": row["customer_id"],
+        "absorbed_ids": [row["rule"]],
+        "reason": row["reason"],
+        "event_id": row["event_id"],
+        "occurred_at": row["occurred_at"],
+    }
+    return orjson.dumps(
+        {
+            "specversion": "1.0",
+            "id": row["change_id"],
+            "source": CHANGE_SOURCE,
+            "type": MERGED_EVENT_TYPE,
+            "subject": row["customer_id"],
+            "time": row["occurred_at"],
+            "datacontenttype": "application/json",
+            "dataschema": MERGED_DATASCHEMA,
+            "data": merged,
         },
         option=orjson.OPT_UTC_Z,
     )

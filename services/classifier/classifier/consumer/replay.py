@@ -16,7 +16,7 @@ from classifier.config import ClassifierSettings
 from classifier.consumer.decoding import PoisonMessage, decode
 from classifier.db import unit_of_work
 from classifier.processing import repository
-from classifier.processing.batch import BatchProcessor, Delivery
+from classifier.processing.batch import BatchProcessor, Delivery, IdentityOptions
 from classifier.schemes.cutoffs import refresh_cutoffs
 from classifier.schemes.service import SchemeCache, ensure_active_scheme
 from classifier.topics import topic_partitions
@@ -58,7 +58,7 @@ async def replay(
             raise NotEmpty("the database already holds state; replay needs an empty one")
     await ensure_active_scheme(sessions, settings.scheme_file)
     schemes = SchemeCache()
-    processor = BatchProcessor(sessions, schemes)
+    processor = BatchProcessor(sessions, schemes, identity=IdentityOptions.of(settings))
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         enable_auto_commit=False,

@@ -26,8 +26,13 @@ _COLUMNS = (
     "updated_at, order_count, gross_revenue, refunded_amount, net_revenue, first_order_at, "
     "last_order_at, call_count, last_call_at"
 )
-ONE = f"SELECT {_COLUMNS} FROM customers WHERE id = $1"
-MANY = f"SELECT {_COLUMNS} FROM customers WHERE id = ANY($1::text[])"
+# An id a merge absorbed answers with its survivor (`merged_into`), in the same query.
+_FOLLOW = (
+    ", ".join(f"c.{column}" for column in _COLUMNS.split(", "))
+    + ", a.id AS asked FROM customers a JOIN customers c ON c.id = COALESCE(a.merged_into, a.id)"
+)
+ONE = f"SELECT {_FOLLOW} WHERE a.id = $1"
+MANY = f"SELECT {_FOLLOW} WHERE a.id = ANY($1::text[])"
 
 
 async def _init(conn: asyncpg.Connection) -> None:
@@ -129,6 +134,7 @@ def customer_document(row: asyncpg.Record, now: int | None) -> dict[str, Any]:
     }
     return {
         "id": row["id"],
+        "merged_into": row["id"] if row["asked"] != row["id"] else None,
         "classes": classes,
         "aggregates": {
             "order_count": row["order_count"],

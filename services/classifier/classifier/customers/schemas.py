@@ -49,6 +49,12 @@ class CustomerOut(BaseModel):
     """One customer's classes per dimension with explanations, aggregates and key features."""
 
     id: str
+    merged_into: str | None = Field(
+        default=None,
+        description="Set when the id asked for was merged into this customer (then `id`, "
+        "the survivor): the answer is the survivor's. The absorbed id's class history "
+        "stays readable under its own id.",
+    )
     classes: dict[str, CustomerClassOut]
     aggregates: AggregatesOut
     features: dict[str, Any] = Field(

@@ -39,7 +39,7 @@ async def lookup(
     """`LookupOut`: the customers in the order asked (first mention), and the unknown ids."""
     if len(ids) > limit:
         raise BadRequest(f"at most {limit} ids per lookup, got {len(ids)}")
-    rows = {row["id"]: row for row in await reads.get_many(pool, ids)}
+    rows = {row["asked"]: row for row in await reads.get_many(pool, ids)}
     seen: set[str] = set()
     found: list[dict[str, Any]] = []
     unknown: list[str] = []

@@ -4,6 +4,7 @@ from classifier.models.access import ApiKey, IntakeFingerprint
 from classifier.models.base import Base
 from classifier.models.classes import ClassHistory, CustomerClass
 from classifier.models.customer import Customer, CustomerFactRecord
+from classifier.models.identity import CustomerMerge, IdentityLink, KeptApart
 from classifier.models.job import Job
 from classifier.models.messaging import ClassChange, ProcessedEvent
 from classifier.models.scheme import PopulationCutoffs, SchemeVersion
@@ -17,10 +18,13 @@ __all__ = [
     "Customer",
     "CustomerClass",
     "CustomerFactRecord",
+    "CustomerMerge",
     "FxiaokeAccount",
     "FxiaokeSyncCursor",
+    "IdentityLink",
     "IntakeFingerprint",
     "Job",
+    "KeptApart",
     "PopulationCutoffs",
     "ProcessedEvent",
     "SchemeVersion",

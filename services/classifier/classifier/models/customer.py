@@ -62,6 +62,9 @@ class Customer(Base):
     # The activity partition the customer's events arrive on: the scheduler of
     # the worker owning that partition reviews the customer (see scheduler.py).
     kafka_partition: Mapped[int | None] = mapped_column(Integer)
+    # Set when a merge absorbed this customer: its id leads to the survivor, its
+    # facts moved there, its class history stays readable here.
+    merged_into: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
@@ -75,6 +78,9 @@ class Customer(Base):
             "kafka_partition",
             "next_review_at",
             postgresql_where="next_review_at IS NOT NULL",
+        ),
+        Index(
+            "ix_customers_merged_into", "merged_into", postgresql_where="merged_into IS NOT NULL"
         ),
     )
 
@@ -98,6 +104,9 @@ class CustomerFactRecord(Base):
     seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     body: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     event_id: Mapped[str | None] = mapped_column(String(200))
+    # The customer id the fact's event named, when a merge moved the fact to
+    # another customer (NULL: `customer_id` itself): an unmerge moves it back.
+    origin_id: Mapped[str | None] = mapped_column(String(128))
     recorded_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )

@@ -11,6 +11,11 @@ from classifier.models.base import Base
 
 # NOTIFY'd by every transaction that wrote outbox rows (class_changes); the relay LISTENs.
 OUTBOX_CHANNEL = "class_changes_outbox"
+# A `customer.merged` record in the outbox: a class_changes row in this
+# pseudo-dimension (no scheme dimension starts with "@"): customer_id is the
+# survivor, `rule` the absorbed id.
+MERGED_DIMENSION = "@merged"
+MERGED_CLASS = "merged"
 
 
 class ProcessedEvent(Base):

@@ -10,9 +10,12 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from classifier import facts_log
+from classifier.config import ClassifierSettings
 from classifier.db import unit_of_work
 from classifier.engine import CompiledScheme, CustomerFacts
-from classifier.engine.facts import Fact, fact_of, rebuild
+from classifier.engine.facts import Fact, fact_of, rebuild, to_micros
+from classifier.identity import graph
+from classifier.identity.graph import StaleResolution
 from classifier.processing import repository
 from classifier.processing.cache import StateCache
 from classifier.processing.state import (
@@ -25,7 +28,7 @@ from classifier.processing.state import (
 from classifier.schemes.service import SchemeCache
 from eventschemas.changes import ChangeReason
 from eventschemas.envelope import Envelope
-from eventschemas.events import ActivityEvent
+from eventschemas.events import ActivityEvent, CrmContactMerged
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,23 @@ class Delivery:
     envelope: Envelope
     event: ActivityEvent
     partition: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityOptions:
+    """How the batch resolves identities (see identity/graph.py)."""
+
+    key: bytes | None = None  # digests clear values of events from before digests
+    ambiguous_after: int = 20
+
+    @classmethod
+    def of(cls, settings: ClassifierSettings) -> IdentityOptions:
+        key = settings.identity_key.get_secret_value().encode() if settings.identity_key else None
+        return cls(key, settings.identity_ambiguous_after)
+
+
+# A batch whose customers another worker merged meanwhile runs again (graph.py).
+RESOLVE_ATTEMPTS = 5
 
 
 @dataclass(slots=True)
@@ -54,17 +74,27 @@ class BatchProcessor:
         sessions: async_sessionmaker[AsyncSession],
         schemes: SchemeCache,
         cache: StateCache | None = None,
+        identity: IdentityOptions | None = None,
     ) -> None:
         self._sessions = sessions
         self._schemes = schemes
+        self.identity = identity or IdentityOptions()
         # The worker's states between batches (see processing/cache.py); None: none.
         self.cache = cache
 
     async def process(self, items: Sequence[Delivery]) -> BatchResult:
         """Apply events in their order; commits once, or raises and changes nothing."""
         written: list[tuple[dict[str, CustomerState], dict[str, str]]] = []
-        async with unit_of_work(self._sessions) as session:
-            result = await self._process(session, items, written)
+        for attempt in range(RESOLVE_ATTEMPTS):
+            try:
+                async with unit_of_work(self._sessions) as session:
+                    result = await self._process(session, items, written)
+                break
+            except StaleResolution:
+                written.clear()
+                if attempt == RESOLVE_ATTEMPTS - 1:
+                    raise
+                log.info("a customer of the batch was merged meanwhile; running it again")
         if self.cache is not None:  # committed: the states are what the rows now hold
             for states, versions in written:
                 self.cache.put(states.values(), versions)
@@ -99,16 +129,34 @@ class BatchProcessor:
         claimed = await repository.claim_events(
             session, [(d.envelope.id, d.event.customer_id) for d in items]
         )
-        by_customer: dict[str, list[tuple[Delivery, Fact]]] = defaultdict(list)
+        fresh: list[Delivery] = []
         duplicates = 0
         for item in items:
             if item.envelope.id not in claimed:
                 duplicates += 1
                 continue
             claimed.discard(item.envelope.id)  # a duplicate inside the same batch
-            by_customer[item.event.customer_id].append((item, fact_of(item.event)))
-        if not by_customer:
+            fresh.append(item)
+        if not fresh:
             return BatchResult(0, duplicates, [])
+        resolution = await graph.resolve(
+            session,
+            [
+                graph.sighting_of(
+                    d.event,
+                    d.envelope.id,
+                    to_micros(d.envelope.time),
+                    self.identity.key,
+                    d.envelope.source,
+                )
+                for d in fresh
+            ],
+            ambiguous_after=self.identity.ambiguous_after,
+        )
+        by_customer: dict[str, list[tuple[Delivery, Fact | None]]] = defaultdict(list)
+        for item in fresh:
+            fact = None if isinstance(item.event, CrmContactMerged) else fact_of(item.event)
+            by_customer[resolution.target[item.event.customer_id]].append((item, fact))
         scheme = await self._schemes.active(session)
         cutoffs = await repository.load_cutoffs(session, scheme.version)
         states = await self._load(session, by_customer)
@@ -124,22 +172,42 @@ class BatchProcessor:
             [
                 cid
                 for cid, pairs in by_customer.items()
-                if any(states[cid].facts.needs_rebuild(fact) for _, fact in pairs)
+                if cid in resolution.survivors
+                or any(fact and states[cid].facts.needs_rebuild(fact) for _, fact in pairs)
             ],
         )
         changes: list[Change] = []
+        for merge in resolution.merges:
+            state = states[merge.survivor]
+            if merge.survivor in resolution.survivors:  # once per survivor, at its first merge
+                resolution.survivors.discard(merge.survivor)
+                at = max(merge.at, state.evaluated_at or merge.at)
+                changes += review_until(state, scheme, at, cutoffs=cutoffs)
+                changes += reclassify(
+                    state, scheme, at, ChangeReason.MERGE, event_id=merge.event_id, cutoffs=cutoffs
+                )
+        origin = {d.envelope.id: d.event.customer_id for d in fresh}
         applied = 0
         for customer_id, pairs in by_customer.items():
             state = states[customer_id]
             for item, fact in pairs:
-                changes += apply_event(state, scheme, item.envelope, fact, cutoffs=cutoffs)
                 applied += 1
+                if fact is None:  # a merge event: resolved above
+                    continue
+                changes += apply_event(state, scheme, item.envelope, fact, cutoffs=cutoffs)
                 if item.partition is not None:
                     state.kafka_partition = item.partition
         await facts_log.append_facts(
             session,
             [
-                (s.customer_id, fact, event_id)
+                (
+                    s.customer_id,
+                    fact,
+                    event_id,
+                    None
+                    if origin.get(event_id, s.customer_id) == s.customer_id
+                    else origin[event_id],
+                )
                 for s in states.values()
                 for fact, event_id in s.new_facts
             ],

@@ -1,0 +1,1 @@
+"""The identity graph: one customer, however they reach us (resolution, merges, unmerges)."""
