@@ -117,7 +117,8 @@ async def test_a_call_with_only_the_email_joins_the_known_customer(
     assert customer.call_count == 1
     assert stage(customer) == "initial_intent"
     alias = await row(sessions, derived(alone))
-    assert alias.merged_into == known and alias.call_count == 0
+    assert alias.merged_into == known
+    assert alias.call_count == 0
     async with sessions() as session:
         merges = await session.scalar(
             text("SELECT count(*) FROM customer_merges WHERE survivor_id = :c"), {"c": known}
@@ -144,7 +145,8 @@ async def test_an_event_tying_two_known_customers_merges_them(
 
     survivor, absorbed = await row(sessions, first), await row(sessions, second)
     assert survivor.order_count == 6  # both histories
-    assert absorbed.merged_into == first and absorbed.classes == {}
+    assert absorbed.merged_into == first
+    assert absorbed.classes == {}
     async with sessions() as session:
         audit = (
             await session.execute(
