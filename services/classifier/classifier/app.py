@@ -23,6 +23,7 @@ from classifier.customers.router import router as customers_router
 from classifier.db import dsn, is_unavailable, make_engine, make_sessionmaker, sqlstate
 from classifier.errors import DatabaseUnavailable, database_input_problem
 from classifier.health.router import router as health_router
+from classifier.identity.router import router as identity_router
 from classifier.jobs.router import router as jobs_router
 from classifier.metrics import HTTP
 from classifier.processing.batch import BatchProcessor, IdentityOptions
@@ -129,6 +130,7 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
     app.include_router(changes_router)
     app.include_router(schemes_router)
     app.include_router(jobs_router)
+    app.include_router(identity_router)
     app.add_middleware(RequestMetrics, metrics=HTTP)
     app.add_middleware(BodyTimeout, timeout=settings.body_timeout_seconds)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]

@@ -80,7 +80,7 @@ class Sighting:
     subject: str
     digests: list[tuple[str, str]]
     absorb: list[str]  # a merge event: these ids become the subject's
-    event_id: str
+    event_id: str | None
     at: int  # µs
     actor: str | None = None
     cause: str = "crm"  # of the merges `absorb` asks for: crm or admin
@@ -495,3 +495,92 @@ def sighting_of(
         at=at,
         actor=actor,
     )
+
+
+class NotMergedInto(Exception):
+    """An unmerge named an id that is not merged into the customer."""
+
+
+async def split(
+    session: AsyncSession, survivor: str, ids: Sequence[str], actor: str | None
+) -> list[str]:
+    """Undo merges into `survivor`: each of `ids`, and what was merged into it before,
+    gets back the facts that came with its ids and the identifiers first seen with
+    them; shared identifiers stay with the survivor, and the pair is kept apart from
+    now on (an explicit merge still joins them). Returns the customers to rebuild."""
+    home: dict[str, str] = {n: n for n in ids}
+    frontier = list(ids)
+    while frontier:  # what each id had absorbed before it was absorbed itself
+        rows = await session.execute(
+            text(
+                "SELECT absorbed_id, survivor_id FROM customer_merges "
+                "WHERE survivor_id = ANY(:ids) AND undone_at IS NULL"
+            ),
+            {"ids": frontier},
+        )
+        frontier = []
+        for absorbed, into in rows:
+            if absorbed not in home and absorbed != survivor:
+                home[absorbed] = home[into]
+                frontier.append(absorbed)
+    await _lock_customers(session, {survivor, *home}, set())
+    rows = await session.execute(
+        text("SELECT id, merged_into FROM customers WHERE id = ANY(:ids)"), {"ids": list(ids)}
+    )
+    into = dict(rows.all())
+    wrong = sorted(n for n in ids if into.get(n) != survivor)
+    if wrong:
+        raise NotMergedInto(f"not merged into {survivor!r}: {', '.join(map(repr, wrong))}")
+    pairs = sorted(home.items())
+    source, params = unnest([("x", "text"), ("n", "text")], pairs)
+    params["s"] = survivor
+    await session.execute(
+        text(
+            "UPDATE customer_facts f SET customer_id = t.n, "
+            "origin_id = CASE WHEN t.x = t.n THEN NULL ELSE t.x END "
+            f"FROM {source} WHERE f.customer_id = :s AND f.origin_id = t.x"
+        ),
+        params,
+    )
+    await session.execute(
+        text(
+            "UPDATE customers c SET merged_into = CASE WHEN c.id = t.n THEN NULL ELSE t.n END, "
+            f"updated_at = now() FROM {source} WHERE c.id = t.x"
+        ),
+        params,
+    )
+    await session.execute(
+        text(
+            "UPDATE identity_links l SET customer_id = t.n "
+            f"FROM {source} WHERE l.customer_id = :s AND l.subjects[1] = t.x"
+        ),
+        params,
+    )
+    apart, apart_params = unnest([("a", "text"), ("b", "text")], [_pair(survivor, n) for n in ids])
+    await session.execute(
+        text(
+            f"INSERT INTO identity_apart (low_id, high_id) SELECT a, b FROM {apart} "
+            "ON CONFLICT DO NOTHING"
+        ),
+        apart_params,
+    )
+    await session.execute(
+        text(
+            "UPDATE customer_merges SET undone_at = now(), undone_by = :w "
+            "WHERE survivor_id = :s AND absorbed_id = ANY(:ids) AND undone_at IS NULL"
+        ),
+        {"w": actor, "s": survivor, "ids": list(ids)},
+    )
+    return [survivor, *ids]
+
+
+async def ambiguous(session: AsyncSession, limit: int) -> list[tuple[str, str, int]]:
+    """(kind, digest, customers it was seen with, at least) of ambiguous identifiers."""
+    rows = await session.execute(
+        text(
+            "SELECT kind, digest, cardinality(subjects) FROM identity_links WHERE ambiguous "
+            "ORDER BY cardinality(subjects) DESC, kind, digest LIMIT :n"
+        ),
+        {"n": limit},
+    )
+    return [(k, d, n) for k, d, n in rows]

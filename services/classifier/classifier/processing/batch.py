@@ -15,7 +15,7 @@ from classifier.db import unit_of_work
 from classifier.engine import CompiledScheme, CustomerFacts
 from classifier.engine.facts import Fact, fact_of, rebuild, to_micros
 from classifier.identity import graph
-from classifier.identity.graph import StaleResolution
+from classifier.identity.graph import Sighting, StaleResolution
 from classifier.processing import repository
 from classifier.processing.cache import StateCache
 from classifier.processing.state import (
@@ -248,6 +248,63 @@ class BatchProcessor:
             await repository.save_states(session, states.values(), scheme)
             await repository.record_changes(session, changes, announce=announce)
             return changes
+
+    async def merge_by_hand(
+        self, survivor: str, absorb: Sequence[str], now: int, actor: str
+    ) -> list[Change]:
+        """An admin merge: `absorb` become `survivor`'s (cause `admin` in the audit
+        trail, reason `merge` on the change stream)."""
+        sighting = Sighting(survivor, [], list(absorb), None, now, actor, cause="admin")
+        for attempt in range(RESOLVE_ATTEMPTS):
+            try:
+                async with unit_of_work(self._sessions) as session:
+                    resolution = await graph.resolve(
+                        session, [sighting], ambiguous_after=self.identity.ambiguous_after
+                    )
+                    return await self._rebuild(
+                        session, resolution.survivors, now, ChangeReason.MERGE
+                    )
+            except StaleResolution:
+                if attempt == RESOLVE_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def unmerge(
+        self, survivor: str, ids: Sequence[str], now: int, actor: str
+    ) -> list[Change]:
+        """Undo merges into `survivor` (see identity/graph.py `split`); reason `unmerge`."""
+        async with unit_of_work(self._sessions) as session:
+            rebuilt = await graph.split(session, survivor, ids, actor)
+            return await self._rebuild(session, rebuilt, now, ChangeReason.UNMERGE)
+
+    async def _rebuild(
+        self, session: AsyncSession, ids: Iterable[str], now: int, reason: ChangeReason
+    ) -> list[Change]:
+        """Rebuild these customers from the facts log and reclassify them at `now`."""
+        ids = sorted(set(ids))
+        if not ids:
+            return []
+        states = await repository.load_states(session, ids)
+        for cid in ids:
+            states.setdefault(cid, CustomerState(cid, CustomerFacts(cid), doc_due=True))
+        scheme = await self._schemes.active(session)
+        await _fit(session, scheme, states, ids)
+        cutoffs = await repository.load_cutoffs(session, scheme.version)
+        changes: list[Change] = []
+        for state in states.values():
+            at = max(now, state.evaluated_at or now)
+            changes += review_until(state, scheme, at, cutoffs=cutoffs)
+            changes += reclassify(
+                state,
+                scheme,
+                at,
+                reason,
+                cutoffs=cutoffs,
+                keep_prior=reason != ChangeReason.UNMERGE,
+            )
+        await repository.save_states(session, states.values(), scheme)
+        await repository.record_changes(session, changes)
+        return changes
 
     async def review_due(
         self, now: int, limit: int, partitions: Sequence[int] | None = None

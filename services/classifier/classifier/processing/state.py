@@ -206,15 +206,22 @@ def reclassify(
     event_id: str | None = None,
     cutoffs: Mapping[str, Mapping[str, float]] | None = None,
     only: Sequence[str] | None = None,
+    keep_prior: bool = True,
 ) -> list[Change]:
     """Evaluate the scheme at `at` (in every dimension, or those in `only` and any
     never evaluated under this scheme), store the results, and return what changed.
+
+    `keep_prior=False` evaluates as if the customer held no class yet (no dwell
+    time, no forward-only stage): after an unmerge, whose merged past was a mistake.
 
     An explanation is built only when the class, its rule or the values its
     checks saw changed; otherwise the stored one is kept.
     """
     dims = _to_evaluate(state, scheme, only)
-    previous = {dim: PriorClass(c["class"], c["since"]) for dim, c in state.classes.items()}
+    previous = {
+        dim: PriorClass(c["class"], c["since"])
+        for dim, c in (state.classes.items() if keep_prior else ())
+    }
     result = evaluate(
         scheme,
         state.facts,

@@ -1,0 +1,153 @@
+"""Merges and unmerges by hand through the API (real PostgreSQL)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from classifier.app import create_app
+from classifier.auth import create_key
+from classifier.config import ClassifierSettings
+from classifier.processing.batch import BatchProcessor, IdentityOptions
+from classifier.schemes.service import SchemeCache, ensure_active_scheme
+from tests.integration.test_identity import KEY, deliver, order, phone, tag_digits
+
+
+@pytest.fixture
+async def keys(sessions: async_sessionmaker[AsyncSession]) -> dict[str, str]:
+    keys = {}
+    for scope in ("read", "admin"):
+        keys[f"{scope}_id"], keys[scope] = await create_key(sessions, f"test-{scope}", scope)
+    return keys
+
+
+@pytest.fixture
+async def api(
+    classifier_settings: ClassifierSettings, keys: dict[str, str]
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(classifier_settings.model_copy(update={"api_key_cache_seconds": 0}))
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://api",
+        headers={"Authorization": f"Bearer {keys['admin']}"},
+    ) as client:
+        yield client
+
+
+def classes(document: dict[str, Any]) -> dict[str, str]:
+    return {dim: c["class"] for dim, c in document["classes"].items()}
+
+
+async def test_merge_by_hand_then_unmerge_restores_both(
+    sessions: async_sessionmaker[AsyncSession], api: httpx.AsyncClient, keys: dict[str, str]
+) -> None:
+    await ensure_active_scheme(sessions)
+    worker = BatchProcessor(sessions, SchemeCache(), identity=IdentityOptions(KEY))
+    tag = uuid.uuid4().hex[:8]
+    small, big = f"small-{tag}", f"big-{tag}"
+    await worker.process(deliver(order(small, 1, amount=200)))
+    await worker.process(deliver(*(order(big, n, amount=6000) for n in range(2, 5))))
+    before = {cid: (await api.get(f"/v1/customers/{cid}")).json() for cid in (small, big)}
+    assert classes(before[small])["value"] != classes(before[big])["value"]
+
+    merged = await api.post(f"/v1/customers/{small}/merge", json={"absorb": [big]})
+    assert merged.status_code == 200, merged.text
+    assert merged.json()["aggregates"]["order_count"] == 4
+    assert classes(merged.json())["value"] == "high"  # both histories
+    absorbed = (await api.get(f"/v1/customers/{big}")).json()
+    assert (absorbed["id"], absorbed["merged_into"]) == (small, small)
+    async with sessions() as session:
+        audit = (
+            await session.execute(
+                text("SELECT cause, actor FROM customer_merges WHERE absorbed_id = :a"),
+                {"a": big},
+            )
+        ).all()
+        reasons = set(
+            (
+                await session.execute(
+                    text("SELECT DISTINCT reason FROM class_changes WHERE customer_id = :c"),
+                    {"c": small},
+                )
+            ).scalars()
+        )
+    assert [tuple(r) for r in audit] == [("admin", f"api-key:{keys['admin_id']}")]
+    assert "merge" in reasons
+
+    split = await api.post(f"/v1/customers/{small}/unmerge", json={"customer_ids": [big]})
+    assert split.status_code == 200, split.text
+    after = {cid: (await api.get(f"/v1/customers/{cid}")).json() for cid in (small, big)}
+    for cid in (small, big):
+        assert after[cid]["id"] == cid
+        assert after[cid]["merged_into"] is None
+        assert classes(after[cid]) == classes(before[cid])
+        assert after[cid]["aggregates"] == before[cid]["aggregates"]
+    async with sessions() as session:
+        undone = await session.scalar(
+            text("SELECT undone_by FROM customer_merges WHERE absorbed_id = :a"), {"a": big}
+        )
+        regained = await session.scalar(
+            text(
+                "SELECT count(*) FROM class_changes WHERE customer_id = :c AND reason = 'unmerge'"
+            ),
+            {"c": big},
+        )
+    assert undone == f"api-key:{keys['admin_id']}"
+    assert regained > 0
+
+
+async def test_bad_merges_are_refused_with_the_reason(
+    sessions: async_sessionmaker[AsyncSession], api: httpx.AsyncClient, keys: dict[str, str]
+) -> None:
+    await ensure_active_scheme(sessions)
+    worker = BatchProcessor(sessions, SchemeCache(), identity=IdentityOptions(KEY))
+    tag = uuid.uuid4().hex[:8]
+    a, b, c = f"a-{tag}", f"b-{tag}", f"c-{tag}"
+    await worker.process(deliver(order(a, 1), order(b, 2), order(c, 3)))
+
+    empty = await api.post(f"/v1/customers/{a}/merge", json={"absorb": []})
+    assert empty.status_code == 422
+    assert "absorb" in empty.text
+    unknown = await api.post(f"/v1/customers/{a}/merge", json={"absorb": [f"nobody-{tag}"]})
+    assert unknown.status_code == 404
+    assert f"nobody-{tag}" in unknown.json()["detail"]
+    self_merge = await api.post(f"/v1/customers/{a}/merge", json={"absorb": [a]})
+    assert self_merge.status_code == 409
+    reader = await api.post(
+        f"/v1/customers/{a}/merge",
+        json={"absorb": [b]},
+        headers={"Authorization": f"Bearer {keys['read']}"},
+    )
+    assert reader.status_code == 403
+
+    assert (await api.post(f"/v1/customers/{a}/merge", json={"absorb": [b]})).status_code == 200
+    into_absorbed = await api.post(f"/v1/customers/{b}/merge", json={"absorb": [c]})
+    assert into_absorbed.status_code == 409
+    assert a in into_absorbed.json()["detail"]
+    not_merged = await api.post(f"/v1/customers/{a}/unmerge", json={"customer_ids": [c]})
+    assert not_merged.status_code == 409
+    assert c in not_merged.json()["detail"]
+    # Nothing of that changed the merge that was made.
+    assert (await api.get(f"/v1/customers/{b}")).json()["merged_into"] == a
+
+
+async def test_ambiguous_identifiers_are_listed(
+    sessions: async_sessionmaker[AsyncSession], api: httpx.AsyncClient
+) -> None:
+    await ensure_active_scheme(sessions)
+    worker = BatchProcessor(
+        sessions, SchemeCache(), identity=IdentityOptions(KEY, ambiguous_after=1)
+    )
+    tag = uuid.uuid4().hex[:8]
+    shared = phone(f"+86215556{tag_digits(tag)}")
+    for n in range(3):
+        await worker.process(deliver(order(f"s{n}-{tag}", n, shared)))
+    listed = (await api.get("/v1/identities/ambiguous")).json()
+    mine = [i for i in listed if i["digest"] == shared.phone_hash]
+    assert mine == [{"kind": "phone", "digest": shared.phone_hash, "customers": 2}]
