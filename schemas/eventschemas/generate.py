@@ -18,7 +18,10 @@ from eventschemas.changes import (
     CHANGE_EVENT_TYPE,
     CHANGE_ID_HEADER,
     CHANGE_SOURCE,
+    MERGED_DATASCHEMA,
+    MERGED_EVENT_TYPE,
     ClassChanged,
+    CustomerMerged,
 )
 from eventschemas.envelope import (
     EVENT_ID_HEADER,
@@ -51,6 +54,9 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         ),
         "json/class-changed.v1.schema.json": _schema(
             ClassChanged, "Class changed", CHANGE_DATASCHEMA
+        ),
+        "json/customer-merged.v1.schema.json": _schema(
+            CustomerMerged, "Customer merged", MERGED_DATASCHEMA
         ),
     }
     for event_type, model in sorted(EVENT_TYPES.items()):
@@ -154,6 +160,27 @@ def _class_changed_message() -> dict[str, Any]:
     }
 
 
+def _customer_merged_message() -> dict[str, Any]:
+    return {
+        "name": MERGED_EVENT_TYPE,
+        "title": MERGED_EVENT_TYPE,
+        "summary": "A merge made one customer of two: the absorbed ids lead to the subject.",
+        "description": "Beside the class changes it causes (reason `merge`), keyed by the "
+        "survivor; the absorbed customer's classes end with it.",
+        "contentType": "application/cloudevents+json",
+        "headers": _structured_headers(
+            **{CHANGE_ID_HEADER: {"type": "string", "description": "The record id (`id`)."}}
+        ),
+        "payload": _cloudevent_payload(
+            MERGED_EVENT_TYPE,
+            MERGED_DATASCHEMA,
+            "./json/customer-merged.v1.schema.json",
+            source={"const": CHANGE_SOURCE},
+        ),
+        "bindings": _key("The survivor's customer id (the event's `subject`)."),
+    }
+
+
 def _dead_letter_message() -> dict[str, Any]:
     numeric = {"type": "string", "pattern": "^[0-9]+$"}
     return {
@@ -204,7 +231,11 @@ def _dead_letter_message() -> dict[str, Any]:
 def asyncapi() -> dict[str, Any]:
     """The AsyncAPI 3.0 document of the three topics, as their records are on the wire."""
     activity = {t: _activity_message(t, m) for t, m in sorted(EVENT_TYPES.items())}
-    messages = {**activity, "classChanged": _class_changed_message()}
+    messages = {
+        **activity,
+        "classChanged": _class_changed_message(),
+        "customerMerged": _customer_merged_message(),
+    }
     messages["deadLetter"] = _dead_letter_message()
 
     def refs(names: Any) -> dict[str, Any]:
@@ -235,9 +266,9 @@ def asyncapi() -> dict[str, Any]:
             "classChanges": {
                 "address": CLASS_CHANGES_TOPIC,
                 "title": "Class changes",
-                "description": "One CloudEvent per class change, keyed by customer id; dedupe "
-                "by `id` (the change id).",
-                "messages": refs(["classChanged"]),
+                "description": "One CloudEvent per class change, keyed by customer id, and "
+                "one per merge; dedupe by `id` (the change id).",
+                "messages": refs(["classChanged", "customerMerged"]),
             },
             "deadLetters": {
                 "address": ACTIVITY_DLQ_TOPIC,

@@ -32,11 +32,14 @@ async def api(
     classifier_settings: ClassifierSettings, keys: dict[str, str]
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(classifier_settings.model_copy(update={"api_key_cache_seconds": 0}))
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app),
-        base_url="http://api",
-        headers={"Authorization": f"Bearer {keys['admin']}"},
-    ) as client:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://api",
+            headers={"Authorization": f"Bearer {keys['admin']}"},
+        ) as client,
+    ):
         yield client
 
 

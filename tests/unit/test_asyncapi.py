@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import orjson
 import pytest
 
-from eventschemas.changes import ChangeReason, ClassChanged
+from eventschemas.changes import ChangeReason, ClassChanged, CustomerMerged
 from eventschemas.envelope import STRUCTURED_HEADER
 from eventschemas.topics import ACTIVITY_TOPIC, CLASS_CHANGES_TOPIC
 from tests.asyncapi_contract import DOCUMENT, AsyncApiContract
@@ -86,3 +86,17 @@ def test_a_class_change_is_a_cloudevent_whose_data_is_the_change() -> None:
 
     assert AsyncApiContract().message_of(CLASS_CHANGES_TOPIC, record) == "classChanged"
     assert AsyncApiContract().matching_messages(CLASS_CHANGES_TOPIC, bare)["classChanged"]
+
+
+def test_a_merge_record_matches_its_own_message() -> None:
+    merged = CustomerMerged(
+        change_id="m-1",
+        customer_id="c-1",
+        absorbed_ids=["c-2"],
+        reason=ChangeReason.MERGE,
+        event_id="e-1",
+        occurred_at=datetime(2026, 11, 1, tzinfo=UTC),
+    )
+    record = _record([STRUCTURED_HEADER, ("change_id", b"m-1")], merged.to_envelope().to_bytes())
+
+    assert AsyncApiContract().message_of(CLASS_CHANGES_TOPIC, record) == "customerMerged"

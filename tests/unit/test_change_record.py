@@ -9,7 +9,13 @@ import orjson
 import pytest
 
 from classifier.changes.relay import RECORD_COLUMNS, encode_record
-from eventschemas.changes import CHANGE_EVENT_TYPE, ChangeReason, ClassChanged
+from eventschemas.changes import (
+    CHANGE_EVENT_TYPE,
+    MERGED_EVENT_TYPE,
+    ChangeReason,
+    ClassChanged,
+    CustomerMerged,
+)
 from eventschemas.envelope import Envelope
 
 
@@ -54,3 +60,22 @@ def test_encoded_record_equals_the_contract_envelope(
     )
     assert envelope.time == occurred_at
     assert ClassChanged.model_validate(envelope.data) == expected
+
+
+def test_a_merge_record_is_the_customer_merged_contract() -> None:
+    """An outbox row in the `@merged` pseudo-dimension goes out as `customer.merged`."""
+    at = datetime(2026, 11, 22, 11, 6, 24, 132282, tzinfo=UTC)
+    values = ("m-1", "cust-1", "@merged", None, "merged", 0, "merge", "evt-9", "cust-2", at)
+    expected = CustomerMerged(
+        change_id="m-1",
+        customer_id="cust-1",
+        absorbed_ids=["cust-2"],
+        reason=ChangeReason.MERGE,
+        event_id="evt-9",
+        occurred_at=at,
+    )
+
+    encoded = encode_record(values)
+
+    assert orjson.loads(encoded) == expected.to_envelope().model_dump(mode="json")
+    assert Envelope.from_bytes(encoded).type == MERGED_EVENT_TYPE

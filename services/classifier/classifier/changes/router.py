@@ -23,6 +23,7 @@ from classifier.auth import ReadAccess
 from classifier.db import SessionDep
 from classifier.errors import BadRequest
 from classifier.models import ClassChange
+from classifier.models.messaging import MERGED_DIMENSION
 
 router = APIRouter(prefix="/v1/changes", tags=["changes"], dependencies=[ReadAccess])
 POLL_SECONDS = 0.25
@@ -35,7 +36,10 @@ class ChangeOut(BaseModel):
     id: int = Field(description="Feed position; resume after it.")
     change_id: str
     customer_id: str
-    dimension: str
+    dimension: str = Field(
+        description="The dimension; `@merged` for a merge record (then `customer_id` is "
+        "the survivor, `absorbed_ids` what it absorbed, `to` is `merged`)."
+    )
     from_class: str | None = Field(alias="from")
     to_class: str = Field(alias="to")
     reason: str
@@ -43,6 +47,7 @@ class ChangeOut(BaseModel):
     event_id: str | None
     scheme_version: int
     occurred_at: datetime
+    absorbed_ids: list[str] | None = None
 
 
 class FeedPage(BaseModel):
@@ -64,6 +69,7 @@ def _out(row: ClassChange) -> ChangeOut:
         event_id=row.event_id,
         scheme_version=row.scheme_version,
         occurred_at=row.occurred_at,
+        absorbed_ids=[row.rule] if row.dimension == MERGED_DIMENSION and row.rule else None,
     )
 
 

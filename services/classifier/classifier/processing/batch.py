@@ -193,6 +193,8 @@ class BatchProcessor:
             for item, fact in pairs:
                 applied += 1
                 if fact is None:  # a merge event: resolved above
+                    state.last_event_id = item.envelope.id
+                    state.dirty = True
                     continue
                 changes += apply_event(state, scheme, item.envelope, fact, cutoffs=cutoffs)
                 if item.partition is not None:

@@ -432,14 +432,21 @@ async def load_cutoffs(session: AsyncSession, scheme_version: int) -> dict[str, 
 
 async def customer_ids_page(session: AsyncSession, *, after: str | None, limit: int) -> list[str]:
     """Customer ids in id order after `after` (keyset pagination, no OFFSET)."""
-    stmt = select(Customer.id).order_by(Customer.id).limit(limit)
+    # Absorbed customers (merged into another) hold nothing to evaluate.
+    stmt = select(Customer.id).where(Customer.merged_into.is_(None)).order_by(Customer.id)
+    stmt = stmt.limit(limit)
     if after is not None:
         stmt = stmt.where(Customer.id > after)
     return list(await session.scalars(stmt))
 
 
 async def count_customers(session: AsyncSession) -> int:
-    return int(await session.scalar(select(func.count()).select_from(Customer)) or 0)
+    return int(
+        await session.scalar(
+            select(func.count()).select_from(Customer).where(Customer.merged_into.is_(None))
+        )
+        or 0
+    )
 
 
 async def is_empty(session: AsyncSession) -> bool:

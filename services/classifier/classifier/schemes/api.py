@@ -194,7 +194,7 @@ async def preview(
                         Customer.classes,
                         Customer.overrides,
                     )
-                    .where(Customer.id > after)
+                    .where(Customer.id > after, Customer.merged_into.is_(None))
                     .order_by(Customer.id)
                     .limit(PREVIEW_PAGE)
                 )

@@ -112,7 +112,8 @@ async def _flag_flips(
                        c2.next_review_at
                 FROM customers c2
                 LEFT JOIN {CustomerClass.__tablename__} cc
-                  ON cc.customer_id = c2.id AND cc.dimension = :dim) s
+                  ON cc.customer_id = c2.id AND cc.dimension = :dim
+                WHERE c2.merged_into IS NULL) s
             WHERE s.current IS DISTINCT FROM ({expected})
         ), locked AS (
             SELECT c.id FROM customers c JOIN flips f ON f.id = c.id
