@@ -36,6 +36,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -54,6 +55,7 @@ from aiokafka import AIOKafkaConsumer
 from bench import history as bench_history
 from bench import http as bench_http
 from bench import loadgen
+from bench import merges as bench_merges
 from bench import worker as bench_worker
 from bench.generate import produce
 from bench.infra import (
@@ -79,6 +81,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "timed_customers": 5, "engine_customers": 200, "engine_rounds": 1,
         "history_sizes": (10, 30, 100), "history_customers": 2, "history_rounds": 2,
         "idle_seconds": 5,  # idle CPU over 5 s only: a smoke figure, not the 60 s one
+        "merge_pairs": 3, "merge_large_orders": 20,
     },
     "small": {
         "worker_events": 50_000, "lookups": 2_000, "bulk_requests": 10,
@@ -86,6 +89,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "fresh_rate": 1_000, "fresh_seconds": 10, "timed_customers": 50,
         "engine_customers": 2_000, "engine_rounds": 3, "idle_seconds": 60,
         "history_sizes": bench_history.SIZES, "history_customers": 5, "history_rounds": 3,
+        "merge_pairs": 20, "merge_large_orders": 1_000,
     },
     "large": {
         "worker_events": 500_000, "lookups": 10_000, "bulk_requests": 20,
@@ -93,7 +97,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "fresh_rate": 1_000, "fresh_seconds": 30, "timed_customers": 200,
         "engine_customers": 5_000, "engine_rounds": 5, "idle_seconds": 60,
         "history_sizes": bench_history.SIZES, "history_customers": bench_history.CUSTOMERS,
-        "history_rounds": bench_history.ROUNDS,
+        "history_rounds": bench_history.ROUNDS, "merge_pairs": 50, "merge_large_orders": 1_000,
     },
 }  # fmt: skip
 CONCURRENCY = 32
@@ -327,6 +331,7 @@ async def freshness_and_time(
     intake_key: str,
     p: dict[str, int],
     log: Path | None = None,
+    merges: bench_merges.MergeBench | None = None,
 ) -> dict[str, Any]:
     worker = await bench_worker.start_worker(settings, log)
     consumer = AIOKafkaConsumer(
@@ -358,15 +363,22 @@ async def freshness_and_time(
     try:
         while not consumer.assignment():  # noqa: ASYNC110 (aiokafka offers no event)
             await asyncio.sleep(0.1)
+        large_ms: float | None = None
+        if merges is not None:  # seeded and the large merge timed before the load
+            await merges.seed()
+            await merges.wait_seeded()
+            large_ms = await merges.large_ms()
         lead = max(15.0, p["fresh_seconds"] / 2)  # the worker must see them before they are due
         due.update(await _timed_customers(settings, p["timed_customers"], lead))
         await _wait_for_customers(settings.database_url, list(due))  # the worker is consuming
         run = uuid.uuid4().hex[:6]
         started = time.perf_counter()
+        merging = asyncio.create_task(merges.under_load(p["fresh_seconds"])) if merges else None
         acked, behind = await _post_at_rate(
             ingest_url, intake_key, p["fresh_rate"], p["fresh_seconds"], run
         )
         sent_for = time.perf_counter() - started
+        merge_delays = await merging if merging is not None else []
         # A worker behind its backlog reviews nothing (time never overtakes unapplied
         # events), so time-driven changes may come late: wait up to 90 s for them.
         deadline = time.monotonic() + 90
@@ -382,7 +394,11 @@ async def freshness_and_time(
         await bench_worker.stop_worker(worker)
     delays = [(arrivals[e] - t) * 1000 for e, t in acked.items() if e in arrivals]
     lags = [(time_changes[c] - due[c]) * 1000 for c in due if c in time_changes]
-    return {
+    merged: dict[str, Any] = {}
+    if large_ms is not None:
+        merged["merge"] = bench_merges.figures(large_ms, merge_delays, bench_http.pct)
+        merged["merge"]["under_rate_per_s"] = p["fresh_rate"]
+    return merged | {
         "freshness": {
             "target_rate_per_s": p["fresh_rate"],
             "achieved_rate_per_s": round(len(acked) / sent_for),
@@ -523,15 +539,29 @@ async def run(scale: str, overrides: dict[str, Any], seed: int, log_dir: Path) -
             update={"activity_topic": f"{tag}-fresh", "consumer_group": f"{tag}-f"}
         )
         await ensure_topics(fresh)
+        webhook_secret = secrets.token_hex(16)
         fresh_ingest, fresh_url = await bench_http.start_api(
             "ingest.app:create_app",
-            service_env(fresh),
+            service_env(fresh, INGEST_GENERIC_WEBHOOK_SECRET=webhook_secret),
             log_dir / "ingest-fresh.log",
         )
         procs.append(fresh_ingest)
-        say(f"freshness at {p['fresh_rate']}/s for {p['fresh_seconds']} s, time-driven changes")
+        say(
+            f"freshness at {p['fresh_rate']}/s for {p['fresh_seconds']} s, time-driven changes, "
+            f"{p['merge_pairs']} merges under that load and one of two customers with "
+            f"{p['merge_large_orders']:,} orders each"
+        )
+        merges = bench_merges.MergeBench(
+            fresh,
+            fresh_url,
+            webhook_secret,
+            api_url,
+            read_key,
+            p["merge_pairs"],
+            p["merge_large_orders"],
+        )
         results |= await freshness_and_time(
-            fresh, fresh_url, intake_key, p, log_dir / "worker-fresh.log"
+            fresh, fresh_url, intake_key, p, log_dir / "worker-fresh.log", merges
         )
         say("engine (one core)")
         results["engine"] = engine(p)
@@ -583,6 +613,14 @@ def table(r: dict[str, Any]) -> str:
          f"/s, {en['dimensions']} dimensions"),
         ("history growth", f"ratio {hg['cost_ratio']}", bench_history.describe(hg)),
     ]  # fmt: skip
+    if "merge" in r:
+        mg = r["merge"]
+        rows.append(("merge", f"p99 {mg['p99_ms']} ms", f"p50 {mg['p50_ms']} ms, {mg['merges']} "
+                     f"merges webhook 202 -> both lookups show the survivor, under the freshness "
+                     f"load (its p99 {fr['p99_ms']} ms)"))  # fmt: skip
+        big = r["parameters"]["merge_large_orders"]
+        rows.append(("merge large", f"{mg['large_ms']} ms",
+                     f"two customers with {big:,} orders each, quiet worker"))  # fmt: skip
     lines = [f"cores: {r['cores']}  scale: {r['scale']}  parameters: {r['parameters']}"]
     lines += [f"{a:<16} {b:>20}   {c}" for a, b, c in rows]
     return "\n".join(lines)

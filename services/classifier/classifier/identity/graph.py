@@ -149,7 +149,8 @@ async def resolve(
     links = await _lock_links(session, sightings)
     ids |= {link.customer_id for link in links.values()}
     redirect, existing = await _read_customers(session, ids)
-    apart = await _apart_pairs(session, {redirect.get(i, i) for i in ids})
+    tying = bool(links) or any(s.absorb for s in sightings)  # else nothing can merge
+    apart = await _apart_pairs(session, {redirect.get(i, i) for i in ids}) if tying else set()
     comps = _Components(redirect)
     merges: list[Merge] = []
 
