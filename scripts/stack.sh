@@ -148,6 +148,28 @@ db_password() {
   cat "$f"
 }
 
+identity_key() {
+  # The key of the identity digests (HMAC of phone and e-mail): random, made
+  # once per checkout and kept outside git (.stack/), like the database
+  # password and for the same reason: every state dir of the checkout uses its
+  # databases, whose digests only match under the key that made them. One key
+  # feeds ingest (INGEST_IDENTITY_KEY) and the classifier (CLASSIFIER_IDENTITY_KEY);
+  # a key of your own in either variable wins. Changing it re-keys identities (README).
+  local given="${INGEST_IDENTITY_KEY:-${CLASSIFIER_IDENTITY_KEY:-}}"
+  if [ -n "$given" ]; then
+    [ "${INGEST_IDENTITY_KEY:-$given}" = "${CLASSIFIER_IDENTITY_KEY:-$given}" ] \
+      || die "INGEST_IDENTITY_KEY and CLASSIFIER_IDENTITY_KEY differ: they must be the same secret"
+    [[ "$given" =~ ^[A-Za-z0-9+/=_.-]{32,}$ ]] \
+      || die "the identity key must be at least 32 characters of [A-Za-z0-9+/=_.-] (openssl rand -hex 32)"
+    printf '%s' "$given"
+    return 0
+  fi
+  local f="$ROOT/.stack/identity-key"
+  mkdir -p "$ROOT/.stack"
+  [ -s "$f" ] || (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$f.tmp" && mv "$f.tmp" "$f")
+  cat "$f"
+}
+
 local_database_url() {  # local_database_url DBNAME
   echo "postgresql+asyncpg://$DB_USER:$(db_password)@127.0.0.1:$PGPORT/$1"
 }
@@ -270,7 +292,8 @@ app_env() {  # the environment every application process gets
   # whatever PGSSLMODE you set.
   local ssl=""
   [ -n "${DATABASE_URL:-}" ] || ssl="PGSSLMODE=${PGSSLMODE:-disable}"
-  echo "DATABASE_URL=$url KAFKA_BOOTSTRAP_SERVERS=$(kafka_bootstrap) $ssl"
+  local key; key="$(identity_key)"
+  echo "DATABASE_URL=$url KAFKA_BOOTSTRAP_SERVERS=$(kafka_bootstrap) INGEST_IDENTITY_KEY=$key CLASSIFIER_IDENTITY_KEY=$key $ssl"
 }
 
 migrate() {

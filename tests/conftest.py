@@ -36,6 +36,25 @@ from ingest.config import IngestSettings
 ROOT = Path(__file__).resolve().parents[1]
 # Every table the models define, so a new one is never left holding a test's rows.
 TABLES = tuple(Base.metadata.tables)
+# The key of identity digests, one per test session (made up here, not a real
+# secret; the stack's own when the environment already has one).
+IDENTITY_KEY = (
+    os.environ.get("INGEST_IDENTITY_KEY")
+    or os.environ.get("CLASSIFIER_IDENTITY_KEY")
+    or secrets.token_hex(32)
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every service process a test starts inherits the environment: the same key for
+    ingest and classifier, as `make up` gives them."""
+    os.environ["INGEST_IDENTITY_KEY"] = os.environ["CLASSIFIER_IDENTITY_KEY"] = IDENTITY_KEY
+
+
+@pytest.fixture(scope="session")
+def identity_key() -> bytes:
+    """The HMAC key of identity digests, as ingest uses it (the UTF-8 bytes of the setting)."""
+    return IDENTITY_KEY.encode()
 
 
 @pytest.fixture(scope="session")
@@ -108,6 +127,7 @@ def ingest_settings(classifier_settings: ClassifierSettings) -> IngestSettings:
         activity_topic=classifier_settings.activity_topic,
         database_url=classifier_settings.database_url,
         publish_timeout_seconds=5,
+        identity_key=SecretStr(IDENTITY_KEY),
         # Per-test webhook credentials, made up here: none is a real secret.
         generic_webhook_secret=SecretStr(secrets.token_hex(16)),
         hubspot_client_secret=SecretStr(secrets.token_hex(16)),

@@ -26,6 +26,7 @@ from ingest.fxiaoke.mapping import FxiaokeMapping, load_mapping
 from ingest.fxiaoke.sync import FxiaokeSync
 from ingest.publisher import EventPublisher
 from tests.fxiaoke_server import SYSTEM_ERROR, FakeFxiaoke
+from tests.identities import digested
 from tests.kafka_helpers import read_topic, topic_size
 from tests.processes import ROOT, free_port
 
@@ -188,7 +189,7 @@ def by_type(envelopes: list[Envelope]) -> dict[str, list[Envelope]]:
 
 
 async def test_every_object_becomes_the_right_events(
-    server: FakeFxiaoke, settings: IngestSettings, connector: Connector
+    server: FakeFxiaoke, settings: IngestSettings, connector: Connector, identity_key: bytes
 ) -> None:
     standard_records(server)
 
@@ -207,7 +208,9 @@ async def test_every_object_becomes_the_right_events(
     }
     [contact] = events["crm.contact.updated"]
     assert contact.subject == "fxiaoke-acc-1"
-    assert contact.data["identity"] == {"phone": "+8613800138000", "email": "zhang.san@example.cn"}
+    assert contact.data["identity"] == digested(
+        identity_key, phone="+8613800138000", email="zhang.san@example.cn"
+    )
     [deal] = events["crm.deal.stage_changed"]
     assert (deal.subject, deal.data["stage"], deal.data["deal_id"]) == (
         "fxiaoke-acc-1",
@@ -226,7 +229,8 @@ async def test_every_object_becomes_the_right_events(
         "visit",
         "FSUID_1002",
     )
-    # Names, the company phone and follow-up notes never reach the topic.
+    # Names, the company phone, follow-up notes and the contact's phone and e-mail
+    # (only their keyed digests travel) never reach the topic.
     # The phone is looked for whole and as digits: a four-digit fragment could
     # occur by chance in a millisecond revision.
     wire = b"".join(e.to_bytes() for es in events.values() for e in es).decode()
@@ -240,6 +244,8 @@ async def test_every_object_becomes_the_right_events(
         "拜访",
     ):
         assert personal not in wire
+    for personal in ("138 0013 8000", "13800138000", "zhang.san", "example.cn"):
+        assert personal not in wire.lower()
     assert server.tokens_issued == 1
 
     # A second run publishes nothing new.

@@ -10,6 +10,7 @@ import pytest
 from eventschemas.envelope import Envelope
 from ingest.app import create_app
 from ingest.config import IngestSettings
+from tests.identities import digested
 from tests.kafka_helpers import read_topic, topic_size
 
 pytestmark = pytest.mark.integration
@@ -31,7 +32,7 @@ CALL = {
 
 
 async def test_phone_and_email_are_normalised_and_resolve_the_customer(
-    ingest: httpx.AsyncClient, ingest_settings: IngestSettings
+    ingest: httpx.AsyncClient, ingest_settings: IngestSettings, identity_key: bytes
 ) -> None:
     by_email = await ingest.post(
         "/v1/orders", json={**ORDER, "email": " Zhang.Li@Example.CN ", "phone": "13800138000"}
@@ -49,13 +50,15 @@ async def test_phone_and_email_are_normalised_and_resolve_the_customer(
     )
     events = {e.data["order_id"]: e for e in (Envelope.from_bytes(r.value) for r in records)}
     first, second, third = events["SO-77"], events["SO-78"], events["SO-79"]
-    assert first.data["identity"] == {"phone": "+8613800138000", "email": "zhang.li@example.cn"}
-    # The same e-mail, however written, is the same customer; the id holds no PII.
+    assert first.data["identity"] == digested(
+        identity_key, phone="+8613800138000", email="zhang.li@example.cn"
+    )
+    # The same e-mail, however written, is the same customer; the id is the keyed digest.
     assert first.subject == second.subject
-    assert first.subject.startswith("id-e-")
+    assert first.subject == f"id-e-{first.data['identity']['email_hash'][:24]}"
     assert "zhang" not in first.subject
-    assert third.data["identity"] == {"phone": "+8613800138000", "email": None}
-    assert third.subject.startswith("id-p-")
+    assert third.data["identity"] == digested(identity_key, phone="+8613800138000")
+    assert third.subject == f"id-p-{third.data['identity']['phone_hash'][:24]}"
 
 
 @pytest.mark.parametrize(

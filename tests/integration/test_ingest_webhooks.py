@@ -16,6 +16,7 @@ import pytest
 from eventschemas.envelope import Envelope
 from ingest.app import create_app
 from ingest.config import IngestSettings
+from tests.identities import digested
 from tests.kafka_helpers import read_topic, topic_size
 
 pytestmark = pytest.mark.integration
@@ -94,7 +95,7 @@ GENERIC = {
 
 
 async def test_generic_webhook_publishes_normalised_crm_events(
-    ingest: httpx.AsyncClient, ingest_settings: IngestSettings
+    ingest: httpx.AsyncClient, ingest_settings: IngestSettings, identity_key: bytes
 ) -> None:
     body = orjson.dumps(GENERIC)
     response = await ingest.post(
@@ -111,7 +112,9 @@ async def test_generic_webhook_publishes_normalised_crm_events(
     )
     assert contact.data["attributes"] == {"industry": "retail", "employee_count": 45}
     assert contact.data["tags"] == ["vip"]
-    assert contact.data["identity"] == {"phone": "+8613800138000", "email": "ann@example.com"}
+    assert contact.data["identity"] == digested(
+        identity_key, phone="+8613800138000", email="ann@example.com"
+    )
     assert deal.type == "crm.deal.stage_changed"
     assert deal.data["stage"] == "negotiation"
     assert deal.data["amount_base"] == "690.0000"  # 5000 CNY at the default rate 0.138
@@ -226,7 +229,7 @@ async def test_hubspot_documented_batch_is_verified_and_mapped(
 
 
 async def test_hubspot_maps_companies_and_identities_and_reports_deals_as_ignored(
-    ingest: httpx.AsyncClient, ingest_settings: IngestSettings
+    ingest: httpx.AsyncClient, ingest_settings: IngestSettings, identity_key: bytes
 ) -> None:
     body = (FIXTURES / "hubspot_mixed.json").read_bytes()
     url = "http://ingest/v1/webhooks/hubspot?portal=33"
@@ -242,7 +245,7 @@ async def test_hubspot_maps_companies_and_identities_and_reports_deals_as_ignore
     assert company.type == "crm.company.updated"
     assert company.subject == "hubspot-company-5521"
     assert company.data["attributes"] == {"industry": "computer_software"}
-    assert contact.data["identity"] == {"phone": None, "email": "ann.lee@example.com"}
+    assert contact.data["identity"] == digested(identity_key, email="ann.lee@example.com")
     assert contact.data["attributes"] == {}
 
 
@@ -289,7 +292,7 @@ async def test_hubspot_signature_covers_the_public_url_behind_a_proxy(
 
 
 async def test_salesforce_outbound_message_is_acknowledged_after_publishing(
-    ingest_settings: IngestSettings,
+    ingest_settings: IngestSettings, identity_key: bytes
 ) -> None:
     # The fixture's phone has no country code: this org's numbers are North American.
     settings = ingest_settings.model_copy(update={"default_phone_region": "US"})
@@ -320,7 +323,7 @@ async def test_salesforce_outbound_message_is_acknowledged_after_publishing(
         "name": "Acme Corporation",
         "employee_count": 1200,
     }
-    assert account.data["identity"]["phone"] == "+14155550142"
+    assert account.data["identity"] == digested(identity_key, phone="+14155550142")
     assert opportunity.type == "crm.deal.stage_changed"
     assert opportunity.subject == "salesforce-0015e00000ZkM3hAAF"
     assert opportunity.data["stage"] == "closed_won"
@@ -364,7 +367,7 @@ async def test_salesforce_refuses_unsafe_malformed_or_foreign_messages(
 
 
 async def test_zoho_form_webhook_with_the_shared_token(
-    ingest: httpx.AsyncClient, ingest_settings: IngestSettings
+    ingest: httpx.AsyncClient, ingest_settings: IngestSettings, identity_key: bytes
 ) -> None:
     body = (FIXTURES / "zoho_contact.form").read_bytes()
     token = secret(ingest_settings.zoho_webhook_token)
@@ -385,7 +388,9 @@ async def test_zoho_form_webhook_with_the_shared_token(
         "industry": "retail",
         "employee_count": 45,
     }  # first and last name dropped at the edge
-    assert event.data["identity"] == {"phone": "+8613800138000", "email": "li.wei@example.cn"}
+    assert event.data["identity"] == digested(
+        identity_key, phone="+8613800138000", email="li.wei@example.cn"
+    )
 
     # The token may also come as a parameter (Zoho's custom parameters); JSON works too.
     as_json = {"module": "Accounts", "id": "77", "modified_time": "2026-11-20T10:15:00+08:00",

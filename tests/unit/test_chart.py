@@ -273,6 +273,23 @@ def test_secrets_are_referenced_never_rendered(rendered: list[Doc]) -> None:
                 assert "secretKeyRef" in env[name]["valueFrom"], where
 
 
+def test_every_process_reads_one_required_identity_key(rendered: list[Doc]) -> None:
+    """Ingest and classifier digest identities with the same key: one Secret entry, not
+    optional (a pod without it must not start and digest with another key)."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    expected = {
+        "name": values["secrets"]["existingSecret"],
+        "key": values["secrets"]["identityKey"],
+    }
+    specs = list(pod_specs(rendered))
+    assert {where.split("/")[0] for where, _ in specs} == {"Deployment", "Job"}
+    for where, spec in specs:
+        for c in spec["containers"]:
+            env = {e["name"]: e for e in c["env"]}
+            for name in ("INGEST_IDENTITY_KEY", "CLASSIFIER_IDENTITY_KEY"):
+                assert env[name]["valueFrom"] == {"secretKeyRef": expected}, (where, name)
+
+
 def test_migration_is_a_hook_job_that_upgrades_then_creates_topics(helm: Path) -> None:
     plain = one(render(helm), "Job", "migrate")
     assert plain["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import secrets
 import shlex
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,37 @@ def test_environment_is_what_the_settings_read(
     assert classifier.activity_topic == ingest.activity_topic == env["KAFKA_ACTIVITY_TOPIC"]
     assert classifier.class_changes_topic == env["KAFKA_CLASS_CHANGES_TOPIC"]
     assert classifier.dlq_topic == env["KAFKA_DLQ_TOPIC"]
+
+
+def interpolate(value: str, variables: dict[str, str]) -> str:
+    """Compose's `${NAME}`, `${NAME:-default}` and `${NAME:?error}` (an unset NAME: KeyError)."""
+
+    def one(match: re.Match[str]) -> str:
+        name, op, arg = match.groups()
+        if variables.get(name):
+            return variables[name]
+        if op == "?":
+            raise KeyError(f"{name}: {arg}")
+        return arg or ""
+
+    return re.sub(r"\$\{(\w+)(?::([-?])([^}]*))?\}", one, value)
+
+
+@pytest.mark.parametrize("name", [*APP_SERVICES, "fxiaoke-sync"])
+def test_identity_key_is_one_required_secret_of_every_app_service(
+    compose: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = env_of(compose["services"][name])
+    # Ingest and classifier read the same variable; compose refuses to start without it.
+    assert env["INGEST_IDENTITY_KEY"] == env["CLASSIFIER_IDENTITY_KEY"]
+    with pytest.raises(KeyError, match="IDENTITY_KEY"):
+        interpolate(env["INGEST_IDENTITY_KEY"], {})
+    key = secrets.token_hex(32)  # made up here: the file holds no key
+    monkeypatch.setenv(
+        "INGEST_IDENTITY_KEY", interpolate(env["INGEST_IDENTITY_KEY"], {"IDENTITY_KEY": key})
+    )
+    assert IngestSettings().identity_key_bytes() == key.encode()
+    assert interpolate(env["CLASSIFIER_IDENTITY_KEY"], {"IDENTITY_KEY": key}) == key
 
 
 def test_database_credentials_match_the_postgres_service(compose: dict[str, Any]) -> None:

@@ -29,8 +29,14 @@ DEFAULT_FX_RATES: dict[str, Decimal] = {
 }
 
 
+MIN_IDENTITY_KEY_CHARS = 32
+
+
 class IngestSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="INGEST_", populate_by_name=True, extra="ignore")
+    # hide_input_in_errors: a refused setting is never echoed (it may be a secret).
+    model_config = SettingsConfigDict(
+        env_prefix="INGEST_", populate_by_name=True, extra="ignore", hide_input_in_errors=True
+    )
 
     host: str = "127.0.0.1"
     port: int = 8001
@@ -49,6 +55,13 @@ class IngestSettings(BaseSettings):
     earliest_instant: AwareDatetime = Field(
         default=datetime(1990, 1, 1, tzinfo=UTC),
         description="Facts dated before this are refused (422): a typo, not history.",
+    )
+    identity_key: SecretStr = Field(
+        default=SecretStr(""),
+        validate_default=True,
+        description="Key of the identity digests (HMAC-SHA256 of phone and e-mail), at least "
+        f"{MIN_IDENTITY_KEY_CHARS} characters; the classifier's CLASSIFIER_IDENTITY_KEY must be "
+        "the same secret. Required: ingest refuses to start without it.",
     )
     default_phone_region: str = Field(
         default="CN", description="Country of phone numbers given without a +country code."
@@ -143,6 +156,21 @@ class IngestSettings(BaseSettings):
     body_timeout_seconds: float = Field(
         default=30, gt=0, description="Longest wait for the next chunk of a request body (408)."
     )
+
+    @field_validator("identity_key")
+    @classmethod
+    def _identity_key(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < MIN_IDENTITY_KEY_CHARS:
+            raise ValueError(
+                f"INGEST_IDENTITY_KEY must be set to a secret of at least "
+                f"{MIN_IDENTITY_KEY_CHARS} characters (e.g. `openssl rand -hex 32`), the same "
+                "as the classifier's CLASSIFIER_IDENTITY_KEY; `make up` makes one per stack"
+            )
+        return value
+
+    def identity_key_bytes(self) -> bytes:
+        """The HMAC key of identity digests: the UTF-8 bytes of INGEST_IDENTITY_KEY as given."""
+        return self.identity_key.get_secret_value().encode()
 
     @field_validator("wecom_encoding_aes_key")
     @classmethod

@@ -1,23 +1,28 @@
 """Customer identity at the edge: every input resolves to a customer id.
 
-Phone numbers are normalised to E.164 and e-mail addresses lower-cased, and
-both travel in the event's `identity` so the classifier can merge identities.
-When a source gives no customer id, one is derived from a one-way hash of the
-normalised e-mail (else phone), so the id itself carries no personal data.
-Nothing here logs: raw and normalised values are personal data.
+Phone numbers are normalised to E.164 and e-mail addresses lower-cased, then
+only their keyed digests (`identity_digest`, HMAC-SHA256 with
+INGEST_IDENTITY_KEY) travel in the event's `identity`: the classifier can tell
+that two doors lead to one customer, nobody without the key can test a
+guessed number against them. When a source gives no customer id, one is
+derived from the e-mail digest (else the phone digest). Nothing here logs:
+raw and normalised values are personal data.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 import phonenumbers
 from pydantic import BaseModel, Field
 
-from eventschemas.events import CustomerIdIn, Identity
+from eventschemas.events import CustomerIdIn, Identity, identity_digest
 from eventschemas.limits import IdText
+from ingest.config import IngestSettings
 from ingest.errors import InvalidInput
+
+# Hex digits of the digest in a derived customer id (96 bits: no collisions in practice).
+DERIVED_ID_HEX = 24
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -41,30 +46,39 @@ def normalize_email(raw: str, field: str = "email") -> str:
     return email
 
 
+def keyed_identity(key: bytes, *, phone: str | None, email: str | None) -> Identity | None:
+    """The digests of an already normalised phone (E.164) and e-mail; None when neither."""
+    if not (phone or email):
+        return None
+    return Identity(
+        phone_hash=identity_digest(key, "phone", phone) if phone else None,
+        email_hash=identity_digest(key, "email", email) if email else None,
+    )
+
+
 def derived_customer_id(identity: Identity) -> str:
-    """A stable customer id from the e-mail, else the phone: a hash, never the value itself."""
-    if identity.email:
-        kind, value = "e", identity.email
-    elif identity.phone:
-        kind, value = "p", identity.phone
+    """A stable customer id from the e-mail digest, else the phone digest: never the value."""
+    if identity.email_hash:
+        kind, digest = "e", identity.email_hash
+    elif identity.phone_hash:
+        kind, digest = "p", identity.phone_hash
     else:  # pragma: no cover - callers check first
-        raise ValueError("an identity without phone or e-mail")
-    return f"id-{kind}-{hashlib.sha256(value.encode()).hexdigest()[:20]}"
+        raise ValueError("an identity without phone or e-mail digest")
+    return f"id-{kind}-{digest[:DERIVED_ID_HEX]}"
 
 
 def resolve_customer(
     customer_id: str | None,
     phone: str | None,
     email: str | None,
-    default_region: str,
+    settings: IngestSettings,
 ) -> tuple[str, Identity | None]:
-    """Return the customer id and the normalised identity of one input."""
-    identity = None
-    if phone or email:
-        identity = Identity(
-            phone=normalize_phone(phone, default_region) if phone else None,
-            email=normalize_email(email) if email else None,
-        )
+    """Return the customer id and the keyed identity of one input."""
+    identity = keyed_identity(
+        settings.identity_key_bytes(),
+        phone=normalize_phone(phone, settings.default_phone_region) if phone else None,
+        email=normalize_email(email) if email else None,
+    )
     if customer_id:
         return customer_id, identity
     if identity is None:
@@ -83,5 +97,5 @@ class CustomerRef(BaseModel):
     )
     email: IdText | None = Field(default=None, max_length=254, description="Stored lower-cased.")
 
-    def resolve(self, default_region: str) -> tuple[str, Identity | None]:
-        return resolve_customer(self.customer_id, self.phone, self.email, default_region)
+    def resolve(self, settings: IngestSettings) -> tuple[str, Identity | None]:
+        return resolve_customer(self.customer_id, self.phone, self.email, settings)

@@ -58,7 +58,8 @@ app.kubernetes.io/component: {{ .component }}
 {{- if or (le $max 0) (gt $max $partitions) -}}{{ $partitions }}{{- else -}}{{ $max }}{{- end -}}
 {{- end -}}
 
-{{/* Environment of every process: the shared ConfigMap, the database URL and secrets by reference. */}}
+{{/* Environment of every process: the shared ConfigMap, the database URL and secrets by
+     reference; the identity key (required: one secret entry for ingest and classifier). */}}
 {{- define "cc.env" -}}
 {{- if .Values.postgresql.cnpg.enabled }}
 {{- $secret := printf "%s-db-app" (include "cc.fullname" .) }}
@@ -77,6 +78,14 @@ app.kubernetes.io/component: {{ .component }}
     secretKeyRef:
       name: {{ .Values.postgresql.existingSecret }}
       key: {{ .Values.postgresql.urlKey }}
+{{- end }}
+{{- $identityKey := required "secrets.identityKey: the entry of secrets.existingSecret holding the identity key" .Values.secrets.identityKey }}
+{{- range $name := list "INGEST_IDENTITY_KEY" "CLASSIFIER_IDENTITY_KEY" }}
+- name: {{ $name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $.Values.secrets.existingSecret }}
+      key: {{ $identityKey }}
 {{- end }}
 {{- range $name, $key := .Values.secrets.env }}
 - name: {{ $name }}

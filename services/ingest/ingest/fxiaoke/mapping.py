@@ -4,7 +4,7 @@ Every event id comes from the object, the record id and its
 `last_modified_time`, so re-reading a record that did not change publishes
 the same ids (the classifier drops them) and a changed record a new one.
 Names, addresses and follow-up notes are never read; phone and e-mail go
-only into the event's `identity`, normalised.
+only into the event's `identity`, as keyed digests of the normalised values.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from eventschemas.events import (
 )
 from ingest.config import IngestSettings
 from ingest.errors import InvalidInput
-from ingest.identity import normalize_email, normalize_phone
+from ingest.identity import keyed_identity, normalize_email, normalize_phone
 from ingest.orders.service import to_base_currency
 from ingest.webhooks.common import NUMERIC_ATTRIBUTES
 
@@ -129,7 +129,10 @@ def _attributes(record: dict[str, Any], names: dict[str, str]) -> dict[str, Any]
     return out
 
 
-def _identity(record: dict[str, Any], spec: ObjectMapping, region: str) -> Identity | None:
+def _identity(
+    record: dict[str, Any], spec: ObjectMapping, settings: IngestSettings
+) -> Identity | None:
+    region = settings.default_phone_region
     phone = email = None
     for field in spec.phone_fields:
         if phone is None and record.get(field):
@@ -143,7 +146,7 @@ def _identity(record: dict[str, Any], spec: ObjectMapping, region: str) -> Ident
                 email = normalize_email(str(_scalar(record[field])), field=field)
             except InvalidInput:
                 continue
-    return Identity(phone=phone, email=email) if (phone or email) else None
+    return keyed_identity(settings.identity_key_bytes(), phone=phone, email=email)
 
 
 def _amount(record: dict[str, Any], field: str | None) -> Decimal | None:
@@ -188,7 +191,7 @@ class RecordMapper:
             case "contact":
                 event: ActivityEvent = CrmContactUpdated(
                     customer_id=customer,
-                    identity=_identity(record, spec, self._settings.default_phone_region),
+                    identity=_identity(record, spec, self._settings),
                     crm_record_id=record_id,
                     updated_at=modified,
                     attributes=_attributes(record, spec.attributes),

@@ -35,7 +35,7 @@ def check_not_future(settings: IngestSettings, field: str, moment: datetime) -> 
 def order_placed(settings: IngestSettings, order: OrderIn) -> OrderPlaced:
     """Build the order.placed event for one order."""
     check_not_future(settings, "placed_at", order.placed_at)
-    customer_id, identity = order.resolve(settings.default_phone_region)
+    customer_id, identity = order.resolve(settings)
     return OrderPlaced(
         customer_id=customer_id,
         identity=identity,

@@ -9,8 +9,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from eventschemas.events import ActivityEvent, Identity
+from ingest.config import IngestSettings
 from ingest.errors import InvalidInput
-from ingest.identity import normalize_email, normalize_phone
+from ingest.identity import keyed_identity, normalize_email, normalize_phone
 
 MAX_WEBHOOK_ITEMS = 1000
 
@@ -74,9 +75,9 @@ def _attribute_value(name: str, value: Any) -> Any:
 
 
 def split_fields(
-    fields: dict[str, Any], default_region: str
+    fields: dict[str, Any], settings: IngestSettings
 ) -> tuple[dict[str, Any], Identity | None]:
-    """CRM record fields -> (attributes for the classifier, normalised identity).
+    """CRM record fields -> (attributes for the classifier, keyed identity).
 
     Raises InvalidInput when an e-mail or phone field holds something unusable.
     """
@@ -89,14 +90,15 @@ def split_fields(
         if name in EMAIL_FIELDS:
             email = email or normalize_email(str(value), field=raw_name)
         elif name in PHONE_FIELDS:
-            phone = phone or normalize_phone(str(value), default_region, field=raw_name)
+            phone = phone or normalize_phone(
+                str(value), settings.default_phone_region, field=raw_name
+            )
         elif name in PERSONAL_FIELDS:
             continue
         else:
             attr = ATTRIBUTE_ALIASES.get(name, name)
             attributes[attr] = _attribute_value(attr, value)
-    identity = Identity(phone=phone, email=email) if (phone or email) else None
-    return attributes, identity
+    return attributes, keyed_identity(settings.identity_key_bytes(), phone=phone, email=email)
 
 
 def from_epoch_ms(ms: int, field: str = "timestamp") -> datetime:

@@ -10,8 +10,16 @@
        "tags": ["vip"], "email": "Ann@Example.com", "phone": "138 0013 8000"},
       {"type": "deal.stage_changed", "id": "evt-2", "customer_id": "cust-42",
        "deal_id": "D-7", "stage": "negotiation", "amount": "5000", "currency": "CNY",
-       "occurred_at": "2026-11-20T10:05:00+08:00"}
+       "occurred_at": "2026-11-20T10:05:00+08:00"},
+      {"type": "contact.merged", "id": "evt-3", "customer_id": "cust-42",
+       "absorbed_customer_ids": ["cust-43", "cust-44"],
+       "merged_at": "2026-11-20T10:10:00+08:00", "revision": 0}
     ]}
+
+`contact.merged` (and `company.merged`) says the sender merged records: the
+customers `absorbed_customer_ids` (1 to 100, never the survivor itself) are
+one customer with `customer_id` from now on. Its `id` is optional: without
+one, the survivor, the absorbed ids and `merged_at` name the merge.
 
 `id` is the sender's id of the notification: a retried delivery with the same
 id yields the same event id. The batch is validated whole (one bad event, and
@@ -26,12 +34,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from eventschemas.events import (
     ActivityEvent,
+    CrmCompanyMerged,
     CrmCompanyUpdated,
+    CrmContactMerged,
     CrmContactUpdated,
     CrmDealStageChanged,
+    CustomerIdIn,
     NaturalId,
 )
-from eventschemas.limits import Instant
+from eventschemas.limits import Instant, RevisionIn
 from ingest.config import IngestSettings
 from ingest.errors import InvalidInput
 from ingest.identity import CustomerRef
@@ -68,8 +79,29 @@ class GenericDealStageChanged(CustomerRef):
     currency: CurrencyIn | None = None
 
 
+class GenericContactMerged(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["contact.merged"]
+    id: NaturalId | None = Field(default=None, description="The sender's id of this merge.")
+    customer_id: CustomerIdIn = Field(description="The surviving customer.")
+    absorbed_customer_ids: list[CustomerIdIn] = Field(
+        min_length=1, max_length=100, description="The customers merged into it."
+    )
+    merged_at: Instant
+    revision: RevisionIn = 0
+
+
+class GenericCompanyMerged(GenericContactMerged):
+    type: Literal["company.merged"]  # type: ignore[assignment]
+
+
 GenericEvent = Annotated[
-    GenericContactUpdated | GenericCompanyUpdated | GenericDealStageChanged,
+    GenericContactUpdated
+    | GenericCompanyUpdated
+    | GenericDealStageChanged
+    | GenericContactMerged
+    | GenericCompanyMerged,
     Field(discriminator="type"),
 ]
 
@@ -80,14 +112,36 @@ class GenericBatch(BaseModel):
     events: list[GenericEvent] = Field(min_length=1, max_length=MAX_WEBHOOK_ITEMS)
 
 
+def _merged(settings: IngestSettings, where: str, item: GenericContactMerged) -> CrmContactMerged:
+    check_not_future(settings, f"{where}.merged_at", item.merged_at)
+    field = f"{where}.absorbed_customer_ids"
+    if item.customer_id in item.absorbed_customer_ids:
+        raise InvalidInput(field, "must not name the surviving customer_id")
+    if len(set(item.absorbed_customer_ids)) < len(item.absorbed_customer_ids):
+        raise InvalidInput(field, "names a customer twice")
+    model: type[CrmContactMerged] = (
+        CrmCompanyMerged if isinstance(item, GenericCompanyMerged) else CrmContactMerged
+    )
+    return model(
+        customer_id=item.customer_id,
+        revision=item.revision,
+        absorbed_ids=item.absorbed_customer_ids,
+        merged_at=item.merged_at,
+        source_event_id=item.id,
+    )
+
+
 def map_generic(settings: IngestSettings, body: Any) -> list[Mapped]:
     """Validate the whole batch, then build one event per item."""
     batch = GenericBatch.model_validate(body)
     mapped = []
     for index, item in enumerate(batch.events):
         where = f"events[{index}]"
+        if isinstance(item, GenericContactMerged):
+            mapped.append(Mapped(event=_merged(settings, where, item)))
+            continue
         check_not_future(settings, f"{where}.occurred_at", item.occurred_at)
-        customer_id, identity = item.resolve(settings.default_phone_region)
+        customer_id, identity = item.resolve(settings)
         event: ActivityEvent
         if isinstance(item, GenericDealStageChanged):
             amount_base = None
@@ -105,7 +159,7 @@ def map_generic(settings: IngestSettings, body: Any) -> list[Mapped]:
                 source_event_id=item.id,
             )
         else:
-            attributes, _ = split_fields(dict(item.attributes), settings.default_phone_region)
+            attributes, _ = split_fields(dict(item.attributes), settings)
             model: type[CrmContactUpdated] = (
                 CrmCompanyUpdated if isinstance(item, GenericCompanyUpdated) else CrmContactUpdated
             )

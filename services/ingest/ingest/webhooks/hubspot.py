@@ -3,9 +3,13 @@
 Contact and company events become `crm.contact.updated` / `crm.company.updated`
 for customers `hubspot-contact-<objectId>` / `hubspot-company-<objectId>`; a
 property change carries that one property (e-mail and phone go to the
-identity, normalised). Deal events name only the deal, not its contact, so they
-are acknowledged and listed as ignored (HubSpot would otherwise retry them);
-so are deletions, merges and association changes, which do not change classes.
+identity, as keyed digests). `contact.merge` / `company.merge` become
+`crm.contact.merged` / `crm.company.merged`: the customer of `primaryObjectId`
+survives and absorbs those of `mergedObjectIds`; `newObjectId` (the record
+HubSpot made of the merge, when it made one) is its CRM record id. Deal events
+name only the deal, not its contact, so they are acknowledged and listed as
+ignored (HubSpot would otherwise retry them); so are deletions and association
+changes, which do not change classes.
 """
 
 from __future__ import annotations
@@ -15,7 +19,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from eventschemas.events import CrmCompanyUpdated, CrmContactUpdated
+from eventschemas.events import (
+    CrmCompanyMerged,
+    CrmCompanyUpdated,
+    CrmContactMerged,
+    CrmContactUpdated,
+)
 from ingest.config import IngestSettings
 from ingest.errors import InvalidInput
 from ingest.orders.service import check_not_future
@@ -24,6 +33,9 @@ from ingest.webhooks.common import MAX_WEBHOOK_ITEMS, Mapped, from_epoch_ms, spl
 # objectTypeId of HubSpot's generic `object.*` subscriptions.
 OBJECT_TYPES = {"0-1": "contact", "0-2": "company", "0-3": "deal"}
 HANDLED = {"creation", "propertyChange"}
+MERGE = "merge"
+# CrmContactMerged.absorbed_ids holds at most this many.
+MAX_MERGED_OBJECTS = 100
 
 
 class HubSpotEvent(BaseModel):
@@ -38,11 +50,18 @@ class HubSpotEvent(BaseModel):
     occurred_at: int = Field(description="Unix milliseconds.")
     subscription_type: str = Field(min_length=3, max_length=100)
     attempt_number: int | None = None
-    object_id: int
+    # Every event names its object, except that a merge may name only the primary.
+    object_id: int | None = None
     object_type_id: str | None = None
     change_source: str | None = None
     property_name: str | None = None
     property_value: str | None = None
+    # Merges (`*.merge`): the surviving object, the objects merged into it, and the
+    # object HubSpot created of the merge when it created one.
+    primary_object_id: int | None = None
+    merged_object_ids: list[int] | None = None
+    new_object_id: int | None = None
+    number_of_properties_moved: int | None = None
 
 
 def parse_batch(body: Any) -> list[HubSpotEvent]:
@@ -58,7 +77,45 @@ def parse_batch(body: Any) -> list[HubSpotEvent]:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"])
             raise InvalidInput(f"[{index}].{field}", first["msg"]) from exc
+        if events[-1].object_id is None and not events[-1].subscription_type.endswith(".merge"):
+            raise InvalidInput(f"[{index}].objectId", "Field required")
     return events
+
+
+def _source_event_id(item: HubSpotEvent, object_id: int | None) -> str:
+    # eventId alone is not guaranteed unique: qualify it with what it is about.
+    return (
+        f"{item.portal_id}:{item.subscription_type}:{object_id}:"
+        f"{item.property_name or ''}:{item.occurred_at}:{item.event_id}"
+    )[:128]
+
+
+def map_merge(settings: IngestSettings, index: int, item: HubSpotEvent, obj: str) -> Mapped:
+    """A `contact.merge` / `company.merge` event -> crm.contact.merged / crm.company.merged."""
+    where = f"[{index}]"
+    primary = item.primary_object_id if item.primary_object_id is not None else item.object_id
+    if primary is None:
+        raise InvalidInput(f"{where}.primaryObjectId", "required for a merge")
+    if not item.merged_object_ids:
+        raise InvalidInput(f"{where}.mergedObjectIds", "required for a merge: a non-empty array")
+    absorbed = list(dict.fromkeys(i for i in item.merged_object_ids if i != primary))
+    if not absorbed:
+        raise InvalidInput(f"{where}.mergedObjectIds", "names no object besides primaryObjectId")
+    if len(absorbed) > MAX_MERGED_OBJECTS:
+        raise InvalidInput(
+            f"{where}.mergedObjectIds", f"at most {MAX_MERGED_OBJECTS} objects per merge"
+        )
+    merged_at = from_epoch_ms(item.occurred_at, f"{where}.occurredAt")
+    check_not_future(settings, f"{where}.occurredAt", merged_at)
+    model: type[CrmContactMerged] = CrmCompanyMerged if obj == "company" else CrmContactMerged
+    event = model(
+        customer_id=f"hubspot-{obj}-{primary}",
+        absorbed_ids=[f"hubspot-{obj}-{object_id}" for object_id in absorbed],
+        crm_record_id=str(item.new_object_id) if item.new_object_id is not None else None,
+        merged_at=merged_at,
+        source_event_id=_source_event_id(item, primary),
+    )
+    return Mapped(event=event)
 
 
 def map_hubspot(settings: IngestSettings, body: Any) -> list[Mapped]:
@@ -67,6 +124,9 @@ def map_hubspot(settings: IngestSettings, body: Any) -> list[Mapped]:
         obj, _, action = item.subscription_type.partition(".")
         if obj == "object":
             obj = OBJECT_TYPES.get(item.object_type_id or "", "unknown")
+        if obj in ("contact", "company") and action == MERGE:
+            mapped.append(map_merge(settings, index, item, obj))
+            continue
         if obj not in ("contact", "company") or action not in HANDLED:
             mapped.append(Mapped(ignored=f"{item.subscription_type} does not change classes"))
             continue
@@ -74,7 +134,7 @@ def map_hubspot(settings: IngestSettings, body: Any) -> list[Mapped]:
         check_not_future(settings, f"[{index}].occurredAt", occurred)
         fields = {item.property_name: item.property_value} if item.property_name else {}
         try:
-            attributes, identity = split_fields(fields, settings.default_phone_region)
+            attributes, identity = split_fields(fields, settings)
         except InvalidInput as exc:
             mapped.append(Mapped(ignored=f"unusable value: {exc.detail}"))
             continue
@@ -88,11 +148,7 @@ def map_hubspot(settings: IngestSettings, body: Any) -> list[Mapped]:
             crm_record_id=str(item.object_id),
             updated_at=occurred,
             attributes=attributes,
-            # eventId alone is not guaranteed unique: qualify it with what it is about.
-            source_event_id=(
-                f"{item.portal_id}:{item.subscription_type}:{item.object_id}:"
-                f"{item.property_name or ''}:{item.occurred_at}:{item.event_id}"
-            )[:128],
+            source_event_id=_source_event_id(item, item.object_id),
         )
         mapped.append(Mapped(event=event))
     return mapped

@@ -130,7 +130,7 @@ def map_salesforce(settings: IngestSettings, body: bytes) -> list[Mapped]:
             fields = {k: v for k, v in fields.items() if k != "Name"}  # a person's name
         kept = {k: v for k, v in fields.items() if k.lower() not in SKIPPED_FIELDS}
         try:
-            attributes, identity = split_fields(kept, settings.default_phone_region)
+            attributes, identity = split_fields(kept, settings)
         except InvalidInput as exc:
             mapped.append(Mapped(ignored=f"unusable value: {exc.detail}"))
             continue

@@ -76,7 +76,7 @@ def map_zoho(settings: IngestSettings, fields: dict[str, Any]) -> list[Mapped]:
         )
         return [Mapped(event=event)]
     extra = dict(record.model_extra or {})
-    attributes, identity = split_fields(extra, settings.default_phone_region)
+    attributes, identity = split_fields(extra, settings)
     model = CrmCompanyUpdated if module == "Accounts" else CrmContactUpdated
     event = model(
         customer_id=f"zoho-{record.id}",
