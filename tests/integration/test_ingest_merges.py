@@ -79,7 +79,12 @@ async def test_a_signed_hubspot_merge_publishes_one_merged_event_per_merge(
         "crm/hubspot",
         "hubspot-contact-501",
     )
-    assert contact.data["absorbed_ids"] == ["hubspot-contact-502", "hubspot-contact-503"]
+    # The record's new id (HubSpot's later events name it) leads to the survivor too.
+    assert contact.data["absorbed_ids"] == [
+        "hubspot-contact-502",
+        "hubspot-contact-503",
+        "hubspot-contact-509",
+    ]
     assert contact.data["crm_record_id"] == "509"
     assert contact.data["identity"] is None
     # merged_at (and the envelope's time) is HubSpot's occurredAt.
@@ -107,7 +112,7 @@ async def test_a_merge_of_the_generic_object_subscription_is_mapped_by_its_type(
     assert response.status_code == 202, response.text
     [merged] = await published(ingest_settings, 1)
     assert (merged.type, merged.subject) == ("crm.contact.merged", "hubspot-contact-501")
-    assert merged.data["absorbed_ids"] == ["hubspot-contact-502"]
+    assert merged.data["absorbed_ids"] == ["hubspot-contact-502", "hubspot-contact-509"]
 
 
 @pytest.mark.parametrize(

@@ -101,6 +101,10 @@ def map_merge(settings: IngestSettings, index: int, item: HubSpotEvent, obj: str
     absorbed = list(dict.fromkeys(i for i in item.merged_object_ids if i != primary))
     if not absorbed:
         raise InvalidInput(f"{where}.mergedObjectIds", "names no object besides primaryObjectId")
+    if item.new_object_id is not None and item.new_object_id not in (primary, *absorbed):
+        # HubSpot's later events name the merged record by its new id: it becomes an
+        # alias of the survivor (the classifier makes an unknown absorbed id one).
+        absorbed.append(item.new_object_id)
     if len(absorbed) > MAX_MERGED_OBJECTS:
         raise InvalidInput(
             f"{where}.mergedObjectIds", f"at most {MAX_MERGED_OBJECTS} objects per merge"
