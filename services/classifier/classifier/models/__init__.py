@@ -7,11 +7,13 @@ from classifier.models.customer import Customer, CustomerFactRecord
 from classifier.models.identity import CustomerMerge, IdentityLink, KeptApart
 from classifier.models.job import Job
 from classifier.models.messaging import ClassChange, ProcessedEvent
+from classifier.models.privacy import AuditEntry, Erasure, Suppression
 from classifier.models.scheme import PopulationCutoffs, SchemeVersion
 from classifier.models.sync import FxiaokeAccount, FxiaokeSyncCursor
 
 __all__ = [
     "ApiKey",
+    "AuditEntry",
     "Base",
     "ClassChange",
     "ClassHistory",
@@ -19,6 +21,7 @@ __all__ = [
     "CustomerClass",
     "CustomerFactRecord",
     "CustomerMerge",
+    "Erasure",
     "FxiaokeAccount",
     "FxiaokeSyncCursor",
     "IdentityLink",
@@ -28,4 +31,5 @@ __all__ = [
     "PopulationCutoffs",
     "ProcessedEvent",
     "SchemeVersion",
+    "Suppression",
 ]
