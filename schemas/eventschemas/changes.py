@@ -28,6 +28,7 @@ class ChangeReason(StrEnum):
     OVERRIDE = "override"
     MERGE = "merge"
     UNMERGE = "unmerge"
+    ERASURE = "erasure"
 
 
 class ClassChanged(BaseModel):
@@ -89,5 +90,39 @@ class CustomerMerged(BaseModel):
             subject=self.customer_id,
             time=self.occurred_at,
             dataschema=MERGED_DATASCHEMA,
+            data=self.model_dump(mode="json"),
+        )
+
+
+ERASED_EVENT_TYPE = "customer.erased"
+ERASED_EVENT_VERSION = 1
+ERASED_DATASCHEMA = dataschema_for(ERASED_EVENT_TYPE, ERASED_EVENT_VERSION)
+
+
+class CustomerErased(BaseModel):
+    """Forget this customer: it was erased (an admin's or a CRM's request), with every
+    id merged into it (one record per id). Downstream systems delete what they hold on
+    `customer_id`; later events of it are suppressed, so no class change follows.
+
+    On the class-change topic, keyed by the erased id; not kept in the change feed.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    change_id: str
+    customer_id: str
+    erasure_id: str
+    reason: ChangeReason
+    event_id: str | None
+    occurred_at: AwareDatetime
+
+    def to_envelope(self) -> Envelope:
+        return Envelope(
+            id=self.change_id,
+            source=CHANGE_SOURCE,
+            type=ERASED_EVENT_TYPE,
+            subject=self.customer_id,
+            time=self.occurred_at,
+            dataschema=ERASED_DATASCHEMA,
             data=self.model_dump(mode="json"),
         )

@@ -89,6 +89,13 @@ def identity_digest(key: bytes, kind: str, value: str) -> str:
     return hmac.new(key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
 
 
+def suppression_digest(key: bytes, kind: str, value: str) -> str:
+    """The digest an erased identifier is suppressed under: `kind` is `customer` (value:
+    the customer id) or `email`/`phone` (value: its identity digest). Keyed, and unlike
+    the identity digests, so nothing kept after an erasure matches what was erased."""
+    return identity_digest(key, "suppressed", f"{kind}:{value}")
+
+
 class Identity(BaseModel):
     """The customer's contact points as keyed digests (see `identity_digest`), so the
     classifier can tell that two doors lead to one customer without ever holding the
@@ -350,6 +357,46 @@ class CrmCompanyMerged(CrmContactMerged):
     TYPE: ClassVar[str] = "crm.company.merged"
 
 
+KindDigest = Annotated[str, StringConstraints(pattern=r"^(email|phone):[0-9a-f]{64}$")]
+
+
+class CustomerErasureRequested(ActivityEvent):
+    """Erase a customer (an admin's request, or a CRM's deletion): everything held on
+    the subject and on every id and identifier merged with it goes, and they are
+    suppressed from then on. The subject is the customer id; `identity` may name the
+    e-mail/phone digests the request was made with.
+
+    On the activity topic so that a replay erases at the same point of the stream.
+    """
+
+    TYPE: ClassVar[str] = "customer.erasure_requested"
+
+    erasure_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f-]{36}$")] = Field(
+        description="The receipt id (a UUID): GET /v1/erasures/{erasure_id}."
+    )
+    requested_at: Instant
+    requested_by: IdText | None = Field(
+        default=None, max_length=200, description="Who asked: an API key id or a CRM source."
+    )
+    also_ids: list[CustomerId] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Other customer ids merged with the subject when the request was made "
+        "(a replay reaches them even before it has merged them).",
+    )
+    also_digests: list[KindDigest] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Identity digests of those customers, as `email:<digest>`/`phone:<digest>`.",
+    )
+
+    def natural_id(self) -> str:
+        return f"erasure:{self.erasure_id}"
+
+    def occurred_at(self) -> datetime:
+        return self.requested_at
+
+
 EVENT_TYPES: dict[str, type[ActivityEvent]] = {
     cls.TYPE: cls
     for cls in (
@@ -364,6 +411,7 @@ EVENT_TYPES: dict[str, type[ActivityEvent]] = {
         CrmTouchpointLogged,
         CrmContactMerged,
         CrmCompanyMerged,
+        CustomerErasureRequested,
     )
 }
 

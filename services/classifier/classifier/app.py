@@ -26,6 +26,8 @@ from classifier.health.router import router as health_router
 from classifier.identity.router import router as identity_router
 from classifier.jobs.router import router as jobs_router
 from classifier.metrics import HTTP
+from classifier.privacy.publisher import ActivityPublisher
+from classifier.privacy.router import router as privacy_router
 from classifier.processing.batch import BatchProcessor, IdentityOptions
 from classifier.schemes.router import router as schemes_router
 from classifier.schemes.service import SchemeCache
@@ -64,9 +66,11 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
         with contextlib.suppress(Exception):  # readyz reports a broker that is down
             await client.bootstrap()
         app.state.kafka_client = client
+        app.state.activity_publisher = ActivityPublisher(settings)
         try:
             yield
         finally:
+            await app.state.activity_publisher.stop()
             await client.close()
             await app.state.read_pool.close()
             await engine.dispose()
@@ -131,6 +135,7 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
     app.include_router(schemes_router)
     app.include_router(jobs_router)
     app.include_router(identity_router)
+    app.include_router(privacy_router)
     app.add_middleware(RequestMetrics, metrics=HTTP)
     app.add_middleware(BodyTimeout, timeout=settings.body_timeout_seconds)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]

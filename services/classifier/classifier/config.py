@@ -140,6 +140,13 @@ class ClassifierSettings(BaseSettings):
         description="The secret ingest digests e-mails and phones with (INGEST_IDENTITY_KEY): "
         "used here only for events written before digests, which carry the values.",
     )
+    default_phone_region: str = Field(
+        default="CN",
+        min_length=2,
+        max_length=2,
+        description="Region of phone numbers given without a country code (erasures, "
+        "suppressions), as ingest's INGEST_DEFAULT_PHONE_REGION.",
+    )
     identity_ambiguous_after: int = Field(
         default=20,
         ge=1,

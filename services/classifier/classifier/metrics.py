@@ -25,6 +25,11 @@ EVENTS_CONSUMED = Counter(
 DUPLICATES = Counter(
     "classifier_duplicate_events_total", "Redelivered events skipped", registry=WORKER_REGISTRY
 )
+SUPPRESSED_EVENTS = Counter(
+    "classifier_suppressed_events_total",
+    "Events of erased (suppressed) customers or identifiers, dropped",
+    registry=WORKER_REGISTRY,
+)
 DLQ_EVENTS = Counter(
     "classifier_dlq_events_total", "Events sent to the DLQ", ["reason"], registry=WORKER_REGISTRY
 )

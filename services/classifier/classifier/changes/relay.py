@@ -20,13 +20,15 @@ from classifier.db import dsn, unit_of_work
 from classifier.locks import Lock
 from classifier.metrics import CHANGES_PUBLISHED, OUTBOX_OLDEST_AGE
 from classifier.models import ClassChange
-from classifier.models.messaging import MERGED_DIMENSION, OUTBOX_CHANNEL
+from classifier.models.messaging import ERASED_DIMENSION, MERGED_DIMENSION, OUTBOX_CHANNEL
 from classifier.topics import topic_partitions
 from eventschemas.changes import (
     CHANGE_DATASCHEMA,
     CHANGE_EVENT_TYPE,
     CHANGE_ID_HEADER,
     CHANGE_SOURCE,
+    ERASED_DATASCHEMA,
+    ERASED_EVENT_TYPE,
     MERGED_DATASCHEMA,
     MERGED_EVENT_TYPE,
 )
@@ -64,6 +66,8 @@ def encode_record(values: Sequence[Any]) -> bytes:
     change = dict(zip(_FIELDS, values, strict=True))
     if change["dimension"] == MERGED_DIMENSION:
         return _encode_merged(change)
+    if change["dimension"] == ERASED_DIMENSION:
+        return _encode_erased(change)
     return orjson.dumps(
         {
             "specversion": "1.0",
@@ -106,6 +110,32 @@ def _encode_merged(row: dict[str, Any]) -> bytes:
     )
 
 
+def _encode_erased(row: dict[str, Any]) -> bytes:
+    """The CloudEvent of an erasure's outbox row: `data` a CustomerErased."""
+    erased = {
+        "change_id": row["change_id"],
+        "customer_id": row["customer_id"],
+        "erasure_id": row["rule"],
+        "reason": row["reason"],
+        "event_id": row["event_id"],
+        "occurred_at": row["occurred_at"],
+    }
+    return orjson.dumps(
+        {
+            "specversion": "1.0",
+            "id": row["change_id"],
+            "source": CHANGE_SOURCE,
+            "type": ERASED_EVENT_TYPE,
+            "subject": row["customer_id"],
+            "time": row["occurred_at"],
+            "datacontenttype": "application/json",
+            "dataschema": ERASED_DATASCHEMA,
+            "data": erased,
+        },
+        option=orjson.OPT_UTC_Z,
+    )
+
+
 async def mark_announced(session: AsyncSession, seqs: list[int]) -> None:
     """Mark changes published and append them to the feed, in their outbox order.
 
@@ -115,6 +145,11 @@ async def mark_announced(session: AsyncSession, seqs: list[int]) -> None:
     """
     if not seqs:
         return
+    # An erased customer's record leaves no row behind: the broker has it now.
+    await session.execute(
+        text("DELETE FROM class_changes WHERE seq = ANY(:seqs) AND dimension = :erased"),
+        {"seqs": sorted(seqs), "erased": ERASED_DIMENSION},
+    )
     await session.execute(
         text(
             "UPDATE class_changes c SET published_at = now(), feed_seq = o.pos FROM ("

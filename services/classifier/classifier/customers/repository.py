@@ -14,6 +14,12 @@ async def exists(session: AsyncSession, customer_id: str) -> bool:
     return (await session.scalar(select(Customer.id).where(Customer.id == customer_id))) is not None
 
 
+async def canonical(session: AsyncSession, customer_id: str) -> str:
+    """The customer an id leads to: itself, or the survivor of the merge that absorbed it."""
+    into = await session.scalar(select(Customer.merged_into).where(Customer.id == customer_id))
+    return into or customer_id
+
+
 async def history(
     session: AsyncSession, customer_id: str, dimension: str | None, limit: int
 ) -> list[ClassHistory]:

@@ -117,6 +117,8 @@ async def set_override(
             )
         if override.expires_at is not None and to_micros(override.expires_at) <= now:
             raise BadRequest("expires_at lies in the past")
+    # An id a merge absorbed: the override is the survivor's.
+    customer_id = await repository.canonical(session, customer_id)
     await session.rollback()  # release the read snapshot before the write transaction
     found: list[bool] = []
 

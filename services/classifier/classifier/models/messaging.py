@@ -16,6 +16,10 @@ OUTBOX_CHANNEL = "class_changes_outbox"
 # survivor, `rule` the absorbed id.
 MERGED_DIMENSION = "@merged"
 MERGED_CLASS = "merged"
+# A `customer.erased` record: customer_id the erased id, `rule` the erasure id. The
+# relay deletes the row once the broker has it (no table keeps an erased id).
+ERASED_DIMENSION = "@erased"
+ERASED_CLASS = "erased"
 
 
 class ProcessedEvent(Base):

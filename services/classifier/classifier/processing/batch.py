@@ -14,8 +14,9 @@ from classifier.config import ClassifierSettings
 from classifier.db import unit_of_work
 from classifier.engine import CompiledScheme, CustomerFacts
 from classifier.engine.facts import Fact, fact_of, rebuild, to_micros
-from classifier.identity import graph
+from classifier.identity import erasure, graph
 from classifier.identity.graph import Sighting, StaleResolution
+from classifier.metrics import SUPPRESSED_EVENTS
 from classifier.processing import repository
 from classifier.processing.cache import StateCache
 from classifier.processing.state import (
@@ -28,7 +29,7 @@ from classifier.processing.state import (
 from classifier.schemes.service import SchemeCache
 from eventschemas.changes import ChangeReason
 from eventschemas.envelope import Envelope
-from eventschemas.events import ActivityEvent, CrmContactMerged
+from eventschemas.events import ActivityEvent, CrmContactMerged, CustomerErasureRequested
 
 log = logging.getLogger(__name__)
 
@@ -126,19 +127,49 @@ class BatchProcessor:
         # redelivery claims nothing, and a concurrent batch with the same event
         # waits here for the first to commit (or roll back) and then claims
         # nothing (or it).
+        key = self.identity.key or b""
+        # Events of erased customers are claimed without their id, and dropped.
+        hidden = await erasure.suppressed_among(
+            session,
+            [d.event for d in items if not isinstance(d.event, CustomerErasureRequested)],
+            key,
+        )
+        ordinary = [d for d in items if not isinstance(d.event, CustomerErasureRequested)]
+        gone = {ordinary[i].envelope.id for i in hidden}
         claimed = await repository.claim_events(
-            session, [(d.envelope.id, d.event.customer_id) for d in items]
+            session,
+            [(d.envelope.id, "" if d.envelope.id in gone else d.event.customer_id) for d in items],
         )
         fresh: list[Delivery] = []
-        duplicates = 0
+        requests: list[tuple[CustomerErasureRequested, str]] = []
+        duplicates = suppressed = 0
         for item in items:
             if item.envelope.id not in claimed:
                 duplicates += 1
                 continue
             claimed.discard(item.envelope.id)  # a duplicate inside the same batch
-            fresh.append(item)
+            if isinstance(item.event, CustomerErasureRequested):
+                requests.append((item.event, item.envelope.id))
+            elif item.envelope.id in gone:
+                suppressed += 1
+            else:
+                fresh.append(item)
+        if requests:  # before the rest: an event of the batch for them is dropped too
+            erased = await erasure.erase(session, requests, key)
+            kept = [
+                d
+                for d in fresh
+                if not erased.suppressed.intersection(erasure.suppression_keys(d.event, key))
+            ]
+            dropped = [d.envelope.id for d in fresh if d not in kept]
+            if dropped:  # claimed with their customer id above: keep no trace of it
+                await repository.forget_customers(session, dropped)
+            suppressed += len(dropped)
+            fresh = kept
+        if suppressed:
+            SUPPRESSED_EVENTS.inc(suppressed)
         if not fresh:
-            return BatchResult(0, duplicates, [])
+            return BatchResult(len(requests), duplicates, [])
         resolution = await graph.resolve(
             session,
             [
@@ -187,7 +218,7 @@ class BatchProcessor:
                     state, scheme, at, ChangeReason.MERGE, event_id=merge.event_id, cutoffs=cutoffs
                 )
         origin = {d.envelope.id: d.event.customer_id for d in fresh}
-        applied = 0
+        applied = len(requests)
         for customer_id, pairs in by_customer.items():
             state = states[customer_id]
             for item, fact in pairs:

@@ -22,7 +22,7 @@ from classifier.models import (
     PopulationCutoffs,
     ProcessedEvent,
 )
-from classifier.models.messaging import OUTBOX_CHANNEL
+from classifier.models.messaging import ERASED_DIMENSION, OUTBOX_CHANNEL
 from classifier.processing.state import Change, CustomerState, instant
 
 # Core tables: inserts with the column name "class" (the ORM attribute is `cls`).
@@ -50,6 +50,14 @@ async def claim_events(session: AsyncSession, items: Sequence[tuple[str, str]]) 
         params,
     )
     return set(rows.scalars())
+
+
+async def forget_customers(session: AsyncSession, event_ids: Sequence[str]) -> None:
+    """Keep these events claimed, without the customer id they were claimed with."""
+    await session.execute(
+        text("UPDATE inbox SET customer_id = '' WHERE event_id = ANY(:ids)"),
+        {"ids": list(event_ids)},
+    )
 
 
 def _state_from_row(row: Any) -> CustomerState:
@@ -456,7 +464,12 @@ async def is_empty(session: AsyncSession) -> bool:
 
 
 async def mark_all_published(session: AsyncSession) -> int:
-    """Mark every unpublished change as published (a silent rebuild announces nothing)."""
+    """Mark every unpublished change as published (a silent rebuild announces nothing);
+    erasure records, which only exist to be announced, go."""
+    await session.execute(
+        text("DELETE FROM class_changes WHERE published_at IS NULL AND dimension = :d"),
+        {"d": ERASED_DIMENSION},
+    )
     result = await session.execute(
         update(CHANGES).where(CHANGES.c.published_at.is_(None)).values(published_at=func.now())
     )

@@ -1,0 +1,1 @@
+"""Privacy: erasure with a receipt, suppression, access (export)."""
