@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaClient
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 
+from classifier.audit_router import router as audit_router
 from classifier.auth import KeyVerifier
 from classifier.changes.router import router as changes_router
 from classifier.classes.router import router as classes_router
@@ -136,6 +137,7 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
     app.include_router(jobs_router)
     app.include_router(identity_router)
     app.include_router(privacy_router)
+    app.include_router(audit_router)
     app.add_middleware(RequestMetrics, metrics=HTTP)
     app.add_middleware(BodyTimeout, timeout=settings.body_timeout_seconds)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]

@@ -20,6 +20,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from classifier import audit
 from classifier.config import ClassifierSettings
 from classifier.db import unit_of_work
 from classifier.errors import Forbidden, Unauthenticated
@@ -63,11 +64,13 @@ async def create_key(
     *,
     rate_per_second: float | None = None,
     burst: int | None = None,
+    actor: str = audit.CLI,
 ) -> tuple[str, str]:
     """Store a new key's hash; return (id, key). The key is shown once, never stored.
 
     `rate_per_second` and `burst` are the key's intake quota (None: ingest's
-    defaults; a rate of 0: no limit).
+    defaults; a rate of 0: no limit). The audit trail names `actor` (the command
+    line unless told otherwise) and the key's id, name and scope, never the key.
     """
     scopes = " ".join(parse_scopes(scope))
     if (rate_per_second is not None and rate_per_second < 0) or (burst is not None and burst < 1):
@@ -85,6 +88,9 @@ async def create_key(
                 burst=burst,
             )
         )
+        details: dict[str, Any] = {"key_id": key_id, "name": name, "scope": scopes}
+        details |= {"rate_per_second": rate_per_second, "burst": burst}
+        await audit.record(session, actor, "api_key.create", f"api-key:{key_id}", details)
     return key_id, key
 
 
@@ -94,26 +100,38 @@ async def set_quota(
     *,
     rate_per_second: float | None,
     burst: int | None,
+    actor: str = audit.CLI,
 ) -> bool:
     """Set an active key's intake quota (None: ingest's defaults); ingest applies it
-    once its cached copy of the key expires."""
+    once its cached copy of the key expires. Audited when a key was changed."""
     async with unit_of_work(sessions) as session:
         result = await session.execute(
             update(ApiKey)
             .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
             .values(rate_per_second=rate_per_second, burst=burst)
         )
-    return bool(getattr(result, "rowcount", 0))
+        changed = bool(getattr(result, "rowcount", 0))
+        if changed:
+            details = {"key_id": key_id, "rate_per_second": rate_per_second, "burst": burst}
+            await audit.record(session, actor, "api_key.set_quota", f"api-key:{key_id}", details)
+    return changed
 
 
-async def revoke_key(sessions: async_sessionmaker[AsyncSession], key_id: str) -> bool:
+async def revoke_key(
+    sessions: async_sessionmaker[AsyncSession], key_id: str, *, actor: str = audit.CLI
+) -> bool:
+    """Revoke an active key; False when there is none with this id. Audited when revoked."""
     async with unit_of_work(sessions) as session:
         result = await session.execute(
             update(ApiKey)
             .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
             .values(revoked_at=func.now())  # the database's clock, like created_at
         )
-    return bool(getattr(result, "rowcount", 0))
+        revoked = bool(getattr(result, "rowcount", 0))
+        if revoked:
+            details = {"key_id": key_id}
+            await audit.record(session, actor, "api_key.revoke", f"api-key:{key_id}", details)
+    return revoked
 
 
 class KeyVerifier:

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from sqlalchemy import select
 
+from classifier import audit
 from classifier.auth import create_key, parse_scopes, revoke_key, set_quota
 from classifier.clock import system_clock
 from classifier.config import ClassifierSettings
@@ -102,7 +103,7 @@ def recompute(
         try:
             if queue:
                 job = await jobs.queue_recompute(
-                    make_sessionmaker(engine), silent=False, created_by="cli"
+                    make_sessionmaker(engine), silent=False, created_by="cli", actor=audit.CLI
                 )
                 return job.id
             with _bar("re-evaluating customers") as update:

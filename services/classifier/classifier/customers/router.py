@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated, cast
 
 import asyncpg
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from classifier.auth import ADMIN_ONLY, AdminAccess, ReadAccess
+from classifier import audit
+from classifier.auth import ADMIN_ONLY, Principal, ReadAccess, require_admin
 from classifier.clock import Clock
 from classifier.config import ClassifierSettings
 from classifier.customers import reads, service
@@ -27,6 +28,7 @@ from classifier.schemes.service import SchemeCache
 from eventschemas.problems import Problem
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"], dependencies=[ReadAccess])
+Admin = Annotated[Principal, Depends(require_admin)]
 CustomerId = Annotated[str, Path(min_length=1, max_length=128, description="The customer id.")]
 NOT_FOUND: dict[int | str, dict[str, object]] = {
     404: {"model": Problem, "description": "No such customer."}
@@ -91,7 +93,6 @@ async def get_classes_as_of(
 
 @router.put(
     "/{customer_id}/overrides/{dimension}",
-    dependencies=[AdminAccess],
     response_model=CustomerOut,
     responses={**ADMIN_ONLY, **NOT_FOUND, 400: {"model": Problem}},
 )
@@ -101,14 +102,14 @@ async def put_override(
     body: OverrideIn,
     request: Request,
     session: SessionDep,
+    admin: Admin,
 ) -> Response:
     """Set a manual class with a reason and optional expiry; applies at once (reason `override`)."""
-    return await _set_override(request, session, customer_id, dimension, body)
+    return await _set_override(request, session, admin, customer_id, dimension, body)
 
 
 @router.delete(
     "/{customer_id}/overrides/{dimension}",
-    dependencies=[AdminAccess],
     response_model=CustomerOut,
     responses={**ADMIN_ONLY, **NOT_FOUND},
 )
@@ -117,19 +118,22 @@ async def delete_override(
     dimension: Annotated[str, Path(max_length=64)],
     request: Request,
     session: SessionDep,
+    admin: Admin,
 ) -> Response:
     """Remove a manual class; the customer is re-evaluated by the scheme at once."""
-    return await _set_override(request, session, customer_id, dimension, None)
+    return await _set_override(request, session, admin, customer_id, dimension, None)
 
 
 async def _set_override(
     request: Request,
     session: AsyncSession,
+    admin: Principal,
     customer_id: str,
     dimension: str,
     body: OverrideIn | None,
 ) -> Response:
     state = request.app.state
+    settings = cast(ClassifierSettings, state.settings)
     document = await service.set_override(
         session,
         _pool(request),
@@ -139,5 +143,7 @@ async def _set_override(
         customer_id,
         dimension,
         body,
+        actor=audit.actor_of(admin),
+        target=audit.customer_ref(settings, customer_id),
     )
     return _json(document)

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from classifier import audit
 from classifier.clock import Clock
 from classifier.customers import reads, repository
 from classifier.customers.schemas import (
@@ -103,8 +104,16 @@ async def set_override(
     customer_id: str,
     dimension: str,
     override: OverrideIn | None,
+    *,
+    actor: str,
+    target: str | None,
 ) -> dict[str, Any]:
-    """Set (or with None, remove) a manual class, and re-evaluate the customer at once."""
+    """Set (or with None, remove) a manual class, and re-evaluate the customer at once.
+
+    The audit entry (`customer.override.set` or `.remove`) commits with the change; it
+    names the customer by `target` (its audit digest) and holds the dimension, the
+    class and the expiry, never the reason (free text that may name a person).
+    """
     now = clock()
     if override is not None:
         scheme = await schemes.active(session)
@@ -141,7 +150,15 @@ async def set_override(
             state.overrides[dimension] = record
         state.dirty = True
 
-    await processor.reevaluate([customer_id], now, ChangeReason.OVERRIDE, prepare=prepare)
+    if override is None:
+        entry = audit.Entry(actor, "customer.override.remove", target, {"dimension": dimension})
+    else:
+        expires = override.expires_at.isoformat() if override.expires_at else None
+        details = {"dimension": dimension, "class": override.cls, "expires_at": expires}
+        entry = audit.Entry(actor, "customer.override.set", target, details)
+    await processor.reevaluate(
+        [customer_id], now, ChangeReason.OVERRIDE, prepare=prepare, entry=entry
+    )
     if not found or not found[0]:
         raise CustomerNotFound(f"no customer with id {customer_id!r}")
     return await get_customer(pool, customer_id, now)

@@ -8,8 +8,10 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import text
 
+from classifier import audit
 from classifier.auth import ADMIN_ONLY, Principal, ReadAccess, require_admin
 from classifier.clock import Clock
+from classifier.config import ClassifierSettings
 from classifier.customers import reads, service
 from classifier.customers.schemas import CustomerOut
 from classifier.db import SessionDep
@@ -68,6 +70,15 @@ async def _status(session: Any, ids: list[str]) -> dict[str, str | None]:
     return dict(rows.all())
 
 
+def _entry(
+    request: Request, admin: Principal, action: str, survivor: str, counts: dict[str, int]
+) -> audit.Entry:
+    """The audit entry of a merge or unmerge: the survivor by its keyed digest, counts only."""
+    settings = cast(ClassifierSettings, request.app.state.settings)
+    target = audit.customer_ref(settings, survivor)
+    return audit.Entry(audit.actor_of(admin), action, target, dict(counts))
+
+
 async def _answer(request: Request, customer_id: str) -> Response:
     clock = cast(Clock, request.app.state.clock)
     document = await service.get_customer(request.app.state.read_pool, customer_id, clock())
@@ -104,7 +115,10 @@ async def merge(
         )
     processor = cast(BatchProcessor, request.app.state.processor)
     clock = cast(Clock, request.app.state.clock)
-    await processor.merge_by_hand(customer_id, body.absorb, clock(), f"api-key:{admin.key_id}")
+    entry = _entry(request, admin, "customer.merge", customer_id, {"absorbed": len(body.absorb)})
+    await processor.merge_by_hand(
+        customer_id, body.absorb, clock(), f"api-key:{admin.key_id}", entry=entry
+    )
     return await _answer(request, customer_id)
 
 
@@ -125,8 +139,13 @@ async def unmerge(
         raise CustomerNotFound(f"no customer with id {customer_id!r}")
     processor = cast(BatchProcessor, request.app.state.processor)
     clock = cast(Clock, request.app.state.clock)
+    entry = _entry(
+        request, admin, "customer.unmerge", customer_id, {"split": len(body.customer_ids)}
+    )
     try:
-        await processor.unmerge(customer_id, body.customer_ids, clock(), f"api-key:{admin.key_id}")
+        await processor.unmerge(
+            customer_id, body.customer_ids, clock(), f"api-key:{admin.key_id}", entry=entry
+        )
     except graph.NotMergedInto as exc:
         raise Conflict(str(exc)) from exc
     return await _answer(request, customer_id)

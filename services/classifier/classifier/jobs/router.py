@@ -7,7 +7,8 @@ from typing import Annotated, cast
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from classifier.auth import ADMIN_ONLY, AdminAccess, Principal, ReadAccess, require_admin
+from classifier.audit import actor_of
+from classifier.auth import ADMIN_ONLY, Principal, ReadAccess, require_admin
 from classifier.db import SessionDep
 from classifier.jobs import repository, service
 from classifier.jobs.schemas import JobKind, JobList, JobOut, JobStatus, RecomputeIn, job_out
@@ -59,7 +60,10 @@ async def queue_recompute(
     """Queue a recompute: everyone re-evaluated under the active version at one instant
     (reason `scheme_change`, none announced with `silent`); a worker runs it."""
     job = await service.queue_recompute(
-        _sessions(request), silent=body.silent if body else False, created_by=principal.key_id
+        _sessions(request),
+        silent=body.silent if body else False,
+        created_by=principal.key_id,
+        actor=actor_of(principal),
     )
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return job_out(job)
@@ -68,14 +72,15 @@ async def queue_recompute(
 @router.post(
     "/jobs/{job_id:int}:cancel",
     status_code=status.HTTP_202_ACCEPTED,
-    dependencies=[AdminAccess],
     responses={
         **ADMIN_ONLY,
         404: {"model": Problem},
         409: {"model": Problem, "description": "Already finished."},
     },
 )
-async def cancel_job(job_id: JobId, request: Request) -> JobOut:
+async def cancel_job(
+    job_id: JobId, request: Request, principal: Annotated[Principal, Depends(require_admin)]
+) -> JobOut:
     """Cancel a job: a queued one at once, a running one at its next chunk boundary
     (`status` turns `cancelled` then; `cancel_requested_at` is set now)."""
-    return job_out(await service.cancel(_sessions(request), job_id))
+    return job_out(await service.cancel(_sessions(request), job_id, actor=actor_of(principal)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from classifier import audit
 from classifier.db import unit_of_work
 from classifier.errors import Conflict, NotFound
 from classifier.jobs import repository
@@ -28,9 +29,13 @@ async def queue(session: AsyncSession, job: Job) -> Job:
 
 
 async def queue_recompute(
-    sessions: async_sessionmaker[AsyncSession], *, silent: bool, created_by: str | None
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    silent: bool,
+    created_by: str | None,
+    actor: str,
 ) -> Job:
-    """Queue a re-evaluation of everyone under the active version."""
+    """Queue a re-evaluation of everyone under the active version (audited: `job.create`)."""
     async with unit_of_work(sessions) as session:
         await ensure_none_unfinished(session)
         version = await schemes.get_active_version(session)
@@ -44,7 +49,10 @@ async def queue_recompute(
             total=await repository.count_customers(session),
             created_by=created_by,
         )
-        return await queue(session, job)
+        await queue(session, job)
+        details = {"job_id": job.id, "kind": job.kind, "version": version, "silent": silent}
+        await audit.record(session, actor, "job.create", f"job:{job.id}", details)
+        return job
 
 
 async def get(session: AsyncSession, job_id: int, *, kind: str | None = None) -> Job:
@@ -55,12 +63,20 @@ async def get(session: AsyncSession, job_id: int, *, kind: str | None = None) ->
 
 
 async def cancel(
-    sessions: async_sessionmaker[AsyncSession], job_id: int, *, kind: str | None = None
+    sessions: async_sessionmaker[AsyncSession],
+    job_id: int,
+    *,
+    actor: str,
+    kind: str | None = None,
 ) -> Job:
-    """Cancel a queued job, or have its worker stop at the next chunk boundary."""
+    """Cancel a queued job, or have its worker stop at the next chunk boundary (audited:
+    `scheme.activation_cancel` for an activation, `job.cancel` for another job)."""
     async with unit_of_work(sessions) as session:
         row = await get(session, job_id, kind=kind)
         updated = await repository.request_cancel(session, job_id)
         if updated is None:
             raise Conflict(f"job {job_id} already {row.status}")
+        action = "scheme.activation_cancel" if updated.kind == "activate" else "job.cancel"
+        details = {"job_id": job_id, "kind": updated.kind, "version": updated.version}
+        await audit.record(session, actor, action, f"job:{job_id}", details)
         return updated

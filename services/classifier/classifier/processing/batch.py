@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from classifier import facts_log
+from classifier import audit, facts_log
 from classifier.config import ClassifierSettings
 from classifier.db import unit_of_work
 from classifier.engine import CompiledScheme, CustomerFacts
@@ -258,13 +258,15 @@ class BatchProcessor:
         announce: bool = True,
         prepare: Callable[[dict[str, CustomerState]], None] | None = None,
         only: Sequence[str] | None = None,
+        entry: audit.Entry | None = None,
     ) -> list[Change]:
         """Bring customers up to `now`, then re-evaluate them under the active scheme:
         every dimension, or (`only`) these and those whose class does not hold under it
         (`only=()` after an activation: the dimensions whose definition changed).
 
         `prepare` may edit the locked states first (e.g. set an override);
-        `announce=False` records no outbox rows (a silent re-baseline).
+        `announce=False` records no outbox rows (a silent re-baseline); `entry` is
+        recorded in the audit trail in the same transaction when a customer was found.
         """
         async with unit_of_work(self._sessions) as session:
             states = await repository.load_states(session, customer_ids)
@@ -280,13 +282,21 @@ class BatchProcessor:
                 changes += reclassify(state, scheme, at, reason, cutoffs=cutoffs, only=only)
             await repository.save_states(session, states.values(), scheme)
             await repository.record_changes(session, changes, announce=announce)
+            if states:
+                await audit.write(session, entry)
             return changes
 
     async def merge_by_hand(
-        self, survivor: str, absorb: Sequence[str], now: int, actor: str
+        self,
+        survivor: str,
+        absorb: Sequence[str],
+        now: int,
+        actor: str,
+        *,
+        entry: audit.Entry | None = None,
     ) -> list[Change]:
-        """An admin merge: `absorb` become `survivor`'s (cause `admin` in the audit
-        trail, reason `merge` on the change stream)."""
+        """An admin merge: `absorb` become `survivor`'s (cause `admin` in the identity
+        graph, reason `merge` on the change stream, `entry` in the audit trail)."""
         sighting = Sighting(survivor, [], list(absorb), None, now, actor, cause="admin")
         for attempt in range(RESOLVE_ATTEMPTS):
             try:
@@ -294,6 +304,7 @@ class BatchProcessor:
                     resolution = await graph.resolve(
                         session, [sighting], ambiguous_after=self.identity.ambiguous_after
                     )
+                    await audit.write(session, entry)
                     return await self._rebuild(
                         session, resolution.survivors, now, ChangeReason.MERGE
                     )
@@ -303,11 +314,19 @@ class BatchProcessor:
         raise AssertionError("unreachable")
 
     async def unmerge(
-        self, survivor: str, ids: Sequence[str], now: int, actor: str
+        self,
+        survivor: str,
+        ids: Sequence[str],
+        now: int,
+        actor: str,
+        *,
+        entry: audit.Entry | None = None,
     ) -> list[Change]:
-        """Undo merges into `survivor` (see identity/graph.py `split`); reason `unmerge`."""
+        """Undo merges into `survivor` (see identity/graph.py `split`); reason `unmerge`,
+        `entry` in the audit trail."""
         async with unit_of_work(self._sessions) as session:
             rebuilt = await graph.split(session, survivor, ids, actor)
+            await audit.write(session, entry)
             return await self._rebuild(session, rebuilt, now, ChangeReason.UNMERGE)
 
     async def _rebuild(

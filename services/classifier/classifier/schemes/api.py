@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from classifier import facts_log
+from classifier import audit, facts_log
 from classifier.clock import Clock
 from classifier.db import unit_of_work
 from classifier.engine import CustomerFacts, PriorClass, evaluate, from_micros, parse_scheme
@@ -102,8 +102,8 @@ async def get_row(session: AsyncSession, version: int) -> SchemeVersion:
     return row
 
 
-async def create_draft(session: AsyncSession, source: str) -> SchemeOut:
-    """Validate and store a draft under the next version number."""
+async def create_draft(session: AsyncSession, source: str, *, actor: str) -> SchemeOut:
+    """Validate and store a draft under the next version number (audited: `scheme.upload`)."""
     try:
         compiled = parse_scheme(source)
     except SchemeError as exc:
@@ -115,6 +115,8 @@ async def create_draft(session: AsyncSession, source: str) -> SchemeOut:
     version = await repository.latest_version(session) + 1
     row = SchemeVersion(version=version, name=compiled.spec.name, source=source, status="draft")
     session.add(row)
+    details = {"version": version, "name": compiled.spec.name}
+    await audit.record(session, actor, "scheme.upload", f"scheme:{version}", details)
     await session.commit()
     await session.refresh(row)
     spec = compiled.spec.model_copy(update={"version": version})
@@ -248,11 +250,13 @@ async def start_activation(
     silent: bool,
     clock: Clock,
     created_by: str | None,
+    actor: str,
 ) -> Job:
     """Switch the active version and queue the job that re-evaluates everyone (one at a time).
 
-    The switch, the new version's rank cut-offs and the queued job commit
-    together; a worker's job runner does the re-evaluation.
+    The switch, the new version's rank cut-offs, the queued job and the audit
+    entry (`scheme.activate`, or `scheme.rollback` for a version older than the
+    active one) commit together; a worker's job runner does the re-evaluation.
     """
     async with unit_of_work(sessions) as session:
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ACTIVATION_LOCK})
@@ -276,4 +280,13 @@ async def start_activation(
         )
         await jobs.queue(session, job)
         await store_cutoffs(session, compiled, clock())
+        rollback = previous is not None and version < previous
+        details = {
+            "version": version,
+            "previous_version": previous,
+            "silent": silent,
+            "job_id": job.id,
+        }
+        action = "scheme.rollback" if rollback else "scheme.activate"
+        await audit.record(session, actor, action, f"scheme:{version}", details)
         return job

@@ -7,6 +7,7 @@ from typing import Annotated, cast
 from fastapi import APIRouter, Body, Depends, Path, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from classifier.audit import actor_of
 from classifier.auth import ADMIN_ONLY, AdminAccess, Principal, ReadAccess, require_admin
 from classifier.clock import Clock
 from classifier.db import SessionDep
@@ -45,7 +46,6 @@ async def get_scheme(version: Version, session: SessionDep) -> api.SchemeOut:
 @router.post(
     "/schemes",
     status_code=status.HTTP_201_CREATED,
-    dependencies=[AdminAccess],
     responses={
         **ADMIN_ONLY,
         415: {"model": Problem},
@@ -61,11 +61,13 @@ async def get_scheme(version: Version, session: SessionDep) -> api.SchemeOut:
         }
     },
 )
-async def upload_draft(request: Request, response: Response, session: SessionDep) -> api.SchemeOut:
+async def upload_draft(
+    request: Request, response: Response, session: SessionDep, principal: AdminPrincipal
+) -> api.SchemeOut:
     """Upload a draft (YAML or JSON, format: schemas/json/scheme.schema.json); nothing changes
     until it is activated."""
     source = await read_text_body(request)
-    draft = await api.create_draft(session, source)
+    draft = await api.create_draft(session, source, actor=actor_of(principal))
     response.headers["Location"] = f"/v1/schemes/{draft.version}"
     return draft
 
@@ -107,6 +109,7 @@ async def activate_scheme(
         silent=body.silent if body else False,
         clock=cast(Clock, request.app.state.clock),
         created_by=principal.key_id,
+        actor=actor_of(principal),
     )
     response.headers["Location"] = f"/v1/activations/{job.id}"
     return job_out(job)
@@ -121,15 +124,19 @@ async def get_activation(activation_id: JobId, session: SessionDep) -> JobOut:
 @router.post(
     "/activations/{activation_id:int}:cancel",
     status_code=status.HTTP_202_ACCEPTED,
-    dependencies=[AdminAccess],
     responses={
         **ADMIN_ONLY,
         404: {"model": Problem},
         409: {"model": Problem, "description": "Already finished."},
     },
 )
-async def cancel_activation(activation_id: JobId, request: Request) -> JobOut:
+async def cancel_activation(
+    activation_id: JobId, request: Request, principal: AdminPrincipal
+) -> JobOut:
     """Stop an activation's re-evaluation at its next chunk (a queued one at once). The
     version stays active; customers not yet re-evaluated are when their next event
     arrives, or by a recompute job."""
-    return job_out(await jobs.cancel(_sessions(request), activation_id, kind="activate"))
+    job = await jobs.cancel(
+        _sessions(request), activation_id, kind="activate", actor=actor_of(principal)
+    )
+    return job_out(job)
