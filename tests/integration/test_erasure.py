@@ -202,6 +202,10 @@ async def test_an_erasure_by_email_leaves_nothing_and_suppresses_what_follows(
     # The person comes back with consent: the suppression is lifted for the e-mail.
     lifted = await api.post("/v1/suppressions:lift", json={"email": address})
     assert lifted.json() == {"lifted": 1}
+    trail = (await api.get("/v1/audit", params={"limit": 1000})).json()
+    actions = [e["action"] for e in trail["entries"]]
+    assert actions.count("customer.erasure") == 1
+    assert actions.count("suppression.lift") == 1
 
 
 async def test_bad_erasure_requests_are_refused(api: httpx.AsyncClient) -> None:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from classifier import facts_log
+from classifier import audit, facts_log
 from classifier.auth import ADMIN_ONLY, Principal, ReadAccess, require_admin
 from classifier.clock import Clock
 from classifier.config import ClassifierSettings
@@ -69,6 +69,10 @@ class ErasureOut(BaseModel):
     erased: dict[str, Any] = Field(
         description="Rows erased per kind and ids/identifiers suppressed (no personal data)."
     )
+
+
+def _kind(target: Target) -> str:
+    return "customer" if target.customer_id else ("email" if target.email else "phone")
 
 
 def _key(request: Request) -> bytes:
@@ -186,7 +190,7 @@ async def request_erasure(
     also_ids, also_digests = await _merged_with(session, subject)
     clock = cast(Clock, request.app.state.clock)
     erasure_id = uuid.uuid4()
-    actor = f"api-key:{admin.key_id}"
+    actor = audit.actor_of(admin)
     event = CustomerErasureRequested(
         customer_id=subject,
         identity=identity,
@@ -205,10 +209,17 @@ async def request_erasure(
         ),
         {
             "id": erasure_id,
-            "kind": "customer" if body.customer_id else ("email" if body.email else "phone"),
+            "kind": _kind(body),
             "by": actor,
             "at": event.requested_at,
         },
+    )
+    await audit.record(
+        session,
+        actor,
+        "customer.erasure",
+        audit.customer_ref(settings, subject),
+        {"erasure_id": str(erasure_id), "named_by": _kind(body), "ids": 1 + len(also_ids)},
     )
     await session.commit()
     await cast(ActivityPublisher, request.app.state.activity_publisher).publish(
@@ -258,10 +269,19 @@ async def lift_suppression(
             "UPDATE suppressions SET lifted_at = now(), lifted_by = :by "
             "WHERE kind = :k AND digest = :d AND lifted_at IS NULL"
         ),
-        {"k": pair[0], "d": pair[1], "by": f"api-key:{admin.key_id}"},
+        {"k": pair[0], "d": pair[1], "by": audit.actor_of(admin)},
     )
+    lifted = int(getattr(result, "rowcount", 0) or 0)
+    if lifted:
+        await audit.record(
+            session,
+            audit.actor_of(admin),
+            "suppression.lift",
+            audit.customer_ref(settings, body.customer_id) if body.customer_id else None,
+            {"kind": pair[0]},
+        )
     await session.commit()
-    return Lifted(lifted=int(getattr(result, "rowcount", 0) or 0))
+    return Lifted(lifted=lifted)
 
 
 def _rows(result: Any) -> list[dict[str, Any]]:
