@@ -18,9 +18,12 @@ from eventschemas.changes import (
     CHANGE_EVENT_TYPE,
     CHANGE_ID_HEADER,
     CHANGE_SOURCE,
+    ERASED_DATASCHEMA,
+    ERASED_EVENT_TYPE,
     MERGED_DATASCHEMA,
     MERGED_EVENT_TYPE,
     ClassChanged,
+    CustomerErased,
     CustomerMerged,
 )
 from eventschemas.envelope import (
@@ -57,6 +60,9 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         ),
         "json/customer-merged.v1.schema.json": _schema(
             CustomerMerged, "Customer merged", MERGED_DATASCHEMA
+        ),
+        "json/customer-erased.v1.schema.json": _schema(
+            CustomerErased, "Customer erased", ERASED_DATASCHEMA
         ),
     }
     for event_type, model in sorted(EVENT_TYPES.items()):
@@ -181,6 +187,30 @@ def _customer_merged_message() -> dict[str, Any]:
     }
 
 
+def _customer_erased_message() -> dict[str, Any]:
+    return {
+        "name": ERASED_EVENT_TYPE,
+        "title": ERASED_EVENT_TYPE,
+        "summary": "Forget this customer: it was erased, with every id merged into it.",
+        "description": "One record per erased customer id, keyed by it. A consumer deletes "
+        "what it holds on `customer_id` (classes, history, copies of events) and keeps "
+        "nothing that leads back to the person; no class change for the id follows (its "
+        "later events are suppressed). The classifier keeps no copy of the record: it is "
+        "on this topic only (for the topic's retention), not in the change feed.",
+        "contentType": "application/cloudevents+json",
+        "headers": _structured_headers(
+            **{CHANGE_ID_HEADER: {"type": "string", "description": "The record id (`id`)."}}
+        ),
+        "payload": _cloudevent_payload(
+            ERASED_EVENT_TYPE,
+            ERASED_DATASCHEMA,
+            "./json/customer-erased.v1.schema.json",
+            source={"const": CHANGE_SOURCE},
+        ),
+        "bindings": _key("The erased customer id (the event's `subject`)."),
+    }
+
+
 def _dead_letter_message() -> dict[str, Any]:
     numeric = {"type": "string", "pattern": "^[0-9]+$"}
     return {
@@ -235,6 +265,7 @@ def asyncapi() -> dict[str, Any]:
         **activity,
         "classChanged": _class_changed_message(),
         "customerMerged": _customer_merged_message(),
+        "customerErased": _customer_erased_message(),
     }
     messages["deadLetter"] = _dead_letter_message()
 
@@ -266,9 +297,9 @@ def asyncapi() -> dict[str, Any]:
             "classChanges": {
                 "address": CLASS_CHANGES_TOPIC,
                 "title": "Class changes",
-                "description": "One CloudEvent per class change, keyed by customer id, and "
-                "one per merge; dedupe by `id` (the change id).",
-                "messages": refs(["classChanged", "customerMerged"]),
+                "description": "One CloudEvent per class change, keyed by customer id, one "
+                "per merge and one per erased id; dedupe by `id` (the change id).",
+                "messages": refs(["classChanged", "customerMerged", "customerErased"]),
             },
             "deadLetters": {
                 "address": ACTIVITY_DLQ_TOPIC,

@@ -11,9 +11,11 @@ import pytest
 from classifier.changes.relay import RECORD_COLUMNS, encode_record
 from eventschemas.changes import (
     CHANGE_EVENT_TYPE,
+    ERASED_EVENT_TYPE,
     MERGED_EVENT_TYPE,
     ChangeReason,
     ClassChanged,
+    CustomerErased,
     CustomerMerged,
 )
 from eventschemas.envelope import Envelope
@@ -79,3 +81,23 @@ def test_a_merge_record_is_the_customer_merged_contract() -> None:
 
     assert orjson.loads(encoded) == expected.to_envelope().model_dump(mode="json")
     assert Envelope.from_bytes(encoded).type == MERGED_EVENT_TYPE
+
+
+def test_an_erasure_record_is_the_customer_erased_contract() -> None:
+    """An outbox row in the `@erased` pseudo-dimension goes out as `customer.erased`."""
+    at = datetime(2026, 11, 22, 11, 6, 24, tzinfo=UTC)
+    erasure = "0b9d6f0e-1f5c-4d59-9a53-5b2f0e7c3a11"
+    values = ("e-1", "cust-1", "@erased", None, "erased", 0, "erasure", "evt-3", erasure, at)
+    expected = CustomerErased(
+        change_id="e-1",
+        customer_id="cust-1",
+        erasure_id=erasure,
+        reason=ChangeReason.ERASURE,
+        event_id="evt-3",
+        occurred_at=at,
+    )
+
+    encoded = encode_record(values)
+
+    assert orjson.loads(encoded) == expected.to_envelope().model_dump(mode="json")
+    assert Envelope.from_bytes(encoded).type == ERASED_EVENT_TYPE
