@@ -52,6 +52,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from bench import erasures as bench_erasures
 from bench import history as bench_history
 from bench import http as bench_http
 from bench import loadgen
@@ -81,7 +82,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "timed_customers": 5, "engine_customers": 200, "engine_rounds": 1,
         "history_sizes": (10, 30, 100), "history_customers": 2, "history_rounds": 2,
         "idle_seconds": 5,  # idle CPU over 5 s only: a smoke figure, not the 60 s one
-        "merge_pairs": 3, "merge_large_orders": 20,
+        "merge_pairs": 3, "merge_large_orders": 20, "erasure_customers": 2, "erasure_facts": 20,
     },
     "small": {
         "worker_events": 50_000, "lookups": 2_000, "bulk_requests": 10,
@@ -89,7 +90,8 @@ SCALES: dict[str, dict[str, Any]] = {
         "fresh_rate": 1_000, "fresh_seconds": 10, "timed_customers": 50,
         "engine_customers": 2_000, "engine_rounds": 3, "idle_seconds": 60,
         "history_sizes": bench_history.SIZES, "history_customers": 5, "history_rounds": 3,
-        "merge_pairs": 20, "merge_large_orders": 1_000,
+        "merge_pairs": 20, "merge_large_orders": 1_000, "erasure_customers": 3,
+        "erasure_facts": 2_000,
     },
     "large": {
         "worker_events": 500_000, "lookups": 10_000, "bulk_requests": 20,
@@ -98,6 +100,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "engine_customers": 5_000, "engine_rounds": 5, "idle_seconds": 60,
         "history_sizes": bench_history.SIZES, "history_customers": bench_history.CUSTOMERS,
         "history_rounds": bench_history.ROUNDS, "merge_pairs": 50, "merge_large_orders": 1_000,
+        "erasure_customers": 3, "erasure_facts": 10_000,
     },
 }  # fmt: skip
 CONCURRENCY = 32
@@ -332,6 +335,7 @@ async def freshness_and_time(
     p: dict[str, int],
     log: Path | None = None,
     merges: bench_merges.MergeBench | None = None,
+    erasures: bench_erasures.ErasureBench | None = None,
 ) -> dict[str, Any]:
     worker = await bench_worker.start_worker(settings, log)
     consumer = AIOKafkaConsumer(
@@ -368,17 +372,21 @@ async def freshness_and_time(
             await merges.seed()
             await merges.wait_seeded()
             large_ms = await merges.large_ms()
+        if erasures is not None:
+            await erasures.seed()
         lead = max(15.0, p["fresh_seconds"] / 2)  # the worker must see them before they are due
         due.update(await _timed_customers(settings, p["timed_customers"], lead))
         await _wait_for_customers(settings.database_url, list(due))  # the worker is consuming
         run = uuid.uuid4().hex[:6]
         started = time.perf_counter()
         merging = asyncio.create_task(merges.under_load(p["fresh_seconds"])) if merges else None
+        erasing = asyncio.create_task(erasures.under_load(p["fresh_seconds"])) if erasures else None
         acked, behind = await _post_at_rate(
             ingest_url, intake_key, p["fresh_rate"], p["fresh_seconds"], run
         )
         sent_for = time.perf_counter() - started
         merge_delays = await merging if merging is not None else []
+        erasure_delays = await erasing if erasing is not None else []
         # A worker behind its backlog reviews nothing (time never overtakes unapplied
         # events), so time-driven changes may come late: wait up to 90 s for them.
         deadline = time.monotonic() + 90
@@ -398,6 +406,11 @@ async def freshness_and_time(
     if large_ms is not None:
         merged["merge"] = bench_merges.figures(large_ms, merge_delays, bench_http.pct)
         merged["merge"]["under_rate_per_s"] = p["fresh_rate"]
+    if erasures is not None:
+        merged["erasure"] = bench_erasures.figures(
+            erasure_delays, p["erasure_facts"], bench_http.pct
+        )
+        merged["erasure"]["under_rate_per_s"] = p["fresh_rate"]
     return merged | {
         "freshness": {
             "target_rate_per_s": p["fresh_rate"],
@@ -551,6 +564,14 @@ async def run(scale: str, overrides: dict[str, Any], seed: int, log_dir: Path) -
             f"{p['merge_pairs']} merges under that load and one of two customers with "
             f"{p['merge_large_orders']:,} orders each"
         )
+        # The fresh phase's API publishes erasure requests to the fresh topic.
+        fresh_api, fresh_api_url = await bench_http.start_api(
+            "classifier.app:create_app", service_env(fresh), log_dir / "api-fresh.log"
+        )
+        procs.append(fresh_api)
+        erasures = bench_erasures.ErasureBench(
+            fresh, fresh_api_url, admin_key, p["erasure_customers"], p["erasure_facts"]
+        )
         merges = bench_merges.MergeBench(
             fresh,
             fresh_url,
@@ -561,7 +582,7 @@ async def run(scale: str, overrides: dict[str, Any], seed: int, log_dir: Path) -
             p["merge_large_orders"],
         )
         results |= await freshness_and_time(
-            fresh, fresh_url, intake_key, p, log_dir / "worker-fresh.log", merges
+            fresh, fresh_url, intake_key, p, log_dir / "worker-fresh.log", merges, erasures
         )
         say("engine (one core)")
         results["engine"] = engine(p)
@@ -619,6 +640,10 @@ def table(r: dict[str, Any]) -> str:
                      f"merges webhook 202 -> both lookups show the survivor, under the freshness "
                      f"load (its p99 {fr['p99_ms']} ms)"))  # fmt: skip
         big = r["parameters"]["merge_large_orders"]
+        er = r["erasure"]
+        rows.append(("erasure", f"p99 {er['p99_ms']} ms", f"p50 {er['p50_ms']} ms, "
+                     f"{er['erasures']} customers with {er['facts_each']:,} facts each, request "
+                     "-> completed receipt, under the freshness load"))  # fmt: skip
         rows.append(("merge large", f"{mg['large_ms']} ms",
                      f"two customers with {big:,} orders each, quiet worker"))  # fmt: skip
     lines = [f"cores: {r['cores']}  scale: {r['scale']}  parameters: {r['parameters']}"]

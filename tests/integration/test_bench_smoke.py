@@ -77,3 +77,12 @@ async def test_every_benchmark_scenario_reports_its_figures(
     assert "worker drain x2" in table(r)
     assert "idle worker" in table(r)
     assert "time-driven lag" in table(r)
+    merge = r["merge"]  # every merge of the run seen through the lookups
+    assert merge["merges"] == 3
+    assert 0 < merge["p50_ms"] <= merge["p99_ms"]
+    assert merge["large_ms"] > 0
+    erasure = r["erasure"]  # every erasure's receipt seen completed
+    assert (erasure["erasures"], erasure["facts_each"]) == (2, 20)
+    assert 0 < erasure["p50_ms"] <= erasure["p99_ms"]
+    assert "merge large" in table(r)
+    assert "erasure" in table(r)
