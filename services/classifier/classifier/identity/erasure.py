@@ -12,10 +12,16 @@ deleted once published, so no table keeps the id).
 
 Suppressed events are claimed in the inbox without their customer id and
 dropped (`classifier_suppressed_events_total`).
+
+The API carries a request out at once too (so the receipt does not wait behind
+the worker's backlog); the worker, meeting the event later, finds the receipt
+completed and only makes sure (deletes and suppressions again, nothing
+announced twice). A replay into an empty database has no receipt: it erases.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -98,6 +104,10 @@ async def erase(
     """Carry out erasure requests (event, event id) in this transaction."""
     out = Erased()
     for request, event_id in requests:
+        done = await session.scalar(
+            text("SELECT status = 'completed' FROM erasures WHERE id = :id"),
+            {"id": uuid.UUID(request.erasure_id)},
+        )
         ids, digests = await _component(session, request, key)
         await _lock(session, ids)
         digests |= {
@@ -116,8 +126,9 @@ async def erase(
         pairs = {("customer", suppression_digest(key, "customer", i)) for i in ids}
         pairs |= {(k, suppression_digest(key, k, d)) for k, d in digests}
         await _suppress(session, sorted(pairs), request.erasure_id)
-        await _announce(session, sorted(ids), request, event_id)
-        await _receipt(session, request, counts)
+        if not done:  # carried out already (by the API, at once): the worker only makes sure
+            await _announce(session, sorted(ids), request, event_id)
+            await _receipt(session, request, counts)
         out.ids |= ids
         out.suppressed |= pairs
     return out
@@ -196,7 +207,7 @@ async def _announce(
     """A `customer.erased` record per id through the outbox (the relay deletes the row
     once the broker has it)."""
     at = from_micros(to_micros(request.requested_at))
-    rows = [(f"erased-{request.erasure_id}-{n}", cid) for n, cid in enumerate(ids)]
+    rows = [(_record_id(request.erasure_id, cid), cid) for cid in ids]
     source, params = unnest([("i", "text"), ("c", "text")], rows)
     params |= {"at": at, "e": event_id, "r": request.erasure_id}
     await session.execute(
@@ -210,6 +221,12 @@ async def _announce(
         params,
     )
     await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": OUTBOX_CHANNEL})
+
+
+def _record_id(erasure_id: str, customer_id: str) -> str:
+    """One id per (erasure, customer): a record announced twice is deduplicated by it."""
+    digest = hashlib.sha256(f"{erasure_id}|{customer_id}".encode()).hexdigest()[:32]
+    return f"erased-{digest}"
 
 
 async def _receipt(

@@ -200,7 +200,7 @@ async def resolve(
     }
     # Lock every customer involved, in id order; re-check what was read unlocked.
     involved = set(out.target.values()) | {m.absorbed for m in out.merges}
-    stale, evaluated = await _lock_customers(session, involved, set(aliases))
+    stale, evaluated = await _lock_customers(session, involved, set(aliases), existing & involved)
     if stale:
         raise StaleResolution
     # A merged customer's time is the later of the two: history never rewinds.
@@ -283,11 +283,12 @@ async def _apart_pairs(session: AsyncSession, ids: set[str]) -> set[tuple[str, s
 
 
 async def _lock_customers(
-    session: AsyncSession, ids: set[str], aliases: set[str]
+    session: AsyncSession, ids: set[str], aliases: set[str], existing: set[str] | None = None
 ) -> tuple[bool, dict[str, int]]:
     """Lock these customers, and the ids about to become aliases, in id order. Returns
     whether what was read unlocked no longer holds (one of them is now absorbed, or an
-    alias to be is now a customer), and each one's evaluation instant (µs).
+    alias to be is now a customer, or one in `existing` was erased meanwhile), and each
+    one's evaluation instant (µs).
 
     Ids without a row have no row to lock: a transaction-scoped advisory lock per id
     (every batch takes them for its customers) keeps a customer from being created by
@@ -310,11 +311,13 @@ async def _lock_customers(
     )
     stale = False
     evaluated: dict[str, int] = {}
+    seen: set[str] = set()
     for cid, into, at in rows:
+        seen.add(cid)
         stale = stale or into is not None or cid in aliases
         if at is not None:
             evaluated[cid] = to_micros(at)
-    return stale, evaluated
+    return stale or bool((existing or set()) - seen), evaluated
 
 
 def _empty_doc(customer_id: str) -> str:

@@ -22,6 +22,7 @@ from classifier.db import SessionDep
 from classifier.engine import CustomerFacts, from_micros
 from classifier.errors import BadRequest, ClassifierError, CustomerNotFound, NotFound
 from classifier.privacy.publisher import ActivityPublisher
+from classifier.processing.batch import BatchProcessor
 from eventschemas.events import (
     CustomerErasureRequested,
     CustomerId,
@@ -222,9 +223,11 @@ async def request_erasure(
         {"erasure_id": str(erasure_id), "named_by": _kind(body), "ids": 1 + len(also_ids)},
     )
     await session.commit()
-    await cast(ActivityPublisher, request.app.state.activity_publisher).publish(
-        event.to_envelope("urn:customer-classifier:api")
-    )
+    envelope = event.to_envelope("urn:customer-classifier:api")
+    await cast(ActivityPublisher, request.app.state.activity_publisher).publish(envelope)
+    # Carried out now as well: the receipt does not wait behind the worker's backlog
+    # (the worker, meeting the event, finds it completed; a replay erases from it).
+    await cast(BatchProcessor, request.app.state.processor).erase_now(event, envelope.id)
     response.headers["Location"] = f"/v1/erasures/{erasure_id}"
     return await _receipt(session, erasure_id)
 

@@ -329,6 +329,11 @@ class BatchProcessor:
             await audit.write(session, entry)
             return await self._rebuild(session, rebuilt, now, ChangeReason.UNMERGE)
 
+    async def erase_now(self, request: CustomerErasureRequested, event_id: str) -> None:
+        """Carry out an erasure request at once (the API does, beside publishing it)."""
+        async with unit_of_work(self._sessions) as session:
+            await erasure.erase(session, [(request, event_id)], self.identity.key or b"")
+
     async def _rebuild(
         self, session: AsyncSession, ids: Iterable[str], now: int, reason: ChangeReason
     ) -> list[Change]:
