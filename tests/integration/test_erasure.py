@@ -3,9 +3,7 @@ API in process, a worker in process)."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -14,13 +12,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
-from classifier.app import create_app
-from classifier.auth import create_key
 from classifier.clock import system_clock
 from classifier.config import ClassifierSettings
 from classifier.consumer.replay import replay
 from classifier.db import make_sessionmaker
-from classifier.worker import run_worker
 from eventschemas.envelope import Envelope
 from eventschemas.events import ActivityEvent, CallOutcome, Identity, identity_digest
 from tests.integration.test_identity import call, contact, order
@@ -28,34 +23,6 @@ from tests.kafka_helpers import eventually, publish_raw, read_topic
 from tests.snapshots import create_database, drop_database
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def worker(
-    classifier_settings: ClassifierSettings, sessions: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[None]:
-    stopping = asyncio.Event()
-    task = asyncio.create_task(run_worker(classifier_settings, stopping))
-    yield
-    stopping.set()
-    await asyncio.wait_for(task, timeout=30)
-
-
-@pytest.fixture
-async def api(
-    classifier_settings: ClassifierSettings, sessions: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[httpx.AsyncClient]:
-    _, admin = await create_key(sessions, "test-admin", "admin")
-    app = create_app(classifier_settings.model_copy(update={"api_key_cache_seconds": 0}))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://api",
-            headers={"Authorization": f"Bearer {admin}"},
-        ) as client,
-    ):
-        yield client
 
 
 async def publish(settings: ClassifierSettings, events: list[ActivityEvent]) -> None:

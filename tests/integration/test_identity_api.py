@@ -3,44 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from classifier.app import create_app
-from classifier.auth import create_key
-from classifier.config import ClassifierSettings
 from classifier.processing.batch import BatchProcessor, IdentityOptions
 from classifier.schemes.service import SchemeCache, ensure_active_scheme
 from tests.integration.test_identity import KEY, deliver, order, phone, tag_digits
-
-
-@pytest.fixture
-async def keys(sessions: async_sessionmaker[AsyncSession]) -> dict[str, str]:
-    keys = {}
-    for scope in ("read", "admin"):
-        keys[f"{scope}_id"], keys[scope] = await create_key(sessions, f"test-{scope}", scope)
-    return keys
-
-
-@pytest.fixture
-async def api(
-    classifier_settings: ClassifierSettings, keys: dict[str, str]
-) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(classifier_settings.model_copy(update={"api_key_cache_seconds": 0}))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://api",
-            headers={"Authorization": f"Bearer {keys['admin']}"},
-        ) as client,
-    ):
-        yield client
 
 
 def classes(document: dict[str, Any]) -> dict[str, str]:
