@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from classifier.processing.batch import BatchProcessor, IdentityOptions
 from classifier.schemes.service import SchemeCache, ensure_active_scheme
+from eventschemas.events import Identity, identity_digest
 from tests.integration.test_identity import KEY, deliver, order, phone, tag_digits
 
 
@@ -125,3 +126,29 @@ async def test_ambiguous_identifiers_are_listed(
     listed = (await api.get("/v1/identities/ambiguous")).json()
     mine = [i for i in listed if i["digest"] == shared.phone_hash]
     assert mine == [{"kind": "phone", "digest": shared.phone_hash, "customers": 2}]
+
+
+async def test_unmerge_by_an_email_splits_off_the_ids_that_came_with_it(
+    sessions: async_sessionmaker[AsyncSession], api: httpx.AsyncClient, identity_key: bytes
+) -> None:
+    await ensure_active_scheme(sessions)
+    worker = BatchProcessor(sessions, SchemeCache(), identity=IdentityOptions(identity_key))
+    tag = uuid.uuid4().hex[:8]
+    first, second = f"a-{tag}", f"b-{tag}"
+    address = f"Shared.{tag}@Example.cn"
+    mail = Identity(email_hash=identity_digest(identity_key, "email", address.lower()))
+    await worker.process(deliver(order(first, 1, mail)))
+    await worker.process(deliver(order(second, 2, mail), order(second, 3)))
+    assert (await api.get(f"/v1/customers/{second}")).json()["merged_into"] == first
+
+    split = await api.post(f"/v1/customers/{first}/unmerge", json={"emails": [address]})
+
+    assert split.status_code == 200, split.text
+    assert split.json()["aggregates"]["order_count"] == 1
+    back = (await api.get(f"/v1/customers/{second}")).json()
+    assert (back["id"], back["merged_into"], back["aggregates"]["order_count"]) == (second, None, 2)
+    # Kept apart: the shared e-mail on a later order merges nothing again.
+    await worker.process(deliver(order(second, 4, mail)))
+    assert (await api.get(f"/v1/customers/{second}")).json()["merged_into"] is None
+    nothing = await api.post(f"/v1/customers/{first}/unmerge", json={})
+    assert nothing.status_code == 422

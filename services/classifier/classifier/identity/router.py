@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import text
 
 from classifier import audit
@@ -16,7 +16,7 @@ from classifier.customers import reads, service
 from classifier.customers.schemas import CustomerOut
 from classifier.db import SessionDep
 from classifier.errors import Conflict, CustomerNotFound
-from classifier.identity import graph
+from classifier.identity import graph, identifiers
 from classifier.processing.batch import BatchProcessor
 from eventschemas.events import CustomerId
 from eventschemas.problems import Problem
@@ -47,14 +47,25 @@ class MergeIn(BaseModel):
 
 
 class UnmergeIn(BaseModel):
+    """What to split off: ids merged into this customer, and/or e-mails and phones
+    (each takes the ids whose events carried it), at least one in all."""
+
     model_config = ConfigDict(extra="forbid")
 
     customer_ids: list[CustomerId] = Field(
-        min_length=1,
+        default_factory=list,
         max_length=100,
         description="Ids merged into this customer to split off again, with the facts "
         "and identifiers that came with them.",
     )
+    emails: list[Annotated[str, Field(max_length=254)]] = Field(default_factory=list, max_length=20)
+    phones: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=20)
+
+    @model_validator(mode="after")
+    def _some(self) -> UnmergeIn:
+        if not (self.customer_ids or self.emails or self.phones):
+            raise ValueError("name at least one of customer_ids, emails, phones")
+        return self
 
 
 class AmbiguousIdentifier(BaseModel):
@@ -77,6 +88,29 @@ def _entry(
     settings = cast(ClassifierSettings, request.app.state.settings)
     target = audit.customer_ref(settings, survivor)
     return audit.Entry(audit.actor_of(admin), action, target, dict(counts))
+
+
+async def _carriers(request: Request, session: Any, body: UnmergeIn) -> list[str]:
+    """The ids merged into the customer whose events carried these e-mails/phones."""
+    if not (body.emails or body.phones):
+        return []
+    settings = cast(ClassifierSettings, request.app.state.settings)
+    if settings.identity_key is None:
+        raise Conflict("CLASSIFIER_IDENTITY_KEY is not set: e-mails and phones cannot be matched")
+    key = settings.identity_key.get_secret_value().encode()
+    wanted = [("email", identifiers.email_digest(key, e, "emails")) for e in body.emails]
+    wanted += [
+        ("phone", identifiers.phone_digest(key, p, settings.default_phone_region, "phones"))
+        for p in body.phones
+    ]
+    found: list[str] = []
+    for kind, digest in wanted:
+        subjects = await session.scalar(
+            text("SELECT subjects FROM identity_links WHERE kind = :k AND digest = :d"),
+            {"k": kind, "d": digest},
+        )
+        found += list(subjects or [])
+    return found
 
 
 async def _answer(request: Request, customer_id: str) -> Response:
@@ -134,18 +168,25 @@ async def unmerge(
     identifiers that came with its id and is re-evaluated (reason `unmerge`); the two
     are kept apart from now on (only an explicit merge joins them again)."""
     known = await _status(session, [customer_id])
-    await session.rollback()
     if customer_id not in known:
         raise CustomerNotFound(f"no customer with id {customer_id!r}")
+    carriers = await _carriers(request, session, body)
+    if carriers:  # of the ids seen with the identifiers, those merged into this customer
+        carriers = list(
+            await session.scalars(
+                text("SELECT id FROM customers WHERE id = ANY(:c) AND merged_into = :s"),
+                {"c": carriers, "s": customer_id},
+            )
+        )
+    ids = list(dict.fromkeys([*body.customer_ids, *sorted(carriers)]))
+    await session.rollback()
+    if not ids:
+        raise Conflict(f"no id merged into {customer_id!r} came with those identifiers")
     processor = cast(BatchProcessor, request.app.state.processor)
     clock = cast(Clock, request.app.state.clock)
-    entry = _entry(
-        request, admin, "customer.unmerge", customer_id, {"split": len(body.customer_ids)}
-    )
+    entry = _entry(request, admin, "customer.unmerge", customer_id, {"split": len(ids)})
     try:
-        await processor.unmerge(
-            customer_id, body.customer_ids, clock(), f"api-key:{admin.key_id}", entry=entry
-        )
+        await processor.unmerge(customer_id, ids, clock(), f"api-key:{admin.key_id}", entry=entry)
     except graph.NotMergedInto as exc:
         raise Conflict(str(exc)) from exc
     return await _answer(request, customer_id)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, cast
 
 import orjson
-import phonenumbers
 from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import text
@@ -20,21 +18,20 @@ from classifier.clock import Clock
 from classifier.config import ClassifierSettings
 from classifier.db import SessionDep
 from classifier.engine import CustomerFacts, from_micros
-from classifier.errors import BadRequest, ClassifierError, CustomerNotFound, NotFound
+from classifier.errors import ClassifierError, CustomerNotFound, NotFound
+from classifier.identity import identifiers
 from classifier.privacy.publisher import ActivityPublisher
 from classifier.processing.batch import BatchProcessor
 from eventschemas.events import (
     CustomerErasureRequested,
     CustomerId,
     Identity,
-    identity_digest,
     suppression_digest,
 )
 from eventschemas.problems import Problem
 
 router = APIRouter(tags=["privacy"], dependencies=[ReadAccess])
 Admin = Annotated[Principal, Depends(require_admin)]
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class NoIdentityKey(ClassifierError):
@@ -86,19 +83,9 @@ def _key(request: Request) -> bytes:
 def _digests(target: Target, key: bytes, region: str) -> Identity | None:
     """The identity digests of an e-mail or phone target, normalised as ingest does."""
     if target.email:
-        email = target.email.strip().lower()
-        if not _EMAIL.match(email):
-            raise BadRequest("email: not an e-mail address")
-        return Identity(email_hash=identity_digest(key, "email", email))
+        return Identity(email_hash=identifiers.email_digest(key, target.email))
     if target.phone:
-        try:
-            number = phonenumbers.parse(target.phone, region)
-        except phonenumbers.NumberParseException as exc:
-            raise BadRequest("phone: not a phone number") from exc
-        if not phonenumbers.is_possible_number(number):
-            raise BadRequest("phone: not a possible phone number for its country")
-        e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-        return Identity(phone_hash=identity_digest(key, "phone", e164))
+        return Identity(phone_hash=identifiers.phone_digest(key, target.phone, region))
     return None
 
 
