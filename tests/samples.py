@@ -95,6 +95,12 @@ def one_of_each_type(customer: str, *, now: datetime | None = None) -> list[Acti
             owner_id="sales-1",
             touched_at=now - day / 2,
         ),
+        # The erasure of a customer nobody knows: nothing of `customer` goes.
+        CustomerErasureRequested(
+            customer_id=f"{customer}-gone",
+            erasure_id="00000000-0000-4000-8000-000000000001",
+            requested_at=now - day * 0.45,
+        ),
         # Merges of customers nobody else knows: `customer` absorbs them.
         CrmContactMerged(
             customer_id=customer,
@@ -105,12 +111,6 @@ def one_of_each_type(customer: str, *, now: datetime | None = None) -> list[Acti
             customer_id=customer,
             absorbed_ids=[f"{customer}-co-dup"],
             merged_at=now - day / 4,
-        ),
-        # The erasure of a customer nobody knows: nothing of `customer` goes.
-        CustomerErasureRequested(
-            customer_id=f"{customer}-gone",
-            erasure_id="00000000-0000-4000-8000-000000000001",
-            requested_at=now - day / 5,
         ),
     ]
     assert {e.TYPE for e in events} == set(EVENT_TYPES), "a new event type needs a sample here"

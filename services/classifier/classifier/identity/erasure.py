@@ -46,11 +46,9 @@ _DELETES: tuple[tuple[str, str], ...] = (
     ("facts", "DELETE FROM customer_facts WHERE customer_id = ANY(:ids)"),
     ("classes", "DELETE FROM customer_classes WHERE customer_id = ANY(:ids)"),
     ("history", "DELETE FROM class_history WHERE customer_id = ANY(:ids)"),
-    (
-        "changes",
-        "DELETE FROM class_changes WHERE customer_id = ANY(:ids) OR (dimension = '@merged' "
-        "AND rule = ANY(:ids))",
-    ),
+    ("changes", "DELETE FROM class_changes WHERE customer_id = ANY(:ids)"),
+    # A survivor's merge records name what it absorbed (an index on dimension).
+    ("changes", "DELETE FROM class_changes WHERE dimension = '@merged' AND rule = ANY(:ids)"),
     ("inbox", "DELETE FROM inbox WHERE customer_id = ANY(:ids)"),
     ("identifiers", "DELETE FROM identity_links WHERE customer_id = ANY(:ids)"),
     (
@@ -117,17 +115,23 @@ async def erase(
                 {"ids": sorted(ids)},
             )
         }
+        held = set(
+            await session.scalars(
+                text("SELECT id FROM customers WHERE id = ANY(:ids)"), {"ids": sorted(ids)}
+            )
+        )
         counts: dict[str, int] = {}
         for kind, statement in _DELETES:
             result = await session.execute(text(statement), {"ids": sorted(ids)})
-            counts[kind] = int(getattr(result, "rowcount", 0) or 0)
+            counts[kind] = counts.get(kind, 0) + int(getattr(result, "rowcount", 0) or 0)
         counts["ids"] = len(ids)
         counts["identifiers_suppressed"] = len(digests)
         pairs = {("customer", suppression_digest(key, "customer", i)) for i in ids}
         pairs |= {(k, suppression_digest(key, k, d)) for k, d in digests}
         await _suppress(session, sorted(pairs), request.erasure_id)
         if not done:  # carried out already (by the API, at once): the worker only makes sure
-            await _announce(session, sorted(ids), request, event_id)
+            if held:  # downstream forgets the ids it can know of (customers we held)
+                await _announce(session, sorted(held), request, event_id)
             await _receipt(session, request, counts)
         out.ids |= ids
         out.suppressed |= pairs
