@@ -48,3 +48,8 @@ RATE_LIMITED_EVENTS = Counter(
     "Events refused (not published) because their API key was over its quota",
     ["key_id"],
 )
+SUPPRESSED_EVENTS = Counter(
+    "ingest_suppressed_events_total",
+    "Events left out (not published) because their customer or identifier was erased",
+    registry=REGISTRY,
+)
