@@ -26,7 +26,7 @@ from eventschemas.events import CustomerErasureRequested, suppression_digest
 from ingest.keys import DATABASE_ERRORS, DatabaseUnavailable
 from ingest.metrics import SUPPRESSED_EVENTS
 
-_ACTIVE = """
+ACTIVE_SUPPRESSIONS = """
 SELECT g.kind, g.digest
 FROM unnest($1::text[], $2::text[]) AS g(kind, digest)
 WHERE EXISTS (
@@ -47,6 +47,14 @@ def suppression_keys(key: bytes, envelope: Envelope) -> list[tuple[str, str]]:
     return keys
 
 
+def wanted_keys(key: bytes, envelopes: Sequence[Envelope]) -> list[list[tuple[str, str]]]:
+    """Per envelope, the suppression keys that leave it out (none for an erasure request)."""
+    return [
+        [] if e.type == CustomerErasureRequested.TYPE else suppression_keys(key, e)
+        for e in envelopes
+    ]
+
+
 class Suppressions:
     """Finds the envelopes of suppressed customers and identifiers."""
 
@@ -58,16 +66,15 @@ class Suppressions:
 
     async def suppressed(self, envelopes: Sequence[Envelope]) -> set[int]:
         """Positions of the envelopes that must not be published (counted in the metric)."""
-        wanted: list[list[tuple[str, str]]] = [
-            [] if e.type == CustomerErasureRequested.TYPE else suppression_keys(self._key, e)
-            for e in envelopes
-        ]
+        wanted = wanted_keys(self._key, envelopes)
         given = sorted({k for keys in wanted for k in keys})
         if not given:
             return set()
         try:
             async with asyncio.timeout(self._timeout):
-                rows = await self._pool.fetch(_ACTIVE, [k for k, _ in given], [d for _, d in given])
+                rows = await self._pool.fetch(
+                    ACTIVE_SUPPRESSIONS, [k for k, _ in given], [d for _, d in given]
+                )
         except DATABASE_ERRORS as exc:
             raise DatabaseUnavailable(
                 "suppressions could not be checked; nothing was accepted",
