@@ -4,6 +4,7 @@ erasure requests, events of suppressed customers and identifiers are never publi
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -16,7 +17,11 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from eventschemas.envelope import Envelope
+from classifier.app import create_app as create_classifier_app
+from classifier.auth import create_key
+from classifier.config import ClassifierSettings
+from classifier.worker import run_worker
+from eventschemas.envelope import Envelope, deterministic_event_id
 from eventschemas.events import identity_digest, suppression_digest
 from ingest.app import create_app
 from ingest.config import IngestSettings
@@ -27,7 +32,7 @@ from tests.integration.test_ingest_webhooks import (
     nothing_published,
     published,
 )
-from tests.kafka_helpers import read_topic, topic_size
+from tests.kafka_helpers import eventually, read_topic, topic_size
 
 pytestmark = pytest.mark.integration
 HUBSPOT_URL = "http://ingest/v1/webhooks/hubspot"
@@ -309,3 +314,71 @@ async def test_a_database_outage_during_the_suppression_check_is_a_503_and_nothi
     assert response.status_code == 503, response.text
     assert response.headers["Retry-After"]
     assert await nothing_published(ingest_settings)
+
+
+@pytest.fixture
+async def worker(
+    classifier_settings: ClassifierSettings, sessions: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[None]:
+    stopping = asyncio.Event()
+    task = asyncio.create_task(run_worker(classifier_settings, stopping))
+    yield
+    stopping.set()
+    await asyncio.wait_for(task, timeout=30)
+
+
+@pytest.fixture
+async def api(
+    classifier_settings: ClassifierSettings, sessions: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[httpx.AsyncClient]:
+    _, admin = await create_key(sessions, "test-admin", "admin")
+    app = create_classifier_app(classifier_settings.model_copy(update={"api_key_cache_seconds": 0}))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://api",
+            headers={"Authorization": f"Bearer {admin}"},
+        ) as client,
+    ):
+        yield client
+
+
+async def test_a_hubspot_privacy_deletion_erases_with_a_receipt_and_later_orders_are_suppressed(
+    ingest: httpx.AsyncClient,
+    ingest_settings: IngestSettings,
+    worker: None,
+    api: httpx.AsyncClient,
+) -> None:
+    customer = "hubspot-contact-701"
+    first = await ingest.post("/v1/orders", json=order("SO-701", customer))
+    assert first.status_code == 202, first.text
+
+    async def known() -> bool:
+        return (await api.get(f"/v1/customers/{customer}/export")).status_code == 200
+
+    await eventually(known, within=60)
+    deletion = await post_hubspot(ingest, ingest_settings, [hubspot_event(objectId=701)])
+    assert deletion.status_code == 202, deletion.text
+    [event_id] = deletion.json()["event_ids"]
+    [erasure] = [e for e in await published(ingest_settings, 2) if e.id == event_id]
+
+    async def completed() -> dict[str, Any] | None:
+        answer = await api.get(f"/v1/erasures/{erasure.data['erasure_id']}")
+        if answer.status_code != 200 or answer.json()["status"] != "completed":
+            return None
+        return dict(answer.json())
+
+    receipt = await eventually(completed, within=60)
+    assert receipt["erased"]["customers"] == 1
+
+    again = await ingest.post("/v1/orders", json=order("SO-702", customer))
+    assert again.status_code == 202, again.text
+    assert again.json()["accepted"] == 0
+    assert again.json()["suppressed"] == [
+        deterministic_event_id(ingest_settings.source, "order.placed", "SO-702", 0)
+    ]
+    assert (
+        await topic_size(ingest_settings.kafka_bootstrap_servers, ingest_settings.activity_topic)
+        == 2
+    )
