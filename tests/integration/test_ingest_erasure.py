@@ -382,3 +382,28 @@ async def test_a_hubspot_privacy_deletion_erases_with_a_receipt_and_later_orders
         await topic_size(ingest_settings.kafka_bootstrap_servers, ingest_settings.activity_topic)
         == 2
     )
+
+
+async def test_concurrent_requests_share_the_suppression_check_and_each_gets_its_answer(
+    ingest: httpx.AsyncClient,
+    ingest_settings: IngestSettings,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    key = ingest_settings.identity_key_bytes()
+    await suppress(sessions, key, "customer", "cust-erased", lifted=False)
+    customers = [("cust-erased" if n % 2 else f"cust-{n}") for n in range(20)]
+
+    answers = await asyncio.gather(
+        *(ingest.post("/v1/orders", json=order(f"SO-{n}", c)) for n, c in enumerate(customers))
+    )
+
+    for n, answer in enumerate(answers):
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["accepted"] == (0 if n % 2 else 1), n
+        assert len(answer.json()["suppressed"]) == n % 2, n
+    envelopes = await published(ingest_settings, 10)
+    assert (
+        await topic_size(ingest_settings.kafka_bootstrap_servers, ingest_settings.activity_topic)
+        == 10
+    )
+    assert {e.subject for e in envelopes} == {c for c in customers if c != "cust-erased"}

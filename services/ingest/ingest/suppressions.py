@@ -4,10 +4,11 @@ The classifier suppresses an erased customer's ids and identity digests in the
 table `suppressions` (kind, digest; active while `lifted_at` is NULL), each as
 `suppression_digest(key, kind, value)`: kind `customer` with the customer id,
 `email`/`phone` with the identity digest. Before publishing, ingest looks up
-every envelope's subject and identity digests with ONE statement per request
-(per chunk of an import); a suppressed event is not published, and the answer
-lists its id under `suppressed`. Erasure requests are never suppressed (an
-erasure of an erased customer is harmless, and must not be lost).
+every envelope's subject and identity digests, with ONE statement for the
+requests of one turn of the event loop (as the re-send check does); a
+suppressed event is not published, and the answer lists its id under
+`suppressed`. Erasure requests are never suppressed (an erasure of an erased
+customer is harmless, and must not be lost).
 
 Only digests reach the database and the metric has no labels: nothing here
 names a person. A database outage is a 503 and nothing is published, as for
@@ -55,36 +56,87 @@ def wanted_keys(key: bytes, envelopes: Sequence[Envelope]) -> list[list[tuple[st
     ]
 
 
+Key = tuple[str, str]
+_MAX_CHECKS_IN_FLIGHT = 4
+
+
 class Suppressions:
-    """Finds the envelopes of suppressed customers and identifiers."""
+    """Finds the envelopes of suppressed customers and identifiers.
+
+    As the re-send check does, concurrent requests share statements: what they
+    ask during one turn of the event loop is looked up with ONE statement (at
+    most `_MAX_CHECKS_IN_FLIGHT` at a time; the rest wait for the next).
+    """
 
     def __init__(self, pool: asyncpg.Pool, key: bytes, *, timeout: float, retry_after: int) -> None:
         self._pool = pool
         self._key = key
         self._timeout = timeout
         self._retry_after = retry_after
+        self._waiting: list[tuple[set[Key], asyncio.Future[set[Key]]]] = []
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._scheduled = False
 
     async def suppressed(self, envelopes: Sequence[Envelope]) -> set[int]:
         """Positions of the envelopes that must not be published (counted in the metric)."""
         wanted = wanted_keys(self._key, envelopes)
-        given = sorted({k for keys in wanted for k in keys})
+        given = {k for keys in wanted for k in keys}
         if not given:
             return set()
+        future: asyncio.Future[set[Key]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((given, future))
+        self._schedule()
+        active = await future
+        positions = {i for i, keys in enumerate(wanted) if not active.isdisjoint(keys)}
+        if positions:
+            SUPPRESSED_EVENTS.inc(len(positions))
+        return positions
+
+    def _schedule(self) -> None:
+        # At the end of this turn of the loop: every request of the turn joins.
+        if self._waiting and not self._scheduled and len(self._in_flight) < _MAX_CHECKS_IN_FLIGHT:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._start)
+
+    def _start(self) -> None:
+        self._scheduled = False
+        batch, self._waiting = self._waiting, []
+        if not batch:
+            return
+        task = asyncio.get_running_loop().create_task(self._run(batch))
+        self._in_flight.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._schedule()
+
+    async def _run(self, batch: list[tuple[set[Key], asyncio.Future[set[Key]]]]) -> None:
+        given = sorted(set().union(*(keys for keys, _ in batch)))
         try:
             async with asyncio.timeout(self._timeout):
                 rows = await self._pool.fetch(
                     ACTIVE_SUPPRESSIONS, [k for k, _ in given], [d for _, d in given]
                 )
-        except DATABASE_ERRORS as exc:
-            raise DatabaseUnavailable(
-                "suppressions could not be checked; nothing was accepted",
-                headers={"Retry-After": str(self._retry_after)},
-            ) from exc
+        except DATABASE_ERRORS:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(
+                        DatabaseUnavailable(
+                            "suppressions could not be checked; nothing was accepted",
+                            headers={"Retry-After": str(self._retry_after)},
+                        )
+                    )
+            return
+        except BaseException as exc:  # a bug, or cancelled at shutdown: nobody waits for ever
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            raise
         active = {(row["kind"], row["digest"]) for row in rows}
-        positions = {i for i, keys in enumerate(wanted) if any(k in active for k in keys)}
-        if positions:
-            SUPPRESSED_EVENTS.inc(len(positions))
-        return positions
+        for keys, future in batch:
+            if not future.done():
+                future.set_result(active & keys)
 
 
 async def leave_out(
