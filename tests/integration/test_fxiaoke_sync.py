@@ -17,8 +17,11 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from eventschemas.envelope import Envelope
+from eventschemas.events import suppression_digest
 from ingest.config import IngestSettings
 from ingest.fxiaoke.client import FxiaokeClient, FxiaokeError
 from ingest.fxiaoke.cursors import CursorStore
@@ -508,3 +511,27 @@ async def test_the_run_process_polls_serves_metrics_and_stops_on_sigterm(
         _, err = await asyncio.wait_for(proc.communicate(), timeout=30)
     assert proc.returncode == 0, err.decode()[-2000:]
     assert await size(settings) == 8  # every pass after the first published nothing twice
+
+
+async def test_records_of_an_erased_customer_are_not_published(
+    server: FakeFxiaoke,
+    settings: IngestSettings,
+    connector: Connector,
+    identity_key: bytes,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    standard_records(server)
+    async with sessions() as session, session.begin():
+        await session.execute(
+            text("INSERT INTO suppressions (kind, digest) VALUES ('customer', :digest)"),
+            {"digest": suppression_digest(identity_key, "customer", "fxiaoke-acc-2")},
+        )
+
+    report = await connector.sync.run_once()
+
+    # acc-2's company update, order so-2 and touch point stay out; acc-1's four go.
+    assert report.published == 4
+    assert sum(o.suppressed for o in report.objects.values()) == 3
+    events = await topic(settings, 4)
+    assert await size(settings) == 4
+    assert {e.subject for e in events} == {"fxiaoke-acc-1"}

@@ -26,6 +26,7 @@ from ingest.middleware import BodyLimit, RejectMetrics
 from ingest.orders.router import router as orders_router
 from ingest.publisher import EventPublisher
 from ingest.quotas import Quotas
+from ingest.suppressions import Suppressions
 from ingest.webhooks.router import router as webhooks_router
 
 
@@ -48,7 +49,9 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         await publisher.start()
         app.state.publisher = publisher
         pool = None
-        if settings.database_url and (settings.auth_enabled or settings.conflict_check):
+        if settings.database_url and (
+            settings.auth_enabled or settings.conflict_check or settings.suppression_check
+        ):
             pool = await open_pool(
                 settings.database_url,
                 size=settings.database_pool_size,
@@ -61,6 +64,13 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         app.state.fingerprints = (
             Fingerprints(pool, timeout=timeout, retry_after=retry_after)
             if pool and settings.conflict_check
+            else None
+        )
+        app.state.suppressions = (
+            Suppressions(
+                pool, settings.identity_key_bytes(), timeout=timeout, retry_after=retry_after
+            )
+            if pool and settings.suppression_check
             else None
         )
         app.state.quotas = Quotas(settings.default_rate_per_second, settings.default_burst)

@@ -153,6 +153,16 @@ class IngestSettings(BaseSettings):
     fingerprint_retention_days: float = Field(
         default=90, ge=0, description="Re-sends are compared this long; 0: records kept for ever."
     )
+    suppression_check: bool = Field(
+        default=True,
+        description="Leave out (and answer `suppressed`) events of erased customers and "
+        "identifiers (table `suppressions`; needs the database).",
+    )
+    keep_free_text: bool = Field(
+        default=False,
+        description="Publish call notes and other free text; by default ingest drops them "
+        "(minimal data: the rules use outcome and intent, not the text).",
+    )
     body_timeout_seconds: float = Field(
         default=30, gt=0, description="Longest wait for the next chunk of a request body (408)."
     )

@@ -23,6 +23,7 @@ from ingest.keys import Forbidden, IntakeKey, KeyStore, Unauthenticated
 from ingest.metrics import RATE_LIMITED_EVENTS, RATE_LIMITED_REQUESTS
 from ingest.publisher import EventPublisher
 from ingest.quotas import Bucket, QuotaExceeded, Quotas
+from ingest.suppressions import Suppressions, leave_out
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -42,8 +43,10 @@ class IntakeGate:
         bucket: Bucket | None,
         fingerprints: Fingerprints | None,
         response: Response,
+        suppressions: Suppressions | None = None,
     ) -> None:
         self.key = key
+        self._suppressions = suppressions
         self._bucket = bucket
         self._fingerprints = fingerprints
         self._response = response
@@ -72,6 +75,13 @@ class IntakeGate:
                 headers={**headers, "Retry-After": str(retry)},
             )
         self._response.headers.update(headers)
+
+    async def leave_out_suppressed(
+        self, envelopes: list[Envelope]
+    ) -> tuple[list[Envelope], list[str]]:
+        """The envelopes to go on, and the ids of those of erased customers or identifiers
+        (never published; 503 when the database does not answer)."""
+        return await leave_out(self._suppressions, envelopes)
 
     async def admit(
         self, envelopes: list[Envelope], *, pace_up_to: float = 0
@@ -111,8 +121,9 @@ def intake_gate(scope: str) -> Callable[..., Awaitable[IntakeGate]]:
         state: Any = request.app.state
         settings = cast(IngestSettings, state.settings)
         fingerprints = cast(Fingerprints | None, state.fingerprints)
+        suppressions = cast(Suppressions | None, state.suppressions)
         if not settings.auth_enabled:
-            return IntakeGate(ANONYMOUS, None, fingerprints, response)
+            return IntakeGate(ANONYMOUS, None, fingerprints, response, suppressions)
         if credentials is None or not credentials.credentials:
             raise Unauthenticated(
                 "send an API key: Authorization: Bearer <key>",
@@ -130,7 +141,7 @@ def intake_gate(scope: str) -> Callable[..., Awaitable[IntakeGate]]:
                 headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
             )
         bucket = cast(Quotas, state.quotas).bucket(key.key_id, key.rate_per_second, key.burst)
-        return IntakeGate(key, bucket, fingerprints, response)
+        return IntakeGate(key, bucket, fingerprints, response, suppressions)
 
     return gate
 

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import orjson
 from fastapi import Request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from eventschemas.envelope import Envelope
 from eventschemas.problems import FieldError, ServiceError, field_errors
@@ -33,13 +33,21 @@ class BatchTooLarge(IngestError):
     title = f"A batch holds at most {MAX_BATCH_ITEMS} items"
 
 
+SUPPRESSED_DESCRIPTION = (
+    "Ids of events left out because their customer or identifier was erased "
+    "(suppressed): never published."
+)
+
+
 class Accepted(BaseModel):
     """The broker acknowledged these events; `customer_ids[i]` is the customer
-    `event_ids[i]` is keyed by (derived ids `id-e-…`/`id-p-…` included), for lookups."""
+    `event_ids[i]` is keyed by (derived ids `id-e-…`/`id-p-…` included), for lookups.
+    An event of an erased customer is not published: `accepted` 0, its id in `suppressed`."""
 
     accepted: int
     event_ids: list[str]
     customer_ids: list[str]
+    suppressed: list[str] = Field(default_factory=list, description=SUPPRESSED_DESCRIPTION)
 
 
 async def accept_one(gate: IntakeGate, publisher: EventPublisher, envelope: Envelope) -> Accepted:
@@ -50,8 +58,14 @@ async def accept_one(gate: IntakeGate, publisher: EventPublisher, envelope: Enve
             f"{envelope.type} {envelope.id} was accepted with another {', '.join(conflicts[0])}",
             errors=conflict_errors(conflicts[0]),
         )
-    await gate.publish(publisher, [envelope])
-    return Accepted(accepted=1, event_ids=[envelope.id], customer_ids=[envelope.subject])
+    kept, suppressed = await gate.leave_out_suppressed([envelope])
+    await gate.publish(publisher, kept)
+    return Accepted(
+        accepted=len(kept),
+        event_ids=[e.id for e in kept],
+        customer_ids=[e.subject for e in kept],
+        suppressed=suppressed,
+    )
 
 
 class Rejected(BaseModel):
@@ -63,12 +77,14 @@ class Rejected(BaseModel):
 
 class BatchAccepted(BaseModel):
     """The broker acknowledged `event_ids` (in item order), keyed by `customer_ids`
-    (one per event); `rejected` items were not sent."""
+    (one per event); `rejected` items were not sent, nor were `suppressed` ones (events
+    of erased customers or identifiers, by event id)."""
 
     accepted: int
     event_ids: list[str]
     customer_ids: list[str]
     rejected: list[Rejected]
+    suppressed: list[str] = Field(default_factory=list, description=SUPPRESSED_DESCRIPTION)
 
 
 async def read_items(request: Request) -> list[Any]:
@@ -182,6 +198,7 @@ async def accept_batch(
         raise NoValidItems(
             f"none of the {len(items)} items is valid", errors=_item_errors(rejected)
         )
+    envelopes, suppressed = await gate.leave_out_suppressed(envelopes)
     await gate.publish(publisher, envelopes)
     if len(rejected) > len(conflicts):
         REJECTS.labels(reason="invalid-item").inc(len(rejected) - len(conflicts))
@@ -190,4 +207,5 @@ async def accept_batch(
         event_ids=[e.id for e in envelopes],
         customer_ids=[e.subject for e in envelopes],
         rejected=rejected,
+        suppressed=suppressed,
     )

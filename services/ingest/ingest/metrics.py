@@ -34,6 +34,10 @@ FXIAOKE_RECORDS = Counter(
 FXIAOKE_PASSES = Counter(
     "ingest_fxiaoke_sync_passes_total", "Fxiaoke sync passes, by outcome", ["outcome"]
 )
+FXIAOKE_SUPPRESSED = Counter(
+    "ingest_fxiaoke_suppressed_events_total",
+    "Fxiaoke events left out (not published) because their customer or identifier was erased",
+)
 FXIAOKE_LAST_SUCCESS = Gauge(
     "ingest_fxiaoke_last_success_timestamp_seconds", "When a Fxiaoke sync pass last completed"
 )
@@ -47,4 +51,9 @@ RATE_LIMITED_EVENTS = Counter(
     "ingest_rate_limited_events_total",
     "Events refused (not published) because their API key was over its quota",
     ["key_id"],
+)
+SUPPRESSED_EVENTS = Counter(
+    "ingest_suppressed_events_total",
+    "Events left out (not published) because their customer or identifier was erased",
+    registry=REGISTRY,
 )

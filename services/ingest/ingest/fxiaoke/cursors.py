@@ -47,6 +47,21 @@ class CursorStore:
             ).first()
         return Cursor(row.modified_ms, row.record_id) if row else None
 
+    async def active_suppressions(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of the (kind, suppression digest) pairs are suppressed now (erased)."""
+        if not keys:
+            return set()
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT s.kind, s.digest FROM suppressions s WHERE s.lifted_at IS NULL "
+                    "AND (s.kind, s.digest) IN (SELECT * FROM unnest("
+                    "CAST(:kinds AS text[]), CAST(:digests AS text[])))"
+                ),
+                {"kinds": [k for k, _ in keys], "digests": [d for _, d in keys]},
+            )
+            return {(r.kind, r.digest) for r in rows}
+
     async def customers(self, corp_id: str) -> dict[str, str]:
         """Account id -> customer id, as earlier runs resolved them."""
         async with self._engine.connect() as conn:

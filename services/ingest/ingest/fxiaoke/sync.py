@@ -21,8 +21,14 @@ from ingest.config import IngestSettings
 from ingest.fxiaoke.client import FxiaokeClient
 from ingest.fxiaoke.cursors import Cursor, CursorStore
 from ingest.fxiaoke.mapping import MODIFIED, FxiaokeMapping, RecordMapper, modified_ms
-from ingest.metrics import FXIAOKE_LAST_SUCCESS, FXIAOKE_PASSES, FXIAOKE_RECORDS
+from ingest.metrics import (
+    FXIAOKE_LAST_SUCCESS,
+    FXIAOKE_PASSES,
+    FXIAOKE_RECORDS,
+    FXIAOKE_SUPPRESSED,
+)
 from ingest.publisher import EventPublisher
+from ingest.suppressions import wanted_keys
 
 log = logging.getLogger(__name__)
 SOURCE = "crm/fxiaoke"
@@ -37,6 +43,7 @@ class ObjectReport:
     published: int = 0
     ignored: int = 0
     total: int = 0
+    suppressed: int = 0
 
 
 @dataclass
@@ -89,6 +96,20 @@ class FxiaokeSync:
             )
         return report
 
+    async def _leave_out_suppressed(
+        self, envelopes: list[Envelope], report: ObjectReport
+    ) -> list[Envelope]:
+        """Events of erased customers or identifiers are not published (counted)."""
+        if not self._settings.suppression_check:
+            return envelopes
+        wanted = wanted_keys(self._settings.identity_key_bytes(), envelopes)
+        active = await self._store.active_suppressions(sorted({k for keys in wanted for k in keys}))
+        kept = [e for e, keys in zip(envelopes, wanted, strict=True) if active.isdisjoint(keys)]
+        if len(kept) < len(envelopes):
+            FXIAOKE_SUPPRESSED.inc(len(envelopes) - len(kept))
+            report.suppressed += len(envelopes) - len(kept)
+        return kept
+
     async def _sync_object(
         self,
         corp_id: str,
@@ -121,6 +142,7 @@ class FxiaokeSync:
                     report.ignored += mapped.ignored is not None
                     if mapped.account:
                         accounts.append(mapped.account)
+                envelopes = await self._leave_out_suppressed(envelopes, report)
                 await self._publisher.publish(envelopes)
                 cursor = _key(fresh[-1])
                 await self._store.save(corp_id, object_api_name, cursor, accounts)

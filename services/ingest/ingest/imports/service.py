@@ -46,7 +46,9 @@ class ImportReport(BaseModel):
 
     Accepted rows in file order: `lines[i]` became event `event_ids[i]`, keyed by
     customer `customer_ids[i]` (derived ids `id-e-…`/`id-p-…` included); the
-    first 100,000 accepted rows are listed (`events_truncated` beyond).
+    first 100,000 accepted rows are listed (`events_truncated` beyond). Rows of erased
+    customers or identifiers are not published: `suppressed` lists their event ids
+    and `suppressed_lines` their lines (counted in neither `accepted` nor `rejected`).
     """
 
     rows: int
@@ -58,6 +60,8 @@ class ImportReport(BaseModel):
     customer_ids: list[str] = Field(default_factory=list)
     lines: list[int] = Field(default_factory=list)
     events_truncated: bool = False
+    suppressed: list[str] = Field(default_factory=list)
+    suppressed_lines: list[int] = Field(default_factory=list)
 
 
 class LineTooLong(InvalidInput):
@@ -213,6 +217,14 @@ async def import_csv(
             report.errors_truncated = report.errors_truncated or len(chunk.errors) > room
             kept = await _admit(gate, chunk, report)
             envelopes = [chunk.envelopes[position] for position in kept]
+            envelopes, suppressed = await gate.leave_out_suppressed(envelopes)
+            if suppressed:
+                left_out = set(suppressed)
+                report.suppressed.extend(suppressed)
+                report.suppressed_lines.extend(
+                    chunk.lines[p] for p in kept if chunk.envelopes[p].id in left_out
+                )
+                kept = [p for p in kept if chunk.envelopes[p].id not in left_out]
             await gate.publish(publisher, envelopes)
             report.accepted += len(envelopes)
             _list_accepted(report, envelopes, [chunk.lines[position] for position in kept])

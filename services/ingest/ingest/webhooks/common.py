@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from eventschemas.events import ActivityEvent, Identity
 from ingest.config import IngestSettings
@@ -36,6 +37,12 @@ PERSONAL_FIELDS = {
     "birthdate", "date_of_birth", "homephone", "otherphone", "fax", "secondary_email",
     "mailingstreet", "otherstreet", "street", "mailing_street", "description",
 }  # fmt: skip
+# Free-text fields (notes a salesperson typed): dropped at the edge unless
+# INGEST_KEEP_FREE_TEXT=true, like call notes (minimal data).
+FREE_TEXT_FIELDS = {
+    "notes", "note", "comment", "comments", "remark", "remarks", "message",
+    "hs_content", "hs_note_body", "about", "bio",
+}  # fmt: skip
 NUMERIC_ATTRIBUTES = {"employee_count"}
 
 
@@ -61,6 +68,21 @@ class WebhookAccepted(BaseModel):
     event_ids: list[str]
     customer_ids: list[str]
     ignored: list[IgnoredItem]
+    suppressed: list[str] = Field(
+        default_factory=list,
+        description="Ids of events left out because their customer or identifier was "
+        "erased (suppressed): never published.",
+    )
+
+
+# Erasure receipt ids of CRM deletions: uuid5 of the CRM's own id of the deletion, so
+# a retried delivery is the same request (one receipt, one event id).
+ERASURE_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:customer-classifier:crm-erasure")
+
+
+def erasure_id(source: str, natural: str) -> str:
+    """The deterministic receipt id of a CRM's deletion `natural` (its own id of it)."""
+    return str(uuid.uuid5(ERASURE_NAMESPACE, f"{source}:{natural}"))
 
 
 def _attribute_value(name: str, value: Any) -> Any:
@@ -93,7 +115,7 @@ def split_fields(
             phone = phone or normalize_phone(
                 str(value), settings.default_phone_region, field=raw_name
             )
-        elif name in PERSONAL_FIELDS:
+        elif name in PERSONAL_FIELDS or (name in FREE_TEXT_FIELDS and not settings.keep_free_text):
             continue
         else:
             attr = ATTRIBUTE_ALIASES.get(name, name)

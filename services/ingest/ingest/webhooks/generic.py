@@ -24,6 +24,12 @@ one, the survivor, the absorbed ids and `merged_at` name the merge.
 `id` is the sender's id of the notification: a retried delivery with the same
 id yields the same event id. The batch is validated whole (one bad event, and
 the request is refused with the field named), so a sender can simply retry.
+
+`contact.erased` asks for the erasure of a customer (by `customer_id`, or by
+`email`/`phone`, which travel only as keyed digests) with the sender's `id` of
+the deletion and `occurred_at`: it becomes `customer.erasure_requested`,
+requested by `crm/generic`, with an erasure id derived from `id` and the
+customer, so a retried delivery is one request with one receipt.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from eventschemas.events import (
     CrmContactMerged,
     CrmContactUpdated,
     CrmDealStageChanged,
+    CustomerErasureRequested,
     CustomerIdIn,
     NaturalId,
 )
@@ -48,7 +55,7 @@ from ingest.errors import InvalidInput
 from ingest.identity import CustomerRef
 from ingest.orders.schemas import Amount, CurrencyIn
 from ingest.orders.service import check_not_future, to_base_currency
-from ingest.webhooks.common import MAX_WEBHOOK_ITEMS, Mapped, split_fields
+from ingest.webhooks.common import MAX_WEBHOOK_ITEMS, Mapped, erasure_id, split_fields
 
 Scalar = str | int | float | bool | None
 
@@ -96,12 +103,21 @@ class GenericCompanyMerged(GenericContactMerged):
     type: Literal["company.merged"]  # type: ignore[assignment]
 
 
+class GenericContactErased(CustomerRef):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["contact.erased"]
+    id: NaturalId = Field(description="The sender's id of this deletion.")
+    occurred_at: Instant
+
+
 GenericEvent = Annotated[
     GenericContactUpdated
     | GenericCompanyUpdated
     | GenericDealStageChanged
     | GenericContactMerged
-    | GenericCompanyMerged,
+    | GenericCompanyMerged
+    | GenericContactErased,
     Field(discriminator="type"),
 ]
 
@@ -143,7 +159,15 @@ def map_generic(settings: IngestSettings, body: Any) -> list[Mapped]:
         check_not_future(settings, f"{where}.occurred_at", item.occurred_at)
         customer_id, identity = item.resolve(settings)
         event: ActivityEvent
-        if isinstance(item, GenericDealStageChanged):
+        if isinstance(item, GenericContactErased):
+            event = CustomerErasureRequested(
+                customer_id=customer_id,
+                identity=identity,
+                erasure_id=erasure_id("generic", f"{item.id}:{customer_id}"),
+                requested_at=item.occurred_at,
+                requested_by="crm/generic",
+            )
+        elif isinstance(item, GenericDealStageChanged):
             amount_base = None
             if item.amount is not None:
                 if item.currency is None:

@@ -8,8 +8,15 @@ identity, as keyed digests). `contact.merge` / `company.merge` become
 survives and absorbs those of `mergedObjectIds`; `newObjectId` (the record
 HubSpot made of the merge, when it made one) is its CRM record id. Deal events
 name only the deal, not its contact, so they are acknowledged and listed as
-ignored (HubSpot would otherwise retry them); so are deletions and association
-changes, which do not change classes.
+ignored (HubSpot would otherwise retry them); so are plain deletions
+(`contact.deletion`: the record left the CRM, the customer's history stays)
+and association changes, which do not change classes.
+
+`contact.privacyDeletion` is HubSpot's GDPR delete (sent besides the plain
+`contact.deletion`): it becomes `customer.erasure_requested` for customer
+`hubspot-contact-<objectId>`, requested by `crm/hubspot`, with an erasure id
+derived from the portal, objectId and eventId, so a retried delivery is one
+request with one receipt.
 """
 
 from __future__ import annotations
@@ -24,16 +31,24 @@ from eventschemas.events import (
     CrmCompanyUpdated,
     CrmContactMerged,
     CrmContactUpdated,
+    CustomerErasureRequested,
 )
 from ingest.config import IngestSettings
 from ingest.errors import InvalidInput
 from ingest.orders.service import check_not_future
-from ingest.webhooks.common import MAX_WEBHOOK_ITEMS, Mapped, from_epoch_ms, split_fields
+from ingest.webhooks.common import (
+    MAX_WEBHOOK_ITEMS,
+    Mapped,
+    erasure_id,
+    from_epoch_ms,
+    split_fields,
+)
 
 # objectTypeId of HubSpot's generic `object.*` subscriptions.
 OBJECT_TYPES = {"0-1": "contact", "0-2": "company", "0-3": "deal"}
 HANDLED = {"creation", "propertyChange"}
 MERGE = "merge"
+PRIVACY_DELETION = "privacyDeletion"
 # CrmContactMerged.absorbed_ids holds at most this many.
 MAX_MERGED_OBJECTS = 100
 
@@ -122,12 +137,28 @@ def map_merge(settings: IngestSettings, index: int, item: HubSpotEvent, obj: str
     return Mapped(event=event)
 
 
+def map_privacy_deletion(settings: IngestSettings, index: int, item: HubSpotEvent) -> Mapped:
+    """A `contact.privacyDeletion` -> customer.erasure_requested for that contact."""
+    requested_at = from_epoch_ms(item.occurred_at, f"[{index}].occurredAt")
+    check_not_future(settings, f"[{index}].occurredAt", requested_at)
+    event = CustomerErasureRequested(
+        customer_id=f"hubspot-contact-{item.object_id}",
+        erasure_id=erasure_id("hubspot", f"{item.portal_id}:{item.object_id}:{item.event_id}"),
+        requested_at=requested_at,
+        requested_by="crm/hubspot",
+    )
+    return Mapped(event=event)
+
+
 def map_hubspot(settings: IngestSettings, body: Any) -> list[Mapped]:
     mapped = []
     for index, item in enumerate(parse_batch(body)):
         obj, _, action = item.subscription_type.partition(".")
         if obj == "object":
             obj = OBJECT_TYPES.get(item.object_type_id or "", "unknown")
+        if obj == "contact" and action == PRIVACY_DELETION:
+            mapped.append(map_privacy_deletion(settings, index, item))
+            continue
         if obj in ("contact", "company") and action == MERGE:
             mapped.append(map_merge(settings, index, item, obj))
             continue

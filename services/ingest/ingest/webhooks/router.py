@@ -14,6 +14,7 @@ from ingest.config import IngestSettings
 from ingest.deps import PublisherDep, SettingsDep
 from ingest.errors import IngestError, InvalidInput
 from ingest.intake import UnsupportedMediaType
+from ingest.suppressions import leave_out
 from ingest.webhooks import auth
 from ingest.webhooks.common import IgnoredItem, Mapped, WebhookAccepted
 from ingest.webhooks.generic import map_generic
@@ -155,6 +156,7 @@ async def receive_webhook(
             "; ".join(f"{e.field}: {e.message}" for e in errors[:5]), errors=errors
         ) from exc
     envelopes = [m.event.to_envelope(f"crm/{source}") for m in mapped if m.event is not None]
+    envelopes, suppressed = await leave_out(request.app.state.suppressions, envelopes)
     await publisher.publish(envelopes)
     if source == "salesforce":
         return Response(ACK_RESPONSE, media_type="text/xml", status_code=200)
@@ -164,4 +166,5 @@ async def receive_webhook(
         event_ids=[e.id for e in envelopes],
         customer_ids=[e.subject for e in envelopes],
         ignored=[IgnoredItem(index=i, reason=m.ignored) for i, m in enumerate(mapped) if m.ignored],
+        suppressed=suppressed,
     )

@@ -48,6 +48,7 @@ from ingest.config import IngestSettings
 from ingest.deps import PublisherDep, SettingsDep
 from ingest.errors import IngestError, InvalidInput
 from ingest.orders.service import check_not_future
+from ingest.suppressions import leave_out
 from ingest.webhooks.auth import StaleRequest, Unauthenticated
 
 router = APIRouter()
@@ -222,5 +223,6 @@ async def receive_callback(
     fields = _xml_fields(decrypt(wecom, ciphertext), "Encrypt")
     event = relationship_event(settings, wecom.corp_id, fields)
     if event is not None:
-        await publisher.publish([event.to_envelope("crm/wecom")])
+        kept, _ = await leave_out(request.app.state.suppressions, [event.to_envelope("crm/wecom")])
+        await publisher.publish(kept)
     return Response("success", media_type="text/plain")
