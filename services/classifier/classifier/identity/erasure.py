@@ -56,6 +56,7 @@ _DELETES: tuple[tuple[str, str], ...] = (
         "DELETE FROM customer_merges WHERE survivor_id = ANY(:ids) OR absorbed_id = ANY(:ids)",
     ),
     ("apart", "DELETE FROM identity_apart WHERE low_id = ANY(:ids) OR high_id = ANY(:ids)"),
+    ("crm_links", "DELETE FROM fxiaoke_accounts WHERE customer_id = ANY(:ids)"),
     ("customers", "DELETE FROM customers WHERE id = ANY(:ids)"),
 )
 
