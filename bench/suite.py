@@ -658,6 +658,7 @@ def main() -> None:
     parser.add_argument("--activation-customers", type=int, help="e.g. 1000000")
     parser.add_argument("--rate", type=int, help="freshness: events per second")
     parser.add_argument("--history-sizes", help="history growth: orders per customer, e.g. 10,100")
+    parser.add_argument("--erasure-facts", type=int, help="erasure: facts per erased customer")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", default=str(ROOT / "bench-results" / "latest.json"))
     parser.add_argument("--log-dir", default=str(ROOT / ".stack" / "logs" / "bench"))
@@ -668,6 +669,7 @@ def main() -> None:
             "worker_events": args.events,
             "activation_customers": args.activation_customers,
             "fresh_rate": args.rate,
+            "erasure_facts": args.erasure_facts,
             "history_sizes": bench_history.parse_sizes(args.history_sizes)
             if args.history_sizes
             else None,
