@@ -21,6 +21,21 @@ CHANGE_SOURCE = "urn:customer-classifier:classifier"
 CHANGE_ID_HEADER = "change_id"
 
 
+def _envelope(
+    record: ClassChanged | CustomerMerged | CustomerErased, kind: str, schema: str
+) -> Envelope:
+    """The CloudEvent a record of the class-change topic travels in: `data` is the record."""
+    return Envelope(
+        id=record.change_id,
+        source=CHANGE_SOURCE,
+        type=kind,
+        subject=record.customer_id,
+        time=record.occurred_at,
+        dataschema=schema,
+        data=record.model_dump(mode="json"),
+    )
+
+
 class ChangeReason(StrEnum):
     EVENT = "event"
     TIME = "time"
@@ -49,15 +64,7 @@ class ClassChanged(BaseModel):
 
     def to_envelope(self) -> Envelope:
         """The CloudEvent this change travels in on the class-change topic."""
-        return Envelope(
-            id=self.change_id,
-            source=CHANGE_SOURCE,
-            type=CHANGE_EVENT_TYPE,
-            subject=self.customer_id,
-            time=self.occurred_at,
-            dataschema=CHANGE_DATASCHEMA,
-            data=self.model_dump(mode="json"),
-        )
+        return _envelope(self, CHANGE_EVENT_TYPE, CHANGE_DATASCHEMA)
 
 
 MERGED_EVENT_TYPE = "customer.merged"
@@ -83,15 +90,7 @@ class CustomerMerged(BaseModel):
     occurred_at: AwareDatetime
 
     def to_envelope(self) -> Envelope:
-        return Envelope(
-            id=self.change_id,
-            source=CHANGE_SOURCE,
-            type=MERGED_EVENT_TYPE,
-            subject=self.customer_id,
-            time=self.occurred_at,
-            dataschema=MERGED_DATASCHEMA,
-            data=self.model_dump(mode="json"),
-        )
+        return _envelope(self, MERGED_EVENT_TYPE, MERGED_DATASCHEMA)
 
 
 ERASED_EVENT_TYPE = "customer.erased"
@@ -117,12 +116,4 @@ class CustomerErased(BaseModel):
     occurred_at: AwareDatetime
 
     def to_envelope(self) -> Envelope:
-        return Envelope(
-            id=self.change_id,
-            source=CHANGE_SOURCE,
-            type=ERASED_EVENT_TYPE,
-            subject=self.customer_id,
-            time=self.occurred_at,
-            dataschema=ERASED_DATASCHEMA,
-            data=self.model_dump(mode="json"),
-        )
+        return _envelope(self, ERASED_EVENT_TYPE, ERASED_DATASCHEMA)

@@ -17,10 +17,6 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from classifier.app import create_app as create_classifier_app
-from classifier.auth import create_key
-from classifier.config import ClassifierSettings
-from classifier.worker import run_worker
 from eventschemas.envelope import Envelope, deterministic_event_id
 from eventschemas.events import identity_digest, suppression_digest
 from ingest.app import create_app
@@ -314,34 +310,6 @@ async def test_a_database_outage_during_the_suppression_check_is_a_503_and_nothi
     assert response.status_code == 503, response.text
     assert response.headers["Retry-After"]
     assert await nothing_published(ingest_settings)
-
-
-@pytest.fixture
-async def worker(
-    classifier_settings: ClassifierSettings, sessions: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[None]:
-    stopping = asyncio.Event()
-    task = asyncio.create_task(run_worker(classifier_settings, stopping))
-    yield
-    stopping.set()
-    await asyncio.wait_for(task, timeout=30)
-
-
-@pytest.fixture
-async def api(
-    classifier_settings: ClassifierSettings, sessions: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[httpx.AsyncClient]:
-    _, admin = await create_key(sessions, "test-admin", "admin")
-    app = create_classifier_app(classifier_settings.model_copy(update={"api_key_cache_seconds": 0}))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://api",
-            headers={"Authorization": f"Bearer {admin}"},
-        ) as client,
-    ):
-        yield client
 
 
 async def test_a_hubspot_privacy_deletion_erases_with_a_receipt_and_later_orders_are_suppressed(

@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -34,6 +35,7 @@ import orjson
 
 from eventschemas.envelope import Envelope
 from eventschemas.problems import FieldError
+from ingest.coalesce import Coalescer
 from ingest.errors import IngestError
 from ingest.keys import DATABASE_ERRORS, DatabaseUnavailable
 
@@ -138,9 +140,7 @@ class Fingerprints:
         self._pool = pool
         self._timeout = timeout
         self._retry_after = retry_after
-        self._waiting: list[tuple[Given, asyncio.Future[_Checked]]] = []
-        self._in_flight: set[asyncio.Task[None]] = set()
-        self._scheduled = False
+        self._statements: Coalescer[Given, _Checked] = Coalescer(self._run, _MAX_CHECKS_IN_FLIGHT)
 
     def _unavailable(self, exc: BaseException) -> DatabaseUnavailable:
         return DatabaseUnavailable(
@@ -176,34 +176,12 @@ class Fingerprints:
 
     async def _check(self, given: Given) -> _Checked:
         """Check and record `given` in the next statement; its share of the outcome."""
-        future: asyncio.Future[_Checked] = asyncio.get_running_loop().create_future()
-        self._waiting.append((given, future))
-        self._schedule()
-        return await future
+        return await self._statements.ask(given)
 
-    def _schedule(self) -> None:
-        # At the end of this turn of the loop: every request of the turn joins.
-        if self._waiting and not self._scheduled and len(self._in_flight) < _MAX_CHECKS_IN_FLIGHT:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._start)
-
-    def _start(self) -> None:
-        self._scheduled = False
-        batch, self._waiting = self._waiting, []
-        if not batch:
-            return
-        task = asyncio.get_running_loop().create_task(self._run(batch))
-        self._in_flight.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._in_flight.discard(task)
-        self._schedule()
-
-    async def _run(self, batch: list[tuple[Given, asyncio.Future[_Checked]]]) -> None:
+    async def _run(self, batch: Sequence[Given]) -> list[_Checked]:
         merged: Given = {}
         owner: dict[str, int] = {}
-        for index, (given, _) in enumerate(batch):
+        for index, given in enumerate(batch):
             for event_id, mine in given.items():
                 merged.setdefault(event_id, mine)
                 owner.setdefault(event_id, index)
@@ -217,22 +195,15 @@ class Fingerprints:
                     [orjson.dumps(merged[i]).decode() for i in ids],
                 )
         except DATABASE_ERRORS as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(self._unavailable(exc))
-            return
-        except BaseException as exc:  # a bug, or cancelled at shutdown: nobody waits for ever
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            raise
+            raise self._unavailable(exc) from exc
         stored = {
             str(row["event_id"]): orjson.loads(row["digests"])
             for row in rows
             if row["digests"] is not None
         }
         inserted = {str(row["event_id"]) for row in rows if row["digests"] is None}
-        for index, (given, future) in enumerate(batch):
+        out: list[_Checked] = []
+        for index, given in enumerate(batch):
             checked = _Checked()
             for event_id, mine in given.items():
                 if event_id in inserted and owner[event_id] == index:
@@ -242,8 +213,8 @@ class Fingerprints:
                 elif mine != merged[event_id]:
                     # Another request of this statement sent the id first (now the reference).
                     checked.stored[event_id] = merged[event_id]
-            if not future.done():
-                future.set_result(checked)
+            out.append(checked)
+        return out
 
     async def forget(self, event_ids: list[str]) -> None:
         """Drop the records of events the broker did not take (best effort: a 503 follows)."""

@@ -24,6 +24,7 @@ import asyncpg
 
 from eventschemas.envelope import Envelope
 from eventschemas.events import CustomerErasureRequested, suppression_digest
+from ingest.coalesce import Coalescer
 from ingest.keys import DATABASE_ERRORS, DatabaseUnavailable
 from ingest.metrics import SUPPRESSED_EVENTS
 
@@ -73,9 +74,9 @@ class Suppressions:
         self._key = key
         self._timeout = timeout
         self._retry_after = retry_after
-        self._waiting: list[tuple[set[Key], asyncio.Future[set[Key]]]] = []
-        self._in_flight: set[asyncio.Task[None]] = set()
-        self._scheduled = False
+        self._statements: Coalescer[set[Key], set[Key]] = Coalescer(
+            self._run, _MAX_CHECKS_IN_FLIGHT
+        )
 
     async def suppressed(self, envelopes: Sequence[Envelope]) -> set[int]:
         """Positions of the envelopes that must not be published (counted in the metric)."""
@@ -83,60 +84,26 @@ class Suppressions:
         given = {k for keys in wanted for k in keys}
         if not given:
             return set()
-        future: asyncio.Future[set[Key]] = asyncio.get_running_loop().create_future()
-        self._waiting.append((given, future))
-        self._schedule()
-        active = await future
+        active = await self._statements.ask(given)
         positions = {i for i, keys in enumerate(wanted) if not active.isdisjoint(keys)}
         if positions:
             SUPPRESSED_EVENTS.inc(len(positions))
         return positions
 
-    def _schedule(self) -> None:
-        # At the end of this turn of the loop: every request of the turn joins.
-        if self._waiting and not self._scheduled and len(self._in_flight) < _MAX_CHECKS_IN_FLIGHT:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._start)
-
-    def _start(self) -> None:
-        self._scheduled = False
-        batch, self._waiting = self._waiting, []
-        if not batch:
-            return
-        task = asyncio.get_running_loop().create_task(self._run(batch))
-        self._in_flight.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._in_flight.discard(task)
-        self._schedule()
-
-    async def _run(self, batch: list[tuple[set[Key], asyncio.Future[set[Key]]]]) -> None:
-        given = sorted(set().union(*(keys for keys, _ in batch)))
+    async def _run(self, batch: Sequence[set[Key]]) -> list[set[Key]]:
+        given = sorted(set().union(*batch))
         try:
             async with asyncio.timeout(self._timeout):
                 rows = await self._pool.fetch(
                     ACTIVE_SUPPRESSIONS, [k for k, _ in given], [d for _, d in given]
                 )
-        except DATABASE_ERRORS:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(
-                        DatabaseUnavailable(
-                            "suppressions could not be checked; nothing was accepted",
-                            headers={"Retry-After": str(self._retry_after)},
-                        )
-                    )
-            return
-        except BaseException as exc:  # a bug, or cancelled at shutdown: nobody waits for ever
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            raise
+        except DATABASE_ERRORS as exc:
+            raise DatabaseUnavailable(
+                "suppressions could not be checked; nothing was accepted",
+                headers={"Retry-After": str(self._retry_after)},
+            ) from exc
         active = {(row["kind"], row["digest"]) for row in rows}
-        for keys, future in batch:
-            if not future.done():
-                future.set_result(active & keys)
+        return [active & keys for keys in batch]
 
 
 async def leave_out(

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,8 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from classifier.db import unnest
 from classifier.engine.facts import from_micros, to_micros
-from classifier.identity.graph import digests_of
-from classifier.locks import Lock
+from classifier.identity.graph import digests_of, lock_customers
 from classifier.models.messaging import ERASED_CLASS, ERASED_DIMENSION, OUTBOX_CHANNEL
 from eventschemas.changes import ChangeReason
 from eventschemas.events import ActivityEvent, CustomerErasureRequested, suppression_digest
@@ -108,7 +107,7 @@ async def erase(
             {"id": uuid.UUID(request.erasure_id)},
         )
         ids, digests = await _component(session, request, key)
-        await _lock(session, ids)
+        await lock_customers(session, ids, set())  # as identity resolution locks them
         digests |= {
             (k, d)
             for k, d in await session.execute(
@@ -172,22 +171,6 @@ async def _component(
         )
         ids |= {r for (r,) in rows}
     return ids, named
-
-
-async def _lock(session: AsyncSession, ids: Iterable[str]) -> None:
-    """The locks identity resolution takes (graph.py), in the same order."""
-    every = sorted(set(ids))
-    await session.execute(
-        text(
-            "SELECT pg_advisory_xact_lock(:space, hashtext(x)) "
-            "FROM unnest(CAST(:ids AS text[])) AS x ORDER BY x"
-        ),
-        {"space": int(Lock.CUSTOMER_ID), "ids": every},
-    )
-    await session.execute(
-        text("SELECT id FROM customers WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"),
-        {"ids": every},
-    )
 
 
 async def _suppress(

@@ -200,7 +200,7 @@ async def resolve(
     }
     # Lock every customer involved, in id order; re-check what was read unlocked.
     involved = set(out.target.values()) | {m.absorbed for m in out.merges}
-    stale, evaluated = await _lock_customers(session, involved, set(aliases), existing & involved)
+    stale, evaluated = await lock_customers(session, involved, set(aliases), existing & involved)
     if stale:
         raise StaleResolution
     # A merged customer's time is the later of the two: history never rewinds.
@@ -282,7 +282,7 @@ async def _apart_pairs(session: AsyncSession, ids: set[str]) -> set[tuple[str, s
     return {(a, b) for a, b in rows}
 
 
-async def _lock_customers(
+async def lock_customers(
     session: AsyncSession, ids: set[str], aliases: set[str], existing: set[str] | None = None
 ) -> tuple[bool, dict[str, int]]:
     """Lock these customers, and the ids about to become aliases, in id order. Returns
@@ -527,7 +527,7 @@ async def split(
             if absorbed not in home and absorbed != survivor:
                 home[absorbed] = home[into]
                 frontier.append(absorbed)
-    await _lock_customers(session, {survivor, *home}, set())
+    await lock_customers(session, {survivor, *home}, set())
     rows = await session.execute(
         text("SELECT id, merged_into FROM customers WHERE id = ANY(:ids)"), {"ids": list(ids)}
     )

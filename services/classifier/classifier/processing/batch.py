@@ -161,7 +161,8 @@ class BatchProcessor:
                 for d in fresh
                 if not erased.suppressed.intersection(erasure.suppression_keys(d.event, key))
             ]
-            dropped = [d.envelope.id for d in fresh if d not in kept]
+            left = {d.envelope.id for d in kept}
+            dropped = [d.envelope.id for d in fresh if d.envelope.id not in left]
             if dropped:  # claimed with their customer id above: keep no trace of it
                 await repository.forget_customers(session, dropped)
             suppressed += len(dropped)
