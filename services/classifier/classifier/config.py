@@ -153,6 +153,11 @@ class ClassifierSettings(BaseSettings):
         description="An e-mail or phone seen with more customer ids than this is ambiguous "
         "(a switchboard, an info@ mailbox): it merges nothing any more.",
     )
+    identity_lane: bool = Field(
+        default=True,
+        description="Apply merge events as soon as they are published, ahead of the "
+        "activity backlog (consumer/identity_lane.py); the main consumer applies them anyway.",
+    )
     worker_metrics_port: int = Field(default=9102, description="0 disables the worker's /metrics")
     clock_offset_seconds: float = Field(
         default=0.0, description="Shifts the worker's clock; for tests and demos only."

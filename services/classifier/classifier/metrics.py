@@ -30,6 +30,11 @@ SUPPRESSED_EVENTS = Counter(
     "Events of erased (suppressed) customers or identifiers, dropped",
     registry=WORKER_REGISTRY,
 )
+LANE_MERGES = Counter(
+    "classifier_identity_lane_merges_total",
+    "Merge events applied by the identity lane ahead of the activity backlog",
+    registry=WORKER_REGISTRY,
+)
 DLQ_EVENTS = Counter(
     "classifier_dlq_events_total", "Events sent to the DLQ", ["reason"], registry=WORKER_REGISTRY
 )

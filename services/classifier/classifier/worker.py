@@ -17,6 +17,7 @@ from prometheus_client import start_http_server
 from classifier.changes.relay import OutboxRelay
 from classifier.clock import Clock, system_clock
 from classifier.config import ClassifierSettings
+from classifier.consumer.identity_lane import IdentityLane
 from classifier.consumer.inbox import InboxPruner
 from classifier.consumer.progress import PartitionProgress
 from classifier.consumer.runner import ActivityConsumer
@@ -79,6 +80,11 @@ async def run_worker(
             asyncio.create_task(jobs.run(stopping), name="jobs"),
             asyncio.create_task(inbox.run(stopping), name="inbox"),
         ]
+        if settings.identity_lane:  # its own processor: no state cache shared across tasks
+            lane = BatchProcessor(sessions, schemes, identity=IdentityOptions.of(settings))
+            producers.append(
+                asyncio.create_task(IdentityLane(settings, lane, stopping).run(), name="lane")
+            )
         relay_task = asyncio.create_task(relay.run(relay_stop), name="relay")
         tasks = [*producers, relay_task]
         log.info(
