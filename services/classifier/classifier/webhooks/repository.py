@@ -1,0 +1,196 @@
+"""SQL of webhook subscriptions and deliveries."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from classifier.models import WebhookDelivery, WebhookSubscription
+from classifier.models.webhooks import OPEN
+
+
+async def get_subscription(
+    session: AsyncSession, subscription_id: uuid.UUID
+) -> WebhookSubscription | None:
+    return await session.get(WebhookSubscription, subscription_id)
+
+
+async def list_subscriptions(
+    session: AsyncSession, *, enabled_only: bool = False
+) -> Sequence[WebhookSubscription]:
+    stmt = select(WebhookSubscription).order_by(WebhookSubscription.created_at)
+    if enabled_only:
+        stmt = stmt.where(WebhookSubscription.enabled)
+    return (await session.scalars(stmt)).all()
+
+
+async def disable(session: AsyncSession, subscription_id: uuid.UUID, reason: str) -> None:
+    await session.execute(
+        update(WebhookSubscription)
+        .where(WebhookSubscription.id == subscription_id)
+        .values(enabled=False, disabled_reason=reason, updated_at=func.now())
+    )
+
+
+async def add_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert deliveries; one that exists for (subscription, change) is left as it is, so a
+    change consumed twice is owed once. Returns how many are new."""
+    if not rows:
+        return 0
+    stmt = (
+        insert(WebhookDelivery)
+        .values(list(rows))
+        .on_conflict_do_nothing(constraint="uq_webhook_deliveries_subscription_id")
+        .returning(WebhookDelivery.id)
+    )
+    return len((await session.scalars(stmt)).all())
+
+
+async def claim_due(
+    session: AsyncSession, subscription_id: uuid.UUID, *, limit: int, lease_seconds: float
+) -> Sequence[WebhookDelivery]:
+    """Take up to `limit` due deliveries of a subscription, oldest first, each the oldest
+    open one of its customer (order per customer), for `lease_seconds`: their next
+    attempt moves to the lease's end, so a dispatcher that dies mid-send leaves them
+    to be tried again then, and another dispatcher does not take them meanwhile."""
+    rows = await session.execute(
+        text(
+            "UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => :l),"
+            " updated_at = now() WHERE d.id IN ("
+            " SELECT o.id FROM webhook_deliveries o"
+            " WHERE o.subscription_id = :s AND o.status IN ('pending', 'failed')"
+            "  AND o.next_attempt_at <= now()"
+            "  AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e"
+            "   WHERE e.subscription_id = o.subscription_id AND e.customer_id = o.customer_id"
+            "    AND e.status IN ('pending', 'failed') AND e.seq < o.seq)"
+            " ORDER BY o.seq LIMIT :n FOR UPDATE SKIP LOCKED)"
+            " RETURNING d.id"
+        ),
+        {"s": subscription_id, "n": limit, "l": lease_seconds},
+    )
+    ids = [r[0] for r in rows]
+    if not ids:
+        return []
+    found = await session.scalars(
+        select(WebhookDelivery).where(WebhookDelivery.id.in_(ids)).order_by(WebhookDelivery.seq)
+    )
+    return found.all()
+
+
+async def next_due_in(session: AsyncSession) -> float | None:
+    """Seconds until the earliest open delivery falls due (None: none open)."""
+    seconds = await session.scalar(
+        select(func.extract("epoch", func.min(WebhookDelivery.next_attempt_at) - func.now()))
+        .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
+        .where(WebhookDelivery.status.in_(OPEN), WebhookSubscription.enabled)
+    )
+    return None if seconds is None else float(seconds)
+
+
+async def record_attempt(
+    session: AsyncSession,
+    delivery_id: str,
+    *,
+    status: str,
+    next_attempt_at: datetime | None,
+    status_code: int | None,
+    error: str | None,
+    latency_ms: float,
+) -> None:
+    """Store an attempt's outcome on a delivery the dispatcher still owes."""
+    values: dict[str, Any] = {
+        "status": status,
+        "attempts": WebhookDelivery.attempts + 1,
+        "last_status_code": status_code,
+        "last_error": error,
+        "latency_ms": latency_ms,
+        "updated_at": func.now(),
+    }
+    if next_attempt_at is not None:
+        values["next_attempt_at"] = next_attempt_at
+    if status == "delivered":
+        values["delivered_at"] = func.now()
+    await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status.in_(OPEN))
+        .values(**values)
+    )
+
+
+async def delivery_log(
+    session: AsyncSession,
+    subscription_id: uuid.UUID,
+    *,
+    status: str | None,
+    before: int | None,
+    limit: int,
+) -> Sequence[WebhookDelivery]:
+    """A subscription's deliveries, newest first."""
+    stmt = (
+        select(WebhookDelivery)
+        .where(WebhookDelivery.subscription_id == subscription_id)
+        .order_by(WebhookDelivery.seq.desc())
+        .limit(limit)
+    )
+    if status:
+        stmt = stmt.where(WebhookDelivery.status == status)
+    if before:
+        stmt = stmt.where(WebhookDelivery.seq < before)
+    return (await session.scalars(stmt)).all()
+
+
+_AGAIN = {
+    "status": "pending",
+    "attempts": 0,
+    "next_attempt_at": func.now(),
+    "delivered_at": None,
+    "updated_at": func.now(),
+}
+
+
+async def redeliver(session: AsyncSession, delivery_id: str) -> WebhookDelivery | None:
+    """Queue one delivery again (same webhook-id, attempts from 0); None when unknown.
+    An open delivery is only made due now."""
+    stmt = (
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id)
+        .values(**_AGAIN)
+        .returning(WebhookDelivery)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.scalars(stmt)).one_or_none()
+
+
+async def redeliver_since(
+    session: AsyncSession, subscription_id: uuid.UUID, since: datetime
+) -> int:
+    """Queue again every finished (delivered or dead) delivery created since `since`."""
+    result = await session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.subscription_id == subscription_id,
+            WebhookDelivery.created_at >= since,
+            WebhookDelivery.status.in_(("delivered", "dead")),
+        )
+        .values(**_AGAIN)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def open_counts(session: AsyncSession) -> dict[str, int]:
+    """Open deliveries by status (pending: never tried; failed: waiting for a retry)."""
+    rows = await session.execute(
+        select(WebhookDelivery.status, func.count())
+        .where(WebhookDelivery.status.in_(OPEN))
+        .group_by(WebhookDelivery.status)
+    )
+    counts = dict.fromkeys(OPEN, 0)
+    counts.update({status: int(n) for status, n in rows.tuples()})
+    return counts
