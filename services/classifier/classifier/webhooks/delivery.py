@@ -36,6 +36,7 @@ from classifier.webhooks.targets import PinnedTransport, TargetPolicy, TargetRef
 log = logging.getLogger(__name__)
 USER_AGENT = "customer-classifier-webhooks/1"
 QUEUE_MEASURE_SECONDS = 5.0
+STOP_GRACE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -253,10 +254,11 @@ class DeliveryLoop:
             QUEUED.labels(status).set(count)
 
     async def _stop_sends(self) -> None:
-        """Let attempts in flight finish (bounded by their timeout), then cancel the rest:
+        """Let attempts in flight finish (for a few seconds at most), then cancel the rest:
         their leases run out and they are sent again."""
         if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=self._settings.webhook_timeout_seconds)
+            grace = min(self._settings.webhook_timeout_seconds, STOP_GRACE_SECONDS)
+            await asyncio.wait(set(self._tasks), timeout=grace)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

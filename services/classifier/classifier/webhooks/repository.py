@@ -192,5 +192,5 @@ async def open_counts(session: AsyncSession) -> dict[str, int]:
         .group_by(WebhookDelivery.status)
     )
     counts = dict.fromkeys(OPEN, 0)
-    counts.update({status: int(n) for status, n in rows.tuples()})
+    counts.update({str(row[0]): int(row[1]) for row in rows})
     return counts
