@@ -166,7 +166,7 @@ class ClassifierSettings(BaseSettings):
         description="The dispatcher's own consumer group on the class-change topic.",
     )
     webhook_metrics_port: int = Field(
-        default=9103, description="The dispatcher's /metrics port (0 disables it)."
+        default=9104, description="The dispatcher's /metrics port (0 disables it)."
     )
     webhook_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Longest one delivery attempt may take (connect to body)."
