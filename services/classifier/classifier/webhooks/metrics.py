@@ -44,3 +44,9 @@ MATCHED = Counter(
     "Deliveries created from class changes (one per matching subscription)",
     registry=DISPATCHER_REGISTRY,
 )
+
+# Every label value from the start, so rates and alerts see zeros, not absent series.
+for _outcome in ("delivered", "retry", "dead", "gone"):
+    DELIVERIES.labels(_outcome)
+for _cause in ("http_4xx", "http_5xx", "http_other", "timeout", "connect", "refused"):
+    FAILURES.labels(_cause)

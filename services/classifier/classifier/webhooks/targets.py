@@ -23,6 +23,7 @@ from classifier.errors import ClassifierError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+RESOLVE_TIMEOUT_SECONDS = 5.0
 
 
 class TargetRefused(ClassifierError):
@@ -110,9 +111,10 @@ class TargetPolicy:
             return literal
         loop = asyncio.get_running_loop()
         try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise TargetRefused(f"{host} does not resolve ({exc})") from exc
+            async with asyncio.timeout(RESOLVE_TIMEOUT_SECONDS):
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, TimeoutError) as exc:
+            raise TargetRefused(f"{host} does not resolve ({exc or 'timed out'})") from exc
         addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
         if not addresses:
             raise TargetRefused(f"{host} does not resolve")
