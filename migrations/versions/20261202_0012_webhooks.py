@@ -82,11 +82,18 @@ def upgrade() -> None:
             'subscription_id', 'change_id', name='uq_webhook_deliveries_subscription_id'
         ),
     )
-    # The dispatcher's due lookup and the per-customer order check touch only open rows.
+    # The dispatcher's claims (open rows of a subscription in order), its next wake-up
+    # and the per-customer order check touch only open rows.
+    op.create_index(
+        'ix_webhook_deliveries_open',
+        'webhook_deliveries',
+        ['subscription_id', 'seq'],
+        postgresql_where=sa.text("status IN ('pending', 'failed')"),
+    )
     op.create_index(
         'ix_webhook_deliveries_due',
         'webhook_deliveries',
-        ['subscription_id', 'next_attempt_at'],
+        ['next_attempt_at'],
         postgresql_where=sa.text("status IN ('pending', 'failed')"),
     )
     op.create_index(

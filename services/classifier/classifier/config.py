@@ -172,7 +172,9 @@ class ClassifierSettings(BaseSettings):
         default=10.0, gt=0, description="Longest one delivery attempt may take (connect to body)."
     )
     webhook_max_in_flight: int = Field(
-        default=4, ge=1, description="Deliveries in flight per subscription at most."
+        default=16,
+        ge=1,
+        description="Deliveries in flight per subscription (and dispatcher process) at most.",
     )
     webhook_retry_schedule_seconds: list[float] = Field(
         default=[5, 60, 300, 1800, 3600, 7200, 14400, 28800, 28800],

@@ -92,8 +92,13 @@ class WebhookDelivery(Base):
             "subscription_id", "change_id", name="uq_webhook_deliveries_subscription_id"
         ),
         Index(
-            "ix_webhook_deliveries_due",
+            "ix_webhook_deliveries_open",
             "subscription_id",
+            "seq",
+            postgresql_where="status IN ('pending', 'failed')",
+        ),
+        Index(
+            "ix_webhook_deliveries_due",
             "next_attempt_at",
             postgresql_where="status IN ('pending', 'failed')",
         ),

@@ -22,21 +22,24 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 import httpx
-import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks import Webhook
 
 from classifier.config import ClassifierSettings
 from classifier.db import unit_of_work
-from classifier.models import WebhookDelivery, WebhookSubscription
+from classifier.models import WebhookSubscription
 from classifier.webhooks import repository
 from classifier.webhooks.metrics import ATTEMPT_SECONDS, DELIVERIES, FAILURES, LATENCY, QUEUED
+from classifier.webhooks.repository import Due
 from classifier.webhooks.targets import PinnedTransport, TargetPolicy, TargetRefused
 
 log = logging.getLogger(__name__)
 USER_AGENT = "customer-classifier-webhooks/1"
 QUEUE_MEASURE_SECONDS = 5.0
 STOP_GRACE_SECONDS = 5.0
+# Subscriptions are re-read this often: a new, changed or re-enabled one is seen
+# within it (and one disabled by a 410 here at once).
+SUBSCRIPTIONS_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,8 @@ class DeliveryLoop:
         # A claim outlives the attempt: a dispatcher that dies mid-send leaves the
         # delivery to be tried again after this.
         self._lease = settings.webhook_timeout_seconds + 5.0
+        self._enabled: list[WebhookSubscription] = []
+        self._loaded_at = -SUBSCRIPTIONS_SECONDS
 
     def wake(self) -> None:
         """New deliveries were stored: look for due ones now."""
@@ -135,10 +140,15 @@ class DeliveryLoop:
 
     async def dispatch_due(self) -> float:
         """Start the due deliveries each subscription has room for; returns how long the
-        loop may sleep (until the next one falls due, at most the poll interval)."""
-        async with self._sessions() as session:
-            subscriptions = await repository.list_subscriptions(session, enabled_only=True)
-        for subscription in subscriptions:
+        loop may sleep (until the next one falls due, at most the poll interval).
+
+        A subscription whose slots are all taken is looked at again when one of its
+        attempts ends (it wakes the loop), so only one with room left over asks
+        when the next delivery falls due.
+        """
+        poll = self._settings.webhook_poll_seconds
+        room_left = False
+        for subscription in await self._subscriptions():
             room = self._settings.webhook_max_in_flight - self._in_flight[subscription.id]
             if room <= 0:
                 continue
@@ -146,16 +156,28 @@ class DeliveryLoop:
                 due = await repository.claim_due(
                     session, subscription.id, limit=room, lease_seconds=self._lease
                 )
+            room_left = room_left or len(due) < room
             for delivery in due:
                 self._in_flight[subscription.id] += 1
                 task = asyncio.create_task(self._send(subscription, delivery))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+        if not room_left:
+            return poll
         async with self._sessions() as session:
             due_in = await repository.next_due_in(session)
-        return self._settings.webhook_poll_seconds if due_in is None else max(due_in, 0.0)
+        # Due but not claimed (a customer's earlier delivery is in flight): its end wakes us.
+        return poll if due_in is None or due_in <= 0 else min(due_in, poll)
 
-    async def _send(self, subscription: WebhookSubscription, delivery: WebhookDelivery) -> None:
+    async def _subscriptions(self) -> list[WebhookSubscription]:
+        """The enabled subscriptions, read again at most every SUBSCRIPTIONS_SECONDS."""
+        if time.monotonic() - self._loaded_at >= SUBSCRIPTIONS_SECONDS:
+            async with self._sessions() as session:
+                rows = await repository.list_subscriptions(session, enabled_only=True)
+            self._enabled, self._loaded_at = list(rows), time.monotonic()
+        return self._enabled
+
+    async def _send(self, subscription: WebhookSubscription, delivery: Due) -> None:
         try:
             started = time.monotonic()
             outcome = await self.attempt(subscription, delivery)
@@ -170,11 +192,9 @@ class DeliveryLoop:
             self._in_flight[subscription.id] -= 1
             self._wake.set()  # room again, and maybe the customer's next one is due
 
-    async def attempt(
-        self, subscription: WebhookSubscription, delivery: WebhookDelivery
-    ) -> Outcome:
+    async def attempt(self, subscription: WebhookSubscription, delivery: Due) -> Outcome:
         """POST the record, signed, within the timeout; what came of it."""
-        body = orjson.dumps(delivery.payload).decode()
+        body = delivery.body
         at = datetime.now(UTC)
         headers = {
             "content-type": "application/json",
@@ -203,7 +223,7 @@ class DeliveryLoop:
     async def _record(
         self,
         subscription: WebhookSubscription,
-        delivery: WebhookDelivery,
+        delivery: Due,
         outcome: Outcome,
         latency_ms: float,
     ) -> None:
@@ -238,6 +258,7 @@ class DeliveryLoop:
             )
             if label == "gone":
                 await repository.disable(session, subscription.id, "the target answered 410 Gone")
+                self._loaded_at = -SUBSCRIPTIONS_SECONDS
         DELIVERIES.labels(label).inc()
         if label in ("dead", "gone"):
             log.warning(

@@ -38,14 +38,14 @@ log = logging.getLogger("classifier.dispatcher")
 
 def deliveries_for(
     records: Sequence[ConsumerRecord], subscriptions: Sequence[WebhookSubscription]
-) -> list[dict[str, Any]]:
+) -> list[tuple[Any, ...]]:
     """Delivery rows for the class-change records each subscription's filter matches.
 
     A subscription receives changes that reached the topic after it was created
     (the record's timestamp), not the topic's history.
     """
     filters = [(s, ChangeFilter.model_validate(s.filter)) for s in subscriptions]
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[Any, ...]] = []
     for record in records:
         try:
             event = orjson.loads(record.value)
@@ -57,18 +57,11 @@ def deliveries_for(
             log.warning("skipping an undecodable record at offset %s", record.offset)
             continue
         changed_at = datetime.fromtimestamp(record.timestamp / 1000, UTC)
+        body = record.value.decode()  # the record as on the topic (kept as jsonb)
         for subscription, change_filter in filters:
             if subscription.created_at <= changed_at and change_filter.matches(change):
-                rows.append(
-                    {
-                        "id": new_delivery_id(),
-                        "subscription_id": subscription.id,
-                        "change_id": change_id,
-                        "customer_id": customer_id,
-                        "payload": event,
-                        "changed_at": changed_at,
-                    }
-                )
+                row = (new_delivery_id(), subscription.id, change_id, customer_id, body, changed_at)
+                rows.append(row)
     return rows
 
 
@@ -167,6 +160,7 @@ async def run_dispatcher(settings: ClassifierSettings, stopping: asyncio.Event) 
 def main() -> None:
     settings = ClassifierSettings()
     configure_logging(settings.log_level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per delivery
     if settings.webhook_metrics_port:
         start_http_server(
             settings.webhook_metrics_port, addr=settings.host, registry=DISPATCHER_REGISTRY

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from classifier.db import select_list, unnest
 from classifier.models import WebhookDelivery, WebhookSubscription
 from classifier.models.webhooks import OPEN
 
@@ -38,23 +39,50 @@ async def disable(session: AsyncSession, subscription_id: uuid.UUID, reason: str
     )
 
 
-async def add_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert deliveries; one that exists for (subscription, change) is left as it is, so a
-    change consumed twice is owed once. Returns how many are new."""
+_NEW_DELIVERY = (
+    ("id", "text"),
+    ("subscription_id", "uuid"),
+    ("change_id", "text"),
+    ("customer_id", "text"),
+    ("payload", "jsonb"),
+    ("changed_at", "timestamptz"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A claimed delivery, as the dispatcher sends it: the body is the stored record."""
+
+    id: str
+    subscription_id: uuid.UUID
+    customer_id: str
+    attempts: int
+    body: str
+    changed_at: datetime
+
+
+async def add_deliveries(session: AsyncSession, rows: Sequence[Sequence[Any]]) -> int:
+    """Insert deliveries (columns of _NEW_DELIVERY; the payload as JSON text); one that
+    exists for (subscription, change) is left as it is, so a change consumed twice is
+    owed once. Returns how many are new."""
     if not rows:
         return 0
-    stmt = (
-        insert(WebhookDelivery)
-        .values(list(rows))
-        .on_conflict_do_nothing(constraint="uq_webhook_deliveries_subscription_id")
-        .returning(WebhookDelivery.id)
+    source, params = unnest(_NEW_DELIVERY, rows)
+    names = ", ".join(name for name, _ in _NEW_DELIVERY)
+    result = await session.execute(
+        text(
+            f"INSERT INTO webhook_deliveries ({names}) SELECT {select_list(_NEW_DELIVERY)} "
+            f"FROM {source} ON CONFLICT ON CONSTRAINT uq_webhook_deliveries_subscription_id "
+            "DO NOTHING"
+        ),
+        params,
     )
-    return len((await session.scalars(stmt)).all())
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def claim_due(
     session: AsyncSession, subscription_id: uuid.UUID, *, limit: int, lease_seconds: float
-) -> Sequence[WebhookDelivery]:
+) -> list[Due]:
     """Take up to `limit` due deliveries of a subscription, oldest first, each the oldest
     open one of its customer (order per customer), for `lease_seconds`: their next
     attempt moves to the lease's end, so a dispatcher that dies mid-send leaves them
@@ -70,17 +98,12 @@ async def claim_due(
             "   WHERE e.subscription_id = o.subscription_id AND e.customer_id = o.customer_id"
             "    AND e.status IN ('pending', 'failed') AND e.seq < o.seq)"
             " ORDER BY o.seq LIMIT :n FOR UPDATE SKIP LOCKED)"
-            " RETURNING d.id"
+            " RETURNING d.id, d.subscription_id, d.customer_id, d.attempts, d.payload::text,"
+            " d.changed_at, d.seq"
         ),
         {"s": subscription_id, "n": limit, "l": lease_seconds},
     )
-    ids = [r[0] for r in rows]
-    if not ids:
-        return []
-    found = await session.scalars(
-        select(WebhookDelivery).where(WebhookDelivery.id.in_(ids)).order_by(WebhookDelivery.seq)
-    )
-    return found.all()
+    return [Due(*row[:6]) for row in sorted(rows, key=lambda r: r[6])]
 
 
 async def next_due_in(session: AsyncSession) -> float | None:
@@ -104,22 +127,23 @@ async def record_attempt(
     latency_ms: float,
 ) -> None:
     """Store an attempt's outcome on a delivery the dispatcher still owes."""
-    values: dict[str, Any] = {
-        "status": status,
-        "attempts": WebhookDelivery.attempts + 1,
-        "last_status_code": status_code,
-        "last_error": error,
-        "latency_ms": latency_ms,
-        "updated_at": func.now(),
-    }
-    if next_attempt_at is not None:
-        values["next_attempt_at"] = next_attempt_at
-    if status == "delivered":
-        values["delivered_at"] = func.now()
     await session.execute(
-        update(WebhookDelivery)
-        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status.in_(OPEN))
-        .values(**values)
+        text(
+            "UPDATE webhook_deliveries SET status = CAST(:st AS varchar), attempts = attempts + 1,"
+            " last_status_code = :code, last_error = :err, latency_ms = :ms,"
+            " next_attempt_at = COALESCE(CAST(:next AS timestamptz), next_attempt_at),"
+            " delivered_at = CASE WHEN CAST(:st AS varchar) = 'delivered' THEN now() END,"
+            " updated_at = now()"
+            " WHERE id = :id AND status IN ('pending', 'failed')"
+        ),
+        {
+            "id": delivery_id,
+            "st": status,
+            "code": status_code,
+            "err": error,
+            "ms": latency_ms,
+            "next": next_attempt_at,
+        },
     )
 
 
