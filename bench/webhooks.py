@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 import time
 import uuid
@@ -23,11 +24,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import uvicorn
 from aiokafka import AIOKafkaProducer
 from standardwebhooks import Webhook
 
+from bench.http import pct
 from bench.infra import ROOT, drop_database, isolated_settings, service_env
 from classifier.config import ClassifierSettings
 from classifier.db import make_engine, make_sessionmaker, unit_of_work
@@ -166,20 +169,28 @@ async def measure(
         sent = await _produce(settings, changes, rate)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(receiver.all_arrived.wait(), within)
-    finally:
         dispatcher.terminate()
         await dispatcher.wait()
+        delays = [(receiver.arrived[c] - sent[c]) * 1000 for c in sent if c in receiver.arrived]
+        span = max(receiver.arrived.values(), default=0) - min(sent.values())
+        floor = await _floor(f"http://127.0.0.1:{port}/hook", secret, min(changes, 2_000), settings)
+    finally:
+        if dispatcher.returncode is None:
+            dispatcher.terminate()
+            await dispatcher.wait()
         server.should_exit = server.force_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(serving, 5)
-    delays = [(receiver.arrived[c] - sent[c]) * 1000 for c in sent if c in receiver.arrived]
-    span = max(receiver.arrived.values(), default=0) - min(sent.values())
+    per_s = round(len(delays) / span, 1) if span > 0 else 0.0
     return {
         "changes": changes,
         "rate_per_s": rate,
         "delivered": len(delays),
         "rejected": receiver.rejected,
-        "deliveries_per_s": round(len(delays) / span, 1) if span > 0 else 0.0,
+        "deliveries_per_s": per_s,
+        # The same signed POSTs from one httpx client process, no Kafka, no database.
+        "floor_posts_per_s": floor,
+        "vs_floor": round(per_s / floor, 3) if floor else None,
         "p50_ms": round(pct(delays, 0.5), 1) if delays else None,
         "p99_ms": round(pct(delays, 0.99), 1) if delays else None,
         "max_ms": round(max(delays), 1) if delays else None,
@@ -187,16 +198,45 @@ async def measure(
     }
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+async def _floor(url: str, secret: str, posts: int, settings: ClassifierSettings) -> float:
+    """POSTs/s of a bare signing httpx client (its own process) to the same receiver."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.webhooks", "--floor-url", url, "--changes", str(posts),
+        "--concurrency", str(settings.webhook_max_in_flight),
+        cwd=ROOT, env={**os.environ, "BENCH_WEBHOOK_SECRET": secret},
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    return float(orjson.loads(out)["posts_per_s"])
+
+
+async def _post_floor(url: str, secret: str, posts: int, concurrency: int) -> dict[str, Any]:
+    webhook = Webhook(secret)
+    body = _record(0)[2].decode()
+    gate = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(trust_env=False) as client:
+
+        async def one(i: int) -> None:
+            async with gate:
+                at = datetime.now(UTC)
+                headers = {
+                    "content-type": "application/json",
+                    "webhook-id": f"msg_floor{i}",
+                    "webhook-timestamp": str(int(at.timestamp())),
+                    "webhook-signature": webhook.sign(f"msg_floor{i}", at, body),
+                }
+                (await client.post(url, content=body, headers=headers)).raise_for_status()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(posts)))
+        return {"posts_per_s": round(posts / (time.perf_counter() - started), 1)}
 
 
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
     base = ClassifierSettings()
     settings = await isolated_settings(base)
     try:
-        return await measure(settings, args.changes, args.rate, Path(args.log), _pct)
+        return await measure(settings, args.changes, args.rate, Path(args.log), pct)
     finally:
         await drop_database(base.database_url, settings.database_url)
 
@@ -206,7 +246,14 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=5_000)
     parser.add_argument("--rate", type=float, default=1_000.0)
     parser.add_argument("--log", default="bench-results/dispatcher.log")
+    parser.add_argument("--floor-url", help=argparse.SUPPRESS)  # the floor's client process
+    parser.add_argument("--concurrency", type=int, default=16, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.floor_url:
+        secret = os.environ["BENCH_WEBHOOK_SECRET"]
+        figures = asyncio.run(_post_floor(args.floor_url, secret, args.changes, args.concurrency))
+        print(orjson.dumps(figures).decode())  # noqa: T201
+        return
     Path(args.log).parent.mkdir(parents=True, exist_ok=True)
     print(orjson.dumps(asyncio.run(_main(args)), option=orjson.OPT_INDENT_2).decode())  # noqa: T201
 
