@@ -459,3 +459,38 @@ async def test_changes_of_the_topic_before_a_subscription_are_not_sent(
     finally:
         stopping.set()
         await asyncio.wait_for(task, timeout=30)
+
+
+async def test_an_outcome_is_stored_only_while_its_claim_holds(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A delivery redelivered while an attempt is in flight keeps its new state: the late
+    outcome of the old attempt is dropped (and so is that of a dispatcher whose lease ran
+    out and whose delivery another one claimed again)."""
+    from classifier.models import WebhookSubscription
+    from classifier.webhooks import repository
+
+    sid = uuid.uuid4()
+    async with sessions() as session, session.begin():
+        session.add(
+            WebhookSubscription(id=sid, url="https://x.example", secret="s", created_by="t")
+        )
+        await session.flush()
+        now = datetime.now(UTC)
+        rows = [(f"msg_{i}", sid, f"ch-{i}", f"c-{i}", '{"id": 1}', now) for i in range(2)]
+        assert await repository.add_deliveries(session, rows) == 2
+        assert await repository.add_deliveries(session, rows) == 0  # consumed again: no-op
+    async with sessions() as session, session.begin():
+        first, second = await repository.claim_due(session, sid, limit=5, lease_seconds=30)
+    async with sessions() as session, session.begin():
+        await repository.redeliver(session, first.id)
+
+    def outcome(due: repository.Due) -> repository.Attempt:
+        return repository.Attempt(due.id, "delivered", 200, None, 5.0, None, due.leased_until)
+
+    async with sessions() as session, session.begin():
+        await repository.record_attempts(session, [outcome(first), outcome(second)])
+    async with sessions() as session:
+        found = await session.execute(select(WebhookDelivery.id, WebhookDelivery.status))
+        states = {row[0]: row[1] for row in found}
+    assert states == {first.id: "pending", second.id: "delivered"}

@@ -111,6 +111,8 @@ class DeliveryLoop:
         # A claim outlives the attempt: a dispatcher that dies mid-send leaves the
         # delivery to be tried again after this.
         self._lease = settings.webhook_timeout_seconds + 5.0
+        self._unsaved: list[tuple[repository.Attempt, uuid.UUID | None, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
         self._enabled: list[WebhookSubscription] = []
         self._loaded_at = -SUBSCRIPTIONS_SECONDS
 
@@ -246,19 +248,18 @@ class DeliveryLoop:
                 state, label, next_at = "failed", "retry", now + timedelta(seconds=wait)
         if outcome.cause is not None:
             FAILURES.labels(outcome.cause).inc()
-        async with unit_of_work(self._sessions) as session:
-            await repository.record_attempt(
-                session,
-                delivery.id,
-                status=state,
-                next_attempt_at=next_at,
-                status_code=outcome.status_code,
-                error=outcome.error,
-                latency_ms=latency_ms,
-            )
-            if label == "gone":
-                await repository.disable(session, subscription.id, "the target answered 410 Gone")
-                self._loaded_at = -SUBSCRIPTIONS_SECONDS
+        attempt = repository.Attempt(
+            delivery.id,
+            state,
+            outcome.status_code,
+            outcome.error,
+            latency_ms,
+            next_at,
+            delivery.leased_until,
+        )
+        await self._store(attempt, subscription.id if label == "gone" else None)
+        if label == "gone":
+            self._loaded_at = -SUBSCRIPTIONS_SECONDS
         DELIVERIES.labels(label).inc()
         if label in ("dead", "gone"):
             log.warning(
@@ -267,6 +268,30 @@ class DeliveryLoop:
                 subscription.id,
                 outcome.error,
             )
+
+    async def _store(self, attempt: repository.Attempt, gone: uuid.UUID | None) -> None:
+        """Record an attempt; attempts that end while a write is under way are written
+        together in the next one (one transaction for many)."""
+        done = asyncio.get_running_loop().create_future()
+        self._unsaved.append((attempt, gone, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_attempts())
+        await done
+
+    async def _write_attempts(self) -> None:
+        while self._unsaved:
+            batch, self._unsaved = self._unsaved, []
+            try:
+                async with unit_of_work(self._sessions) as session:
+                    await repository.record_attempts(session, [a for a, _, _ in batch])
+                    for gone in {g for _, g, _ in batch if g is not None}:
+                        await repository.disable(session, gone, "the target answered 410 Gone")
+            except Exception as exc:
+                for _, _, done in batch:
+                    done.set_exception(exc)
+            else:
+                for _, _, done in batch:
+                    done.set_result(None)
 
     async def _measure_queue(self) -> None:
         async with self._sessions() as session:

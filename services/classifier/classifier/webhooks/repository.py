@@ -59,6 +59,7 @@ class Due:
     attempts: int
     body: str
     changed_at: datetime
+    leased_until: datetime  # the claim: an outcome is stored only while it still holds
 
 
 async def add_deliveries(session: AsyncSession, rows: Sequence[Sequence[Any]]) -> int:
@@ -99,11 +100,11 @@ async def claim_due(
             "    AND e.status IN ('pending', 'failed') AND e.seq < o.seq)"
             " ORDER BY o.seq LIMIT :n FOR UPDATE SKIP LOCKED)"
             " RETURNING d.id, d.subscription_id, d.customer_id, d.attempts, d.payload::text,"
-            " d.changed_at, d.seq"
+            " d.changed_at, d.next_attempt_at, d.seq"
         ),
         {"s": subscription_id, "n": limit, "l": lease_seconds},
     )
-    return [Due(*row[:6]) for row in sorted(rows, key=lambda r: r[6])]
+    return [Due(*row[:7]) for row in sorted(rows, key=lambda r: r[7])]
 
 
 async def next_due_in(session: AsyncSession) -> float | None:
@@ -116,34 +117,61 @@ async def next_due_in(session: AsyncSession) -> float | None:
     return None if seconds is None else float(seconds)
 
 
-async def record_attempt(
-    session: AsyncSession,
-    delivery_id: str,
-    *,
-    status: str,
-    next_attempt_at: datetime | None,
-    status_code: int | None,
-    error: str | None,
-    latency_ms: float,
-) -> None:
-    """Store an attempt's outcome on a delivery the dispatcher still owes."""
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """An attempt's outcome, to store on its delivery (next_attempt_at None: unchanged)."""
+
+    delivery_id: str
+    status: str
+    status_code: int | None
+    error: str | None
+    latency_ms: float
+    next_attempt_at: datetime | None
+    leased_until: datetime
+
+
+_ATTEMPT = (
+    ("id", "text"),
+    ("st", "text"),
+    ("code", "int"),
+    ("err", "text"),
+    ("ms", "float8"),
+    ("next", "timestamptz"),
+    ("lease", "timestamptz"),
+)
+
+
+async def record_attempts(session: AsyncSession, attempts: Sequence[Attempt]) -> None:
+    """Store attempts' outcomes, in one statement, on deliveries whose claim still holds:
+    one redelivered meanwhile (made due now) or claimed again after its lease ran out
+    (by another dispatcher) keeps its new state."""
+    if not attempts:
+        return
+    source, params = unnest(
+        _ATTEMPT,
+        [
+            (
+                a.delivery_id,
+                a.status,
+                a.status_code,
+                a.error,
+                a.latency_ms,
+                a.next_attempt_at,
+                a.leased_until,
+            )
+            for a in attempts
+        ],
+    )
     await session.execute(
         text(
-            "UPDATE webhook_deliveries SET status = CAST(:st AS varchar), attempts = attempts + 1,"
-            " last_status_code = :code, last_error = :err, latency_ms = :ms,"
-            " next_attempt_at = COALESCE(CAST(:next AS timestamptz), next_attempt_at),"
-            " delivered_at = CASE WHEN CAST(:st AS varchar) = 'delivered' THEN now() END,"
-            " updated_at = now()"
-            " WHERE id = :id AND status IN ('pending', 'failed')"
+            "UPDATE webhook_deliveries d SET status = t.st, attempts = d.attempts + 1,"
+            " last_status_code = t.code, last_error = t.err, latency_ms = t.ms,"
+            " next_attempt_at = COALESCE(t.next, d.next_attempt_at),"
+            " delivered_at = CASE WHEN t.st = 'delivered' THEN now() END, updated_at = now()"
+            f" FROM {source} WHERE d.id = t.id AND d.status IN ('pending', 'failed')"
+            " AND d.next_attempt_at = t.lease"
         ),
-        {
-            "id": delivery_id,
-            "st": status,
-            "code": status_code,
-            "err": error,
-            "ms": latency_ms,
-            "next": next_attempt_at,
-        },
+        params,
     )
 
 
