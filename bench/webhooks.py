@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 import uvicorn
@@ -31,7 +32,7 @@ from aiokafka import AIOKafkaProducer
 from standardwebhooks import Webhook
 
 from bench.http import pct
-from bench.infra import ROOT, drop_database, isolated_settings, service_env
+from bench.infra import ROOT, drop_database, dsn, isolated_settings, service_env
 from classifier.config import ClassifierSettings
 from classifier.db import make_engine, make_sessionmaker, unit_of_work
 from classifier.models import WebhookSubscription
@@ -48,9 +49,13 @@ class Receiver:
 
     def __init__(self, secret: str, expected: int) -> None:
         self._webhook = Webhook(secret)
-        self._expected = expected
-        self.arrived: dict[str, float] = {}
+        self.expect(expected)
         self.rejected = 0
+
+    def expect(self, changes: int) -> None:
+        """Start counting afresh: `all_arrived` is set once `changes` more arrived."""
+        self._expected = changes
+        self.arrived: dict[str, float] = {}
         self.all_arrived = asyncio.Event()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -165,7 +170,12 @@ async def measure(
             cwd=ROOT, env=env, stdout=out, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
     try:
-        await asyncio.sleep(3)  # the dispatcher joins its group (it reads from the start)
+        # One change first, timed out of the figures: the dispatcher has joined its
+        # group (a few seconds) and connected once it arrived.
+        receiver.expect(1)
+        await _produce(settings, 1, 1)
+        await asyncio.wait_for(receiver.all_arrived.wait(), within)
+        receiver.expect(changes)
         sent = await _produce(settings, changes, rate)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(receiver.all_arrived.wait(), within)
@@ -182,7 +192,7 @@ async def measure(
         with contextlib.suppress(Exception):
             await asyncio.wait_for(serving, 5)
     per_s = round(len(delays) / span, 1) if span > 0 else 0.0
-    return {
+    return await _stages(settings) | {
         "changes": changes,
         "rate_per_s": rate,
         "delivered": len(delays),
@@ -196,6 +206,25 @@ async def measure(
         "max_ms": round(max(delays), 1) if delays else None,
         "max_in_flight": settings.webhook_max_in_flight,
     }
+
+
+async def _stages(settings: ClassifierSettings) -> dict[str, Any]:
+    """Median ms from the record's publish to its delivery row (the dispatcher consumed
+    and stored it) and from there to the delivered mark: where the time goes."""
+    conn = await asyncpg.connect(dsn(settings.database_url))
+    try:
+        row = await conn.fetchrow(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY created_at - changed_at),"
+            " percentile_cont(0.5) WITHIN GROUP (ORDER BY delivered_at - created_at)"
+            " FROM webhook_deliveries WHERE status = 'delivered'"
+        )
+    finally:
+        await conn.close()
+
+    def ms(value: Any) -> float | None:
+        return None if value is None else round(value.total_seconds() * 1000, 1)
+
+    return {"stored_p50_ms": ms(row[0]), "stored_to_delivered_p50_ms": ms(row[1])}
 
 
 async def _floor(url: str, secret: str, posts: int, settings: ClassifierSettings) -> float:
