@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from prometheus_client import start_http_server
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -102,7 +103,12 @@ class ChangeConsumer:
                     continue
                 await self._store(records, stopping)
                 offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items()}
-                await consumer.commit(offsets)  # only after the deliveries committed
+                try:
+                    await consumer.commit(offsets)  # only after the deliveries committed
+                except (CommitFailedError, IllegalStateError) as exc:
+                    # A rebalance took the partitions: their new owner reads these
+                    # records again, and adds no delivery twice.
+                    log.warning("offsets not committed (%s); the records are read again", exc)
         finally:
             await consumer.stop()
 
