@@ -327,10 +327,10 @@ async def test_a_name_resolving_inside_is_refused_at_connect(
     hook_settings: ClassifierSettings,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    """Saved while `vm` was allowlisted; the dispatcher's allowlist does not have it, so
-    the address the name resolves to (127.0.0.1, /etc/hosts) is checked and refused
-    before any connection is made."""
-    allowed = hook_settings.model_copy(update={"webhook_allow_hosts": "vm"})
+    """Saved while `localhost` was allowlisted; the dispatcher's allowlist does not have
+    it, so the address the name resolves to (/etc/hosts) is checked at connect time and
+    refused before any connection is made."""
+    allowed = hook_settings.model_copy(update={"webhook_allow_hosts": "localhost"})
     strict = hook_settings.model_copy(update={"webhook_allow_hosts": ""})
     app = create_app(allowed)
     async with (
