@@ -28,6 +28,10 @@ gets its own throw-away database and topics, and real service processes
    with its floor (bench/engine.py).
 7. history growth: ms to apply one new order to customers who already have
    10, 1,000 and 10,000 orders, and their stored state (bench/history.py).
+8. webhooks: class changes published at `webhook_rate`/s to a fresh class-change
+   topic, delivered by a dispatcher process to a local receiver that verifies
+   each signature; deliveries/s and publish -> 200 p50/p99, and a bare signing
+   httpx client's POSTs/s as the floor (bench/webhooks.py).
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from bench import history as bench_history
 from bench import http as bench_http
 from bench import loadgen
 from bench import merges as bench_merges
+from bench import webhooks as bench_webhooks
 from bench import worker as bench_worker
 from bench.generate import produce
 from bench.infra import (
@@ -83,6 +88,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "history_sizes": (10, 30, 100), "history_customers": 2, "history_rounds": 2,
         "idle_seconds": 5,  # idle CPU over 5 s only: a smoke figure, not the 60 s one
         "merge_pairs": 3, "merge_large_orders": 20, "erasure_customers": 2, "erasure_facts": 20,
+        "webhook_changes": 50, "webhook_rate": 50,
     },
     "small": {
         "worker_events": 50_000, "lookups": 2_000, "bulk_requests": 10,
@@ -91,7 +97,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "engine_customers": 2_000, "engine_rounds": 3, "idle_seconds": 60,
         "history_sizes": bench_history.SIZES, "history_customers": 5, "history_rounds": 3,
         "merge_pairs": 20, "merge_large_orders": 1_000, "erasure_customers": 3,
-        "erasure_facts": 2_000,
+        "erasure_facts": 2_000, "webhook_changes": 5_000, "webhook_rate": 1_000,
     },
     "large": {
         "worker_events": 500_000, "lookups": 10_000, "bulk_requests": 20,
@@ -100,7 +106,8 @@ SCALES: dict[str, dict[str, Any]] = {
         "engine_customers": 5_000, "engine_rounds": 5, "idle_seconds": 60,
         "history_sizes": bench_history.SIZES, "history_customers": bench_history.CUSTOMERS,
         "history_rounds": bench_history.ROUNDS, "merge_pairs": 50, "merge_large_orders": 1_000,
-        "erasure_customers": 3, "erasure_facts": 10_000,
+        "erasure_customers": 3, "erasure_facts": 10_000, "webhook_changes": 30_000,
+        "webhook_rate": 1_000,
     },
 }  # fmt: skip
 CONCURRENCY = 32
@@ -584,6 +591,17 @@ async def run(scale: str, overrides: dict[str, Any], seed: int, log_dir: Path) -
         results |= await freshness_and_time(
             fresh, fresh_url, intake_key, p, log_dir / "worker-fresh.log", merges, erasures
         )
+        say(f"webhooks: {p['webhook_changes']:,} changes at {p['webhook_rate']:,}/s")
+        hooks = settings.model_copy(
+            update={"class_changes_topic": f"{tag}-hooks", "consumer_group": f"{tag}-h"}
+        )
+        results["webhooks"] = await bench_webhooks.measure(
+            hooks,
+            p["webhook_changes"],
+            p["webhook_rate"],
+            log_dir / "dispatcher.log",
+            bench_http.pct,
+        )
         say("engine (one core)")
         results["engine"] = engine(p)
     finally:
@@ -646,6 +664,12 @@ def table(r: dict[str, Any]) -> str:
                      "-> completed receipt, under the freshness load"))  # fmt: skip
         rows.append(("merge large", f"{mg['large_ms']} ms",
                      f"two customers with {big:,} orders each, quiet worker"))  # fmt: skip
+    if "webhooks" in r:
+        wh = r["webhooks"]
+        rows.append(("webhooks", f"{wh['deliveries_per_s']:,} deliveries/s",
+                     f"p50 {wh['p50_ms']} ms, p99 {wh['p99_ms']} ms publish -> receiver's 200, "
+                     f"{wh['delivered']}/{wh['changes']} at {wh['rate_per_s']:,}/s, "
+                     f"{wh['vs_floor']} x floor ({wh['floor_posts_per_s']} POSTs/s)"))  # fmt: skip
     lines = [f"cores: {r['cores']}  scale: {r['scale']}  parameters: {r['parameters']}"]
     lines += [f"{a:<16} {b:>20}   {c}" for a, b, c in rows]
     return "\n".join(lines)

@@ -313,10 +313,12 @@ ensure_topics() {
 # in this checkout's state dir, so several checkouts never share one.
 SUPERVISOR_CONF="$STATE/supervisord.conf"
 SUPERVISOR_SOCK="$RUN/supervisor.sock"
-APPS="ingest classifier-api classifier-worker"
+APPS="ingest classifier-api classifier-worker classifier-dispatcher"
 # The Fxiaoke sync runs only where a tenant is configured (README: Fxiaoke).
 [ -z "${INGEST_FXIAOKE_APP_ID:-}" ] || APPS="$APPS fxiaoke-sync"
 CLASSIFIER_WORKER_METRICS_PORT="${CLASSIFIER_WORKER_METRICS_PORT:-9102}"
+# The webhook dispatcher's /metrics (README: Webhooks).
+CLASSIFIER_WEBHOOK_METRICS_PORT="${CLASSIFIER_WEBHOOK_METRICS_PORT:-9104}"
 # N worker processes in one consumer group (they split the activity topic's
 # partitions). With N > 1 each gets its own metrics port, counting up from
 # CLASSIFIER_WORKER_METRICS_PORT, and is named after it: classifier-worker-9102, ...
@@ -368,6 +370,11 @@ command=$VENV/bin/uvicorn classifier.app:create_app --factory --host $CLASSIFIER
 command=$PY -m classifier.worker
 ; the worker commits or rolls back its batch on SIGTERM: give it time
 stopwaitsecs=30
+
+[program:classifier-dispatcher]
+command=$VENV/bin/classifier dispatcher
+; the batch in flight commits, attempts in flight get up to 5 s
+stopwaitsecs=30
 CONF
   if [ "$CLASSIFIER_WORKER_PROCESSES" -gt 1 ]; then
     # process_num runs from the first metrics port up: it is each one's port and name.
@@ -388,6 +395,9 @@ CONF
   local prog env logfile
   for prog in $APPS; do
     env="$env_line" logfile="$LOGS/$prog.log"
+    if [ "$prog" = classifier-dispatcher ]; then
+      env="$env,CLASSIFIER_WEBHOOK_METRICS_PORT=\"$CLASSIFIER_WEBHOOK_METRICS_PORT\""
+    fi
     if [ "$prog" = classifier-worker ] && [ "$CLASSIFIER_WORKER_PROCESSES" -gt 1 ]; then
       logfile="$LOGS/$prog-%(process_num)d.log"  # one per process: classifier-worker-9102.log
       env="${env/CLASSIFIER_WORKER_METRICS_PORT=\"$CLASSIFIER_WORKER_METRICS_PORT\"/CLASSIFIER_WORKER_METRICS_PORT=\"%(process_num)d\"}"
@@ -449,7 +459,7 @@ apps_up() {
       port_open "$port" && die "port $port is taken by a process this stack did not start (stop it, or set another port)"
     done
     write_supervisor_conf
-    log "starting ingest, classifier API and worker under supervisord"
+    log "starting ingest, classifier API, worker and webhook dispatcher under supervisord"
     (cd "$ROOT" && "$VENV/bin/supervisord" -c "$SUPERVISOR_CONF") \
       || die "supervisord did not start (see $LOGS/supervisord.log)"
   else
@@ -498,6 +508,7 @@ Stack is up in $((SECONDS - t0))s.
   classifier API   http://$CLASSIFIER_HOST:$CLASSIFIER_PORT        (docs: /docs, health: /healthz /readyz, /metrics)
   ingest $INGEST_WORKERS process(es), classifier API $CLASSIFIER_API_WORKERS (INGEST_WORKERS, CLASSIFIER_API_WORKERS)
   classifier worker $CLASSIFIER_WORKER_PROCESSES process(es) under supervisord (metrics from :$CLASSIFIER_WORKER_METRICS_PORT; make status shows restarts)
+  webhook dispatcher under supervisord (metrics :$CLASSIFIER_WEBHOOK_METRICS_PORT; README: Webhooks)
   Kafka            $(kafka_bootstrap)
   PostgreSQL       ${DATABASE_URL:-postgresql://$DB_USER:***@127.0.0.1:$PGPORT/$DB_NAME} (password in .stack/db-password)
   logs             $LOGS   (make logs)

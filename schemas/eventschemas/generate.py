@@ -298,7 +298,9 @@ def asyncapi() -> dict[str, Any]:
                 "address": CLASS_CHANGES_TOPIC,
                 "title": "Class changes",
                 "description": "One CloudEvent per class change, keyed by customer id, one "
-                "per merge and one per erased id; dedupe by `id` (the change id).",
+                "per merge and one per erased id; dedupe by `id` (the change id). Webhook "
+                "deliveries (README: Webhooks) carry the same `class.changed` records as "
+                "their body.",
                 "messages": refs(["classChanged", "customerMerged", "customerErased"]),
             },
             "deadLetters": {

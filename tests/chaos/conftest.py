@@ -135,6 +135,7 @@ def running_stack(state: Path, **extra_env: str) -> Iterator[Stack]:
         "INGEST_PORT": str(free_port()),
         "CLASSIFIER_PORT": str(free_port()),
         "CLASSIFIER_WORKER_METRICS_PORT": str(free_port()),
+        "CLASSIFIER_WEBHOOK_METRICS_PORT": str(free_port()),
         "STACK_DB_NAME": f"classifier_extra_chaos_{uuid.uuid4().hex[:8]}",
         # Made up per run, for the signed-webhook cases: not a real secret.
         "INGEST_GENERIC_WEBHOOK_SECRET": secrets.token_hex(16),

@@ -1,7 +1,7 @@
 """Every metric the alerts and the dashboard query is one the services really export.
 
-The three processes run as `make up` starts them (uvicorn twice and the worker
-module, with the worker's metrics port open); their live /metrics pages are
+The four processes run as `make up` starts them (uvicorn twice, the worker
+module and the webhook dispatcher, with their metrics ports open); their live /metrics pages are
 scraped, and every name in every alert rule and every dashboard panel must be
 on one of them. A metric renamed or dropped in the code fails here, not on an
 operator's empty graph or a silent alert.
@@ -57,13 +57,19 @@ def scraped(
     classifier_settings: ClassifierSettings, sessions: object, tmp_path: Path, root: Path
 ) -> Iterator[set[str]]:
     ports = {"ingest": free_port(), "api": free_port(), "worker": free_port()}
-    env = service_env(classifier_settings, CLASSIFIER_WORKER_METRICS_PORT=str(ports["worker"]))
+    ports["dispatcher"] = free_port()
+    env = service_env(
+        classifier_settings,
+        CLASSIFIER_WORKER_METRICS_PORT=str(ports["worker"]),
+        CLASSIFIER_WEBHOOK_METRICS_PORT=str(ports["dispatcher"]),
+    )
     bin_dir = Path(sys.executable).parent
     uvicorn = [str(bin_dir / "uvicorn"), "--factory", "--port"]
     commands = {
         "ingest": [*uvicorn, str(ports["ingest"]), "ingest.app:create_app"],
         "api": [*uvicorn, str(ports["api"]), "classifier.app:create_app"],
         "worker": [sys.executable, "-m", "classifier.worker"],
+        "dispatcher": [sys.executable, "-m", "classifier.webhooks.dispatcher"],
     }
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
@@ -75,7 +81,7 @@ def scraped(
         names: set[str] = set()
         for name, port in ports.items():
             url = f"http://127.0.0.1:{port}"
-            ready = url + ("/metrics" if name == "worker" else "/readyz")
+            ready = url + ("/metrics" if name in ("worker", "dispatcher") else "/readyz")
             wait_ready(ready, procs[name], tmp_path / f"{name}.log")
             names |= exported_names(httpx.get(url + "/metrics", timeout=5).text)
         yield names

@@ -72,6 +72,12 @@ async def test_every_benchmark_scenario_reports_its_figures(
     # The worker's processor (states in memory) and states read back from their rows.
     assert set(growth["cold_ms_per_event"]) == {"10", "30", "100"}
     assert "cold_cost_ratio" in growth
+    hooks = r["webhooks"]  # every change delivered, every signature verified
+    assert (hooks["delivered"], hooks["rejected"]) == (50, 0)
+    assert hooks["deliveries_per_s"] > 0
+    assert hooks["floor_posts_per_s"] > 0
+    assert 0 < hooks["p50_ms"] <= hooks["p99_ms"]
+    assert "webhooks" in table(r)
     assert "worker drain" in table(r)
     assert "history growth" in table(r)
     assert "worker drain x2" in table(r)

@@ -217,6 +217,19 @@ def test_worker_runs_the_worker_module_and_exposes_metrics_where_probed(
     assert c["livenessProbe"]["httpGet"]["port"] == "metrics"
 
 
+def test_dispatcher_runs_the_dispatcher_module_with_its_metrics_probed(
+    rendered: list[Doc],
+) -> None:
+    c = container(rendered, "dispatcher")
+    assert c["command"][:2] == ["python", "-m"]
+    assert callable(importlib.import_module(c["command"][2]).main)
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    port = int(env["CLASSIFIER_WEBHOOK_METRICS_PORT"])
+    assert env["CLASSIFIER_HOST"] == "0.0.0.0"
+    assert c["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+
+
 def test_fxiaoke_sync_runs_the_sync_command_with_its_metrics_probed(helm: Path) -> None:
     assert not [d for d in render(helm) if "fxiaoke" in d["metadata"]["name"]]  # off by default
     docs = render(helm, "ci/all-features-values.yaml")
@@ -360,6 +373,8 @@ def test_network_policies_let_only_what_must_talk_talk(everything: list[Doc]) ->
     assert egress_ports("worker") == {53, 9093, 5432}
     # The Fxiaoke sync also calls Fxiaoke's OpenAPI over HTTPS.
     assert egress_ports("fxiaoke") == {53, 9093, 5432, 443}
+    # The webhook dispatcher delivers to the subscribers' HTTPS endpoints.
+    assert egress_ports("dispatcher") == {53, 9093, 5432, 443}
     assert "ingress" not in policies["migrate"]
 
 

@@ -29,6 +29,7 @@ def compose() -> dict[str, Any]:
 INGEST_PORT = IngestSettings.model_fields["port"].default
 API_PORT = ClassifierSettings.model_fields["port"].default
 WORKER_METRICS_PORT = ClassifierSettings.model_fields["worker_metrics_port"].default
+DISPATCHER_METRICS_PORT = ClassifierSettings.model_fields["webhook_metrics_port"].default
 
 
 def env_of(service: dict[str, Any]) -> dict[str, str]:
@@ -36,7 +37,13 @@ def env_of(service: dict[str, Any]) -> dict[str, str]:
 
 
 MONITORING = {"prometheus", "grafana"}
-APP_SERVICES = ("migrate", "ingest", "classifier-api", "classifier-worker")
+APP_SERVICES = (
+    "migrate",
+    "ingest",
+    "classifier-api",
+    "classifier-worker",
+    "classifier-dispatcher",
+)
 
 
 def test_services_are_the_designed_topology(compose: dict[str, Any]) -> None:
@@ -48,6 +55,7 @@ def test_services_are_the_designed_topology(compose: dict[str, Any]) -> None:
         "ingest",
         "classifier-api",
         "classifier-worker",
+        "classifier-dispatcher",
     }
     # The Fxiaoke sync needs the tenant's credentials: it starts only with its profile.
     assert compose["services"]["fxiaoke-sync"]["profiles"] == ["fxiaoke"]
@@ -114,6 +122,7 @@ def test_prometheus_scrapes_every_process_and_loads_the_chart_alerts(
         "classifier-api": [f"classifier-api:{API_PORT}"],
         # Every worker replica, found by the service name's A records.
         "classifier-worker": [f"classifier-worker:{WORKER_METRICS_PORT}"],
+        "classifier-dispatcher": [f"classifier-dispatcher:{DISPATCHER_METRICS_PORT}"],
     }
     (rules,) = config["rule_files"]
     alerts = files[rules]

@@ -32,6 +32,7 @@ from classifier.privacy.router import router as privacy_router
 from classifier.processing.batch import BatchProcessor, IdentityOptions
 from classifier.schemes.router import router as schemes_router
 from classifier.schemes.service import SchemeCache
+from classifier.webhooks.router import router as webhooks_router
 from eventschemas.http import document_problems, install_problem_handlers, problem_response
 from eventschemas.metrics import RequestMetrics
 from eventschemas.problems import Problem
@@ -138,6 +139,7 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
     app.include_router(identity_router)
     app.include_router(privacy_router)
     app.include_router(audit_router)
+    app.include_router(webhooks_router)
     app.add_middleware(RequestMetrics, metrics=HTTP)
     app.add_middleware(BodyTimeout, timeout=settings.body_timeout_seconds)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
@@ -145,7 +147,7 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=origins,
-            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "Last-Event-ID"],
         )
     return app

@@ -1,5 +1,5 @@
 """`classifier`: operate the classifier from the command line (replay, recompute, tail,
-api-keys)."""
+api-keys, the webhook dispatcher)."""
 
 from __future__ import annotations
 
@@ -154,6 +154,14 @@ def tail(
             await consumer.stop()
 
     _run(go)
+
+
+@app.command()
+def dispatcher() -> None:
+    """Run the webhook dispatcher: deliver class changes to subscriptions (until SIGTERM)."""
+    from classifier.webhooks.dispatcher import main
+
+    main()
 
 
 if __name__ == "__main__":

@@ -165,6 +165,49 @@ class ClassifierSettings(BaseSettings):
     clock_frozen_at: AwareDatetime | None = Field(
         default=None, description="Stops the worker's clock at this instant; tests only."
     )
+    # --- outbound webhooks (classifier.webhooks; README: Webhooks)
+    webhook_consumer_group: str = Field(
+        default="classifier-webhooks",
+        description="The dispatcher's own consumer group on the class-change topic.",
+    )
+    webhook_metrics_port: int = Field(
+        default=9104, description="The dispatcher's /metrics port (0 disables it)."
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Longest one delivery attempt may take (connect to body)."
+    )
+    webhook_max_in_flight: int = Field(
+        default=16,
+        ge=1,
+        description="Deliveries in flight per subscription (and dispatcher process) at most.",
+    )
+    webhook_retry_schedule_seconds: list[float] = Field(
+        default=[5, 60, 300, 1800, 3600, 7200, 14400, 28800, 28800],
+        min_length=1,
+        description="Waits before each retry (±jitter): 9 retries over about 23.6 h; after "
+        "the last one fails the delivery is dead.",
+    )
+    webhook_retry_jitter: float = Field(
+        default=0.2, ge=0, le=1, description="Each wait is scaled by a random 1 ± this."
+    )
+    webhook_allow_hosts: str = Field(
+        default="",
+        description="Comma-separated host names, IP addresses or CIDR networks that may be "
+        "targets although private or loopback, and over plain http (tests, an internal "
+        "receiver). Empty: only https to public addresses.",
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Allow https targets in private networks (10/8, 172.16/12, 192.168/16, "
+        "fc00::/7); loopback, link-local and reserved addresses stay refused.",
+    )
+    webhook_poll_seconds: float = Field(
+        default=1.0, gt=0, description="Longest an idle delivery loop sleeps before looking again."
+    )
+    webhook_secret_overlap_hours: float = Field(
+        default=24.0, ge=0, description="How long a rotated-out secret still signs by default."
+    )
+    webhook_batch_max_records: int = Field(default=500, ge=1)
     scheme_file: str | None = Field(
         default=None, description="YAML scheme to seed as version 1; the shipped default if unset."
     )

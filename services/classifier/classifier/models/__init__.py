@@ -10,6 +10,7 @@ from classifier.models.messaging import ClassChange, ProcessedEvent
 from classifier.models.privacy import AuditEntry, Erasure, Suppression
 from classifier.models.scheme import PopulationCutoffs, SchemeVersion
 from classifier.models.sync import FxiaokeAccount, FxiaokeSyncCursor
+from classifier.models.webhooks import WebhookDelivery, WebhookSubscription
 
 __all__ = [
     "ApiKey",
@@ -32,4 +33,6 @@ __all__ = [
     "ProcessedEvent",
     "SchemeVersion",
     "Suppression",
+    "WebhookDelivery",
+    "WebhookSubscription",
 ]
