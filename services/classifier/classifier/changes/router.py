@@ -16,7 +16,7 @@ import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from classifier.auth import ReadAccess
@@ -110,6 +110,17 @@ async def feed(
     return FeedPage(
         changes=[_out(r) for r in rows], next_cursor=rows[-1].feed_seq if rows else after
     )
+
+
+class FeedHead(BaseModel):
+    position: int = Field(description="The last announced change's id; 0 when none yet.")
+
+
+@router.get("/head")
+async def head(session: SessionDep) -> FeedHead:
+    """The feed's latest position: resume after `position - n` to see the last n changes."""
+    last = await session.scalar(select(func.max(ClassChange.feed_seq)))
+    return FeedHead(position=last or 0)
 
 
 @router.get(
