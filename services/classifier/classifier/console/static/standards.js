@@ -104,20 +104,33 @@ function adminButton(label, onclick, attrs = {}) {
   return el('button', { type: 'button', disabled: !ctx.admin, title: ctx.admin ? null : t('needs_admin'), onclick, ...attrs }, label);
 }
 
+function versionRow(s) {
+  const edit = el('button', { type: 'button', class: 'secondary', onclick: async () => { state.source = (await api(`/v1/schemes/${s.version}`)).source; render(); } }, t('load_into_editor'));
+  const draft = s.status === 'draft';
+  return el('tr', { dataset: { version: s.version, status: s.status } },
+    el('td', {}, `v${s.version}`),
+    el('td', {}, s.name),
+    el('td', {}, el('span', { class: `badge ${s.status}` }, t(`status_${s.status}`))),
+    el('td', {}, formatTime(s.created_at)),
+    el('td', {}, formatTime(s.activated_at)),
+    el('td', { class: 'actions' }, edit,
+      draft ? adminButton(t('preview'), () => preview(s.version), { class: 'secondary', dataset: { action: 'preview' } }) : null,
+      draft ? adminButton(t('activate'), () => activate(s.version, false), { dataset: { action: 'activate' } }) : null));
+}
+
 function versions() {
   const active = state.schemes.find((s) => s.status === 'active');
-  const previous = state.schemes.find((s) => s.status === 'retired' && s.activated_at && active && s.version !== active.version);
-  return el('table', { class: 'versions', id: 'scheme-versions' },
-    el('thead', {}, el('tr', {}, [t('version'), 'name', t('status'), t('created'), t('activated'), ''].map((h) => el('th', {}, h)))),
-    el('tbody', {}, state.schemes.map((s) => el('tr', { dataset: { version: s.version, status: s.status } },
-      el('td', {}, `v${s.version}`), el('td', {}, s.name), el('td', {}, el('span', { class: `badge ${s.status}` }, t(`status_${s.status}`))),
-      el('td', {}, formatTime(s.created_at)), el('td', {}, formatTime(s.activated_at)),
-      el('td', { class: 'actions' },
-        el('button', { type: 'button', class: 'secondary', onclick: async () => { state.source = (await api(`/v1/schemes/${s.version}`)).source; render(); } }, t('load_into_editor')),
-        s.status === 'draft' ? adminButton(t('preview'), () => preview(s.version), { class: 'secondary', dataset: { action: 'preview' } }) : null,
-        s.status === 'draft' ? adminButton(t('activate'), () => activate(s.version, false), { dataset: { action: 'activate' } }) : null,
-      ))))),
-    previous ? el('tfoot', {}, el('tr', {}, el('td', { colspan: 6 }, adminButton(t('roll_back', { v: previous.version }), () => activate(previous.version, true), { class: 'danger', id: 'roll-back' })))) : null);
+  // The version active before the current one: the latest retired one that was active.
+  const previous = active && state.schemes
+    .filter((s) => s.status === 'retired' && s.activated_at)
+    .sort((a, b) => b.activated_at.localeCompare(a.activated_at))[0];
+  const head = el('tr', {}, [t('version'), 'name', t('status'), t('created'), t('activated'), ''].map((h) => el('th', {}, h)));
+  const rollBack = previous
+    ? adminButton(t('roll_back', { v: previous.version }), () => activate(previous.version, true), { class: 'danger', id: 'roll-back' })
+    : null;
+  return el('div', {},
+    el('table', { class: 'versions', id: 'scheme-versions' }, el('thead', {}, head), el('tbody', {}, state.schemes.map(versionRow))),
+    rollBack ? el('div', { class: 'controls roll-back' }, rollBack) : null);
 }
 
 function previewTable() {
