@@ -45,13 +45,14 @@ class ConsoleStack:
 
     def start_api(self) -> None:
         log = self.logs / "api.log"
-        self.procs["api"] = start(api_command("classifier.app:create_app", self.api_port), self.env(), log)
+        self.procs["api"] = start(
+            api_command("classifier.app:create_app", self.api_port), self.env(), log
+        )
         wait_ready(self.api + "/readyz", self.procs["api"], log)
 
-    def restart_api(self) -> None:
-        """Stop the API (its open SSE connections are cut) and start it again on its port."""
-        stop(self.procs["api"], within=5)
-        self.start_api()
+    def stop_api(self) -> None:
+        """Stop the API: its open SSE connections are cut (start it again with start_api)."""
+        stop(self.procs["api"], within=2)
 
 
 @contextlib.contextmanager
@@ -62,7 +63,9 @@ def console_stack(settings: ClassifierSettings, tmp_path: Path) -> Iterator[Cons
     stack.api = f"http://127.0.0.1:{stack.api_port}"
     try:
         log = tmp_path / "ingest.log"
-        stack.procs["ingest"] = start(api_command("ingest.app:create_app", ingest_port), stack.env(), log)
+        stack.procs["ingest"] = start(
+            api_command("ingest.app:create_app", ingest_port), stack.env(), log
+        )
         stack.procs["worker"] = start(worker_command(), stack.env(), tmp_path / "worker.log")
         wait_ready(stack.ingest + "/readyz", stack.procs["ingest"], log)
         stack.start_api()

@@ -55,8 +55,14 @@ async def post_order(
     assert answer.status_code == 202, answer.text
 
 
-async def feed_ids(client: httpx.AsyncClient, stack: ConsoleStack, key: str) -> list[int]:
-    ids: list[int] = []
+async def shown_ids(page: Page) -> list[int]:
+    ids = await page.locator("#feed-rows tr").evaluate_all("rs => rs.map(r => r.dataset.id)")
+    return [int(i) for i in ids]
+
+
+async def feed(client: httpx.AsyncClient, stack: ConsoleStack, key: str) -> list[dict[str, Any]]:
+    """Every change the feed announced so far, oldest first (read with an API key)."""
+    changes: list[dict[str, Any]] = []
     after = 0
     while True:
         page = (
@@ -66,9 +72,9 @@ async def feed_ids(client: httpx.AsyncClient, stack: ConsoleStack, key: str) -> 
                 headers={"Authorization": f"Bearer {key}"},
             )
         ).json()
-        ids += [c["id"] for c in page["changes"]]
+        changes += page["changes"]
         if not page["changes"]:
-            return ids
+            return changes
         after = page["next_cursor"]
 
 
@@ -85,8 +91,10 @@ async def test_live_feed_signs_in_filters_and_misses_nothing_across_an_api_resta
         await sign_in(page, stack.api, k["read"])
         cookies = {c["name"]: c for c in await page.context.cookies()}
         session, csrf = cookies["classifier_session"], cookies["classifier_csrf"]
-        assert session["httpOnly"] and session["sameSite"] == "Strict"
-        assert not csrf["httpOnly"] and csrf["sameSite"] == "Strict"
+        assert session["httpOnly"]
+        assert session["sameSite"] == "Strict"
+        assert not csrf["httpOnly"]
+        assert csrf["sameSite"] == "Strict"
         await expect(page.locator(".status.live")).to_be_visible()
 
         # Warm up (the worker joins its consumer group), then one order within 2 s.
@@ -113,32 +121,43 @@ async def test_live_feed_signs_in_filters_and_misses_nothing_across_an_api_resta
         }
         await page.select_option("select[name=dimension]", "")
 
-        # A stream of orders while the API restarts: afterwards the page holds every change
-        # the feed announced, each once.
-        async def stream_orders() -> None:
-            for n in range(16):
-                await post_order(client, stack, k["shop"], f"burst-{n}", 1, 20 + n)
+        # A stream of orders while the API is down and comes back: afterwards the page
+        # holds every change the feed announced, each once, some of them delivered after
+        # the reconnect (with Last-Event-ID).
+        burst = [f"burst-{n}" for n in range(16)]
+
+        async def stream_orders(customers: list[str]) -> None:
+            for customer in customers:
+                await post_order(client, stack, k["shop"], customer, 1, 20)
                 await asyncio.sleep(0.1)
 
-        streaming = asyncio.create_task(stream_orders())
-        await asyncio.sleep(0.5)
-        await asyncio.to_thread(stack.restart_api)
+        streaming = asyncio.create_task(stream_orders(burst[:8]))
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(stack.stop_api)
         await streaming
-        await expect(await rows_of(page, "burst-15")).not_to_have_count(0, timeout=20_000)
-        deadline = time.monotonic() + 20
-        expected = await feed_ids(client, stack, k["admin"])
-        shown: list[int] = []
-        while time.monotonic() < deadline:
-            shown = [
-                int(i) for i in await rows.evaluate_all("rs => rs.map(r => r.dataset.id)")
-            ]
-            fresh = await feed_ids(client, stack, k["admin"])
-            if set(shown) >= set(fresh):
-                expected = fresh
+        await expect(page.locator(".status.down")).to_be_visible()
+        before = set(await shown_ids(page))
+        await stream_orders(burst[8:])  # announced while the API is down
+        await asyncio.to_thread(stack.start_api)
+        await expect(page.locator(".status.live")).to_be_visible(timeout=10_000)
+        deadline = time.monotonic() + 30
+        announced: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:  # every burst customer's first class announced
+            announced = await feed(client, stack, k["admin"])
+            firsts = {c["customer_id"] for c in announced if c["dimension"] == "value"}
+            if firsts >= set(burst):
                 break
             await asyncio.sleep(0.3)
-        assert sorted(shown) == sorted(set(shown)), "a change shown twice"
-        assert set(expected) <= set(shown), f"missing after reconnect: {set(expected) - set(shown)}"
+        expected = {c["id"] for c in announced}
+        shown: list[int] = []
+        while time.monotonic() < deadline:
+            shown = await shown_ids(page)
+            if set(shown) >= expected:
+                break
+            await asyncio.sleep(0.3)
+        assert len(shown) == len(set(shown)), "a change shown twice"
+        assert expected <= set(shown), f"missing after reconnect: {expected - set(shown)}"
+        assert set(shown) - before, "nothing arrived after the reconnect"
 
         # CSRF: a state-changing call with the cookie but without the token is refused.
         jar = {"classifier_session": session["value"], "classifier_csrf": csrf["value"]}
@@ -221,14 +240,15 @@ async def test_customer_page_explains_classes_in_both_languages(
         assert rendered.endswith("365天内再下2单")
 
 
-
 async def wait_for_customers(
     client: httpx.AsyncClient, stack: ConsoleStack, key: str, ids: list[str]
 ) -> None:
     deadline = time.monotonic() + 30
     auth = {"Authorization": f"Bearer {key}"}
     while time.monotonic() < deadline:
-        found = await client.post(stack.api + "/v1/customers:lookup", json={"ids": ids}, headers=auth)
+        found = await client.post(
+            stack.api + "/v1/customers:lookup", json={"ids": ids}, headers=auth
+        )
         if found.status_code == 200 and not found.json()["unknown"]:
             return
         await asyncio.sleep(0.2)
@@ -292,9 +312,7 @@ async def test_standards_draft_preview_activate_roll_back_and_read_keys_cannot(
 
         await draft.locator("button[data-action=activate]").click()
         await page.click("#confirm .ok")
-        await expect(page.locator("#job .job[data-status=succeeded]")).to_be_visible(
-            timeout=30_000
-        )
+        await expect(page.locator("#job .job[data-status=succeeded]")).to_be_visible(timeout=30_000)
         await expect(page.locator("#job")).to_contain_text("3 / 3")
         await expect(page.locator("#scheme-versions tr[data-version='2']")).to_have_attribute(
             "data-status", "active"
@@ -321,9 +339,7 @@ async def test_standards_draft_preview_activate_roll_back_and_read_keys_cannot(
         await expect(reader.locator("#save-draft")).to_be_disabled()
         await expect(reader.locator("#roll-back")).to_be_disabled()
         csrf = next(
-            c["value"]
-            for c in await reader.context.cookies()
-            if c["name"] == "classifier_csrf"
+            c["value"] for c in await reader.context.cookies() if c["name"] == "classifier_csrf"
         )
         refused = await reader.request.post(
             stack.api + f"/v1/schemes/{version}/activate",

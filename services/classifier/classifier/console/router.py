@@ -84,7 +84,11 @@ async def sign_in(body: SignIn, request: Request, response: Response) -> Session
         raise Forbidden("the console needs an API key with the read or admin scope")
     settings = cast(ClassifierSettings, request.app.state.settings)
     sessions = cast(async_sessionmaker[AsyncSession], request.app.state.sessions)
-    token, csrf, session_id = secrets.token_urlsafe(32), secrets.token_urlsafe(24), secrets.token_hex(8)
+    token, csrf, session_id = (
+        secrets.token_urlsafe(32),
+        secrets.token_urlsafe(24),
+        secrets.token_hex(8),
+    )
     now = datetime.now(UTC)
     lifetime = timedelta(hours=settings.console_session_hours)
     async with unit_of_work(sessions) as session:

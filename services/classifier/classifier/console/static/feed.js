@@ -1,7 +1,7 @@
 // Live feed: the SSE stream of class changes (cookie-authenticated). EventSource resumes
 // with Last-Event-ID after a dropped connection; if the browser gives up (the server
 // answered with an error), the stream is reopened after the last id seen.
-import { api, el } from './api.js';
+import { api, ApiError, el } from './api.js';
 import { classLabel, classesOf, dimLabel, dimensions, formatTime, reasonLabel, ruleLabel, t } from './i18n.js';
 
 const KEEP = 2000;
@@ -42,11 +42,19 @@ function open() {
   source.addEventListener('class_changed', (message) => receive(JSON.parse(message.data)));
   source.onerror = () => {
     setStatus(false);
-    if (source.readyState === EventSource.CLOSED) {
-      // The server refused (e.g. restarting behind a proxy, or the session ended).
-      state.retry = setTimeout(() => api('/v1/console/session').then(open, () => {}), 2000);
-    }
+    // The browser retries by itself (with Last-Event-ID) unless the server answered with
+    // an error (a proxy's 502 while the API restarts, or 401 once the session ended).
+    if (source.readyState === EventSource.CLOSED) reopenLater();
   };
+}
+
+function reopenLater() {
+  clearTimeout(state.retry);
+  state.retry = setTimeout(() => {
+    api('/v1/console/session').then(open, (exc) => {
+      if (!(exc instanceof ApiError && exc.status === 401)) reopenLater();
+    });
+  }, 2000);
 }
 
 function receive(change) {
