@@ -69,7 +69,11 @@ def _same_origin(request: Request) -> bool:
 @router.post(
     "/session",
     status_code=status.HTTP_201_CREATED,
-    responses={401: {"model": Problem}, 403: {"model": Problem}},
+    responses={
+        400: {"model": Problem, "description": "The body is not JSON."},
+        401: {"model": Problem, "description": "Unknown or revoked key."},
+        403: {"model": Problem, "description": "Not a read or admin key, or another origin."},
+    },
 )
 async def sign_in(body: SignIn, request: Request, response: Response) -> SessionOut:
     """Sign in with an API key (read or admin scope): sets the session cookie and the CSRF
