@@ -1,14 +1,18 @@
-// Overview: per dimension, customers per class now and over the last 30 days (an SVG
-// line chart drawn here, no chart library), and the from -> to moves of a period.
+// Overview: per dimension, customers per class now (bars) and over the last 30 days
+// (an Apache ECharts line chart), and the from -> to moves of a period (a sankey and
+// the same numbers as a list).
 import { api, el } from './api.js';
-import { classLabel, classesOf, dimLabel, dimensions, t } from './i18n.js';
+import { classLabel, classesOf, dimLabel, dimensions, formatTime, lang, t } from './i18n.js';
 
-const SVG = 'http://www.w3.org/2000/svg';
 const PALETTE = ['#2f6fde', '#e8893a', '#3aa57a', '#c9485b', '#8a5cd0', '#7a8591', '#d1b43c'];
 let root = null;
+let charts = [];
 const state = { counts: {}, daily: {}, flowDimension: '', flowDays: 30, flows: null };
 
-export function init(section) { root = section; }
+export function init(section) {
+  root = section;
+  window.addEventListener('resize', () => charts.forEach((c) => c.resize()));
+}
 
 export async function show() {
   const [{ dimensions: counts }, daily] = await Promise.all([
@@ -32,26 +36,51 @@ async function loadFlows() {
   state.flows = await api(`/v1/classes/${encodeURIComponent(state.flowDimension)}/flows?${query}`);
 }
 
-function svg(tag, attrs, ...children) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-  node.append(...children);
-  return node;
+function chart(node, option) {
+  if (!window.echarts) return; // the vendored library did not load: the lists still show
+  const instance = window.echarts.init(node, null, { renderer: 'svg' });
+  instance.setOption({ animation: false, color: PALETTE, textStyle: { fontFamily: 'inherit' }, ...option });
+  charts.push(instance);
 }
 
-function trendChart(dim) {
+function trendOption(dim) {
   const days = state.daily[dim] || [];
-  const classes = classesOf(dim);
-  const width = 320; const height = 120; const pad = 4;
-  const max = Math.max(1, ...days.flatMap((d) => Object.values(d.counts)));
-  const x = (i) => pad + (i * (width - 2 * pad)) / Math.max(1, days.length - 1);
-  const y = (n) => height - pad - (n * (height - 2 * pad)) / max;
-  const lines = classes.map((cls, k) => svg('polyline', {
-    points: days.map((d, i) => `${x(i).toFixed(1)},${y(d.counts[cls] || 0).toFixed(1)}`).join(' '),
-    fill: 'none', stroke: PALETTE[k % PALETTE.length], 'stroke-width': '2',
-  }, svg('title', {}, classLabel(dim, cls))));
-  return svg('svg', { viewBox: `0 0 ${width} ${height}`, class: 'trend', role: 'img', 'aria-label': `${dimLabel(dim)} · ${t('trend')}` },
-    svg('line', { x1: pad, x2: width - pad, y1: height - pad, y2: height - pad, stroke: '#ccd' }), ...lines);
+  const day = (iso) => formatTime(iso).split(/[ ,]/)[0];
+  return {
+    grid: { left: 36, right: 8, top: 28, bottom: 20 },
+    tooltip: { trigger: 'axis' },
+    legend: { type: 'scroll', top: 0, textStyle: { fontSize: 11 } },
+    xAxis: { type: 'category', data: days.map((d) => day(d.at)), axisLabel: { fontSize: 10 } },
+    yAxis: { type: 'value', minInterval: 1, axisLabel: { fontSize: 10 } },
+    series: classesOf(dim).map((cls) => ({
+      name: classLabel(dim, cls), type: 'line', showSymbol: false, data: days.map((d) => d.counts[cls] || 0),
+    })),
+  };
+}
+
+function sankeyOption(dim, flows) {
+  // Sources and targets are separate nodes (a class on both sides is no cycle).
+  const source = (cls) => `${cls ?? ''}\u0001from`;
+  const target = (cls) => `${cls}\u0001to`;
+  const names = new Map();
+  for (const f of flows) {
+    names.set(source(f.from), classLabel(dim, f.from));
+    names.set(target(f.to), classLabel(dim, f.to));
+  }
+  return {
+    tooltip: { trigger: 'item' },
+    series: [{
+      type: 'sankey', left: 8, right: 90, top: 8, bottom: 8, nodeGap: 10, draggable: false,
+      emphasis: { focus: 'adjacency' },
+      data: [...names.keys()].map((name) => ({ name })),
+      links: flows.map((f) => ({ source: source(f.from), target: target(f.to), value: f.count })),
+      label: { formatter: (p) => names.get(p.name) ?? p.name },
+      tooltip: { formatter: (p) => (p.dataType === 'edge'
+        ? `${names.get(p.data.source)} → ${names.get(p.data.target)}: ${p.data.value}`
+        : `${names.get(p.name)}: ${p.value}`) },
+      lineStyle: { color: 'gradient', opacity: 0.35 },
+    }],
+  };
 }
 
 function countsCard(dim) {
@@ -59,7 +88,8 @@ function countsCard(dim) {
   const byClass = Object.fromEntries(rows.map((r) => [r.class, r.count]));
   const total = rows.reduce((n, r) => n + r.count, 0);
   const classes = [...classesOf(dim), ...Object.keys(byClass).filter((c) => !classesOf(dim).includes(c))];
-  return el('article', { class: 'card overview-card', dataset: { dimension: dim } },
+  const trend = el('div', { class: 'trend', role: 'img', 'aria-label': `${dimLabel(dim)} · ${t('trend')}` });
+  const card = el('article', { class: 'card overview-card', dataset: { dimension: dim } },
     el('header', {}, el('span', { class: 'dim' }, dimLabel(dim)), el('span', { class: 'muted' }, `${t('total')} ${total}`)),
     el('div', { class: 'bars' }, classes.map((cls, k) => {
       const n = byClass[cls] || 0;
@@ -68,7 +98,8 @@ function countsCard(dim) {
       bar.style.background = PALETTE[k % PALETTE.length];
       return el('div', { class: 'bar-row', dataset: { cls } }, el('span', { class: 'label' }, classLabel(dim, cls)), el('span', { class: 'track' }, bar), el('span', { class: 'num' }, n));
     })),
-    el('p', { class: 'muted small' }, t('trend')), trendChart(dim));
+    el('p', { class: 'muted small' }, t('trend')), trend);
+  return { card, draw: () => chart(trend, trendOption(dim)) };
 }
 
 function flowsView() {
@@ -79,22 +110,31 @@ function flowsView() {
     dimensions().map((d) => el('option', { value: d, selected: d === dim }, dimLabel(d))));
   const daySelect = el('select', { name: 'flow-days', onchange: async (e) => { state.flowDays = Number(e.target.value); await loadFlows(); render(); } },
     [1, 7, 30, 90].map((n) => el('option', { value: n, selected: n === state.flowDays }, t('days', { n }))));
-  return el('section', { class: 'card', id: 'flows' },
+  const sankey = el('div', { class: 'sankey', role: 'img', 'aria-label': t('flows') });
+  const section = el('section', { class: 'card', id: 'flows' },
     el('h2', {}, t('flows')),
     el('div', { class: 'controls' }, el('label', {}, t('dimension'), dimSelect), el('label', {}, t('period'), daySelect)),
+    flows.length ? sankey : null,
     flows.length ? el('div', { class: 'bars' }, flows.map((f) => {
       const bar = el('span', { class: 'bar' });
       bar.style.width = `${(100 * f.count) / max}%`;
       return el('div', { class: 'bar-row flow', dataset: { from: f.from ?? '', to: f.to } },
         el('span', { class: 'label' }, `${classLabel(dim, f.from)} → ${classLabel(dim, f.to)}`), el('span', { class: 'track' }, bar), el('span', { class: 'num' }, f.count));
     })) : el('p', { class: 'muted' }, t('no_flows')));
+  return { section, draw: () => { if (flows.length) chart(sankey, sankeyOption(dim, flows)); } };
 }
 
 function render() {
   if (!root) return;
+  charts.forEach((c) => c.dispose());
+  charts = [];
+  const cards = dimensions().map(countsCard);
+  const flows = flowsView();
   root.replaceChildren(
     el('h1', {}, t('nav_overview')),
     el('h2', {}, t('counts_now')),
-    el('div', { class: 'grid' }, dimensions().map(countsCard)),
-    flowsView());
+    el('div', { class: 'grid' }, cards.map((c) => c.card)),
+    flows.section);
+  if (!root.hidden) [...cards, flows].forEach((part) => part.draw());
+  root.dataset.lang = lang();
 }

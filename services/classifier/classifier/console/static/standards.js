@@ -124,7 +124,7 @@ function versions() {
   const previous = active && state.schemes
     .filter((s) => s.status === 'retired' && s.activated_at)
     .sort((a, b) => b.activated_at.localeCompare(a.activated_at))[0];
-  const head = el('tr', {}, [t('version'), 'name', t('status'), t('created'), t('activated'), ''].map((h) => el('th', {}, h)));
+  const head = el('tr', {}, [t('version'), t('name'), t('status'), t('created'), t('activated'), ''].map((h) => el('th', {}, h)));
   const rollBack = previous
     ? adminButton(t('roll_back', { v: previous.version }), () => activate(previous.version, true), { class: 'danger', id: 'roll-back' })
     : null;
@@ -172,7 +172,7 @@ function render() {
     el('li', { class: 'summary' }, t('problems', { n: state.errors.length })),
     state.errors.map((e) => el('li', { onclick: () => selectLine(e.line), dataset: { line: e.line ?? '' } },
       e.line ? el('span', { class: 'line' }, t('line', { n: e.line })) : null, el('code', {}, e.path), ` ${e.message}`))) : null;
-  root.replaceChildren(
+  const parts = [
     el('h1', {}, t('nav_standards')),
     ctx.admin ? null : el('p', { class: 'notice' }, t('needs_admin')),
     state.error ? el('p', { class: 'error', role: 'alert', id: 'standards-error' }, state.error) : null,
@@ -182,7 +182,8 @@ function render() {
     previewTable(),
     el('h2', {}, t('edit_draft')),
     el('div', { class: 'editor' }, editor, errors),
-    el('div', { class: 'controls' }, adminButton(t('save_draft'), saveDraft, { id: 'save-draft' })));
+    el('div', { class: 'controls' }, adminButton(t('save_draft'), saveDraft, { id: 'save-draft' }))];
+  root.replaceChildren(...parts.filter(Boolean));
   renderJob();
   if (state.errors[0]?.line) selectLine(state.errors[0].line, false);
 }
