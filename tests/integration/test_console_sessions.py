@@ -3,6 +3,7 @@ key's scope, expiry, revocation and sign-out; the pages' headers; the console's 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from classifier.app import create_app
 from classifier.auth import INTAKE_SCOPES, create_key, revoke_key
+from classifier.changes import router as changes_router
 from classifier.config import ClassifierSettings
 from classifier.engine import default_scheme_text
 from classifier.models import ConsoleSession
@@ -191,3 +193,19 @@ async def test_daily_counts_follow_the_class_history(
     assert days[-1]["counts"] == {"low": 2}  # now
     assert days[-5]["counts"] == {"low": 1}  # before the second customer's order
     assert days[0]["counts"] == {}
+
+
+async def test_a_stream_opened_with_a_session_ends_when_the_session_does(
+    app_client: httpx.AsyncClient, keys: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(changes_router, "SESSION_CHECK_SECONDS", 0.1)
+    await sign_in(app_client, keys["read"])
+    csrf = app_client.cookies["classifier_csrf"]
+    stream = asyncio.create_task(app_client.get("/v1/changes/stream"))
+    await asyncio.sleep(0.5)
+    assert not stream.done()  # streaming (heartbeats) while the session lasts
+    ended = await app_client.delete("/v1/console/session", headers={"X-CSRF-Token": csrf})
+    assert ended.status_code == 204
+    answer = await asyncio.wait_for(stream, timeout=5)
+    assert answer.status_code == 200
+    assert answer.text.startswith("retry: 1000")

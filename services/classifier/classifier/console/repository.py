@@ -65,6 +65,21 @@ async def find_active(session: AsyncSession, token_hash: str) -> ActiveSession |
     return None if row is None else ActiveSession(*row)
 
 
+async def is_active(session: AsyncSession, session_id: str) -> bool:
+    """Whether the session is still neither expired nor revoked, nor its key revoked."""
+    found = await session.scalar(
+        select(ConsoleSession.id)
+        .join(ApiKey, ApiKey.id == ConsoleSession.key_id)
+        .where(
+            ConsoleSession.id == session_id,
+            ConsoleSession.revoked_at.is_(None),
+            ConsoleSession.expires_at > func.now(),
+            ApiKey.revoked_at.is_(None),
+        )
+    )
+    return found is not None
+
+
 async def revoke(session: AsyncSession, session_id: str) -> bool:
     result = await session.execute(
         update(ConsoleSession)

@@ -62,8 +62,13 @@ def _secure(request: Request) -> bool:
 
 
 def _same_origin(request: Request) -> bool:
+    """No Origin (not a browser's cross-site request), or the host this API is reached
+    at: its Host, or the proxy's X-Forwarded-Host."""
     origin = request.headers.get("origin")
-    return origin is None or urlsplit(origin).netloc == request.headers.get("host")
+    if origin is None:
+        return True
+    hosts = {request.headers.get("host"), request.headers.get("x-forwarded-host")}
+    return urlsplit(origin).netloc in hosts
 
 
 @router.post(
