@@ -16,7 +16,6 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from classifier.config import ClassifierSettings
 from tests.processes import (
-    BIN,
     ROOT,
     api_command,
     free_port,
@@ -75,7 +74,7 @@ def console_stack(settings: ClassifierSettings, tmp_path: Path) -> Iterator[Cons
             stop(proc, within=10)
 
 
-def chromium_or_skip() -> str:
+def chromium_path() -> str:
     if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (make test installs it)")
     return CHROMIUM
@@ -85,7 +84,7 @@ def chromium_or_skip() -> str:
 async def browser() -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
-            executable_path=chromium_or_skip(), args=["--no-sandbox"]
+            executable_path=chromium_path(), args=["--no-sandbox"]
         )
         try:
             yield launched
@@ -107,4 +106,4 @@ async def screenshot(page: Page, name: str) -> None:
         await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=False)
 
 
-__all__ = ["BIN", "ConsoleStack", "browser", "console_stack", "screenshot", "sign_in"]
+__all__ = ["ConsoleStack", "browser", "console_stack", "screenshot", "sign_in"]

@@ -6,7 +6,7 @@ import { classLabel, classesOf, dimLabel, dimensions, formatTime, reasonLabel, r
 
 const KEEP = 2000;
 const REASONS = ['event', 'time', 'scheme_change', 'override', 'merge'];
-const state = { changes: [], seen: new Set(), lastId: 0, paused: false, buffered: 0, arrivals: [], source: null, retry: null };
+const state = { changes: [], seen: new Set(), lastId: 0, liveFrom: 0, paused: false, buffered: 0, arrivals: [], source: null, retry: null };
 const filter = { dimension: '', cls: '', reason: '' };
 let root = null;
 let ui = {};
@@ -30,7 +30,8 @@ export function stop() {
 
 async function start() {
   const { position } = await api('/v1/changes/head');
-  state.lastId = Math.max(0, position - 100);
+  state.lastId = Math.max(0, position - 100); // the last 100, then live
+  state.liveFrom = position;
   open();
 }
 
@@ -62,7 +63,7 @@ function receive(change) {
   state.seen.add(change.id);
   state.lastId = Math.max(state.lastId, change.id);
   state.changes.push(change);
-  state.arrivals.push(Date.now());
+  if (change.id > state.liveFrom) state.arrivals.push(Date.now()); // the rate counts live ones
   if (state.changes.length > KEEP) state.seen.delete(state.changes.shift().id);
   if (state.paused) { state.buffered += 1; renderCounts(); return; }
   if (matches(change)) ui.body.prepend(row(change));

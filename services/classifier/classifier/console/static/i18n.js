@@ -97,10 +97,11 @@ const ZH_CLASSES = {
   relationship: { strategic: '战略客户', priority: '优先客户', ordinary: '普通客户' },
   industry: { manufacturing: '制造业', retail: '批发和零售业', services: '服务业', technology: '信息技术', other: '其他' },
   company_size: { large: '大型企业', sme: '中小企业', micro: '微型企业', unknown: '未知' },
+  '@merged': { merged: '已合并' },
   need_type: { functional: '功能需求', quality: '质量需求', emotional: '情感需求', social: '社交需求', unknown: '未知' },
 };
 const EN_CLASSES = { abc_tier: { A: 'A-tier', B: 'B-tier', C: 'C-tier' }, company_size: { sme: 'SME' } };
-const EN_DIMENSIONS = { abc_tier: 'ABC tier', purchase_behavior: 'Purchase behaviour', lifecycle_stage: 'Funnel stage', relationship: 'Relationship depth', company_size: 'Company size' };
+const EN_DIMENSIONS = { '@merged': 'Merge', abc_tier: 'ABC tier', purchase_behavior: 'Purchase behaviour', lifecycle_stage: 'Funnel stage', relationship: 'Relationship depth', company_size: 'Company size' };
 
 let current = localStorage.getItem('console.lang') === 'en' ? 'en' : 'zh';
 let scheme = null; // the active scheme's validated spec
