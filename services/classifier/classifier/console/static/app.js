@@ -39,13 +39,13 @@ async function loadScheme() {
 }
 
 async function signedIn(principal) {
+  await loadScheme(); // labels and dimensions first: the pages show once they have them
   ctx.principal = principal;
   ctx.admin = principal.scopes.includes('admin');
   document.getElementById('nav').hidden = false;
   document.getElementById('who').hidden = false;
   document.getElementById('sign-out').hidden = false;
   renderWho();
-  await loadScheme();
   route();
 }
 

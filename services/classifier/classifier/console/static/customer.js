@@ -5,7 +5,7 @@ import { classLabel, dimLabel, dimensions, formatTime, lang, reasonLabel, ruleLa
 let root = null;
 let current = { id: '', customer: null, history: null, error: '' };
 
-export function init(section) { root = section; }
+export function init(section) { root = section; form = null; }
 
 export async function show(id) {
   if (id && id !== current.id) await load(id);
@@ -25,12 +25,22 @@ async function load(id) {
   }
 }
 
+let form = null;
+
+// One search form for the page's life: a re-render never clears what is being typed.
 function searchForm() {
-  const input = el('input', { id: 'customer-id', name: 'id', value: current.id, placeholder: t('search_customer'), required: true });
-  return el('form', { class: 'controls', onsubmit: (event) => {
-    event.preventDefault();
-    location.hash = `#/customer/${encodeURIComponent(input.value.trim())}`;
-  } }, input, el('button', { type: 'submit' }, t('search')));
+  if (!form) {
+    const input = el('input', { id: 'customer-id', name: 'id', required: true });
+    form = el('form', { class: 'controls', onsubmit: (event) => {
+      event.preventDefault();
+      location.hash = `#/customer/${encodeURIComponent(input.value.trim())}`;
+    } }, input, el('button', { type: 'submit' }));
+  }
+  const [input, button] = form.children;
+  if (current.id && document.activeElement !== input) input.value = current.id;
+  input.placeholder = t('search_customer');
+  button.textContent = t('search');
+  return form;
 }
 
 function value(v) {

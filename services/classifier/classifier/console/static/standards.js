@@ -168,6 +168,7 @@ function render() {
   if (!root) return;
   editor = el('textarea', { id: 'draft-editor', spellcheck: 'false', rows: 22, 'aria-invalid': state.errors.length ? 'true' : null });
   editor.value = state.source;
+  editor.addEventListener('input', () => { state.source = editor.value; }); // kept across re-renders
   const errors = state.errors.length ? el('ul', { class: 'errors', id: 'draft-errors', role: 'alert' },
     el('li', { class: 'summary' }, t('problems', { n: state.errors.length })),
     state.errors.map((e) => el('li', { onclick: () => selectLine(e.line), dataset: { line: e.line ?? '' } },
