@@ -92,6 +92,15 @@ ensure_kafka_jars() {
   touch "$KAFKA_LIBS/.complete"
 }
 
+ensure_browser() {
+  # The console's browser tests drive Debian's chromium (no browser download); a CJK
+  # font so its Chinese pages render (and the screenshots in docs/console/ read).
+  local pkgs=()
+  command -v chromium >/dev/null || pkgs+=(chromium)
+  dpkg -s fonts-wqy-microhei >/dev/null 2>&1 || pkgs+=(fonts-wqy-microhei)
+  [ ${#pkgs[@]} -eq 0 ] || apt_install "${pkgs[@]}"
+}
+
 install_all() {
   ensure_system_packages
   ensure_venv
@@ -547,6 +556,7 @@ case "${1:-up}" in
   down) cmd_down ;;
   infra) cmd_infra ;;
   install) install_all ;;
+  install-browser) ensure_browser ;;
   env) app_env ;;
   database-url) local_database_url "${2:-$DB_NAME}" ;;
   create-database) postgres_up; ensure_database "$2" ;;

@@ -11,6 +11,7 @@ PY="$ROOT/.venv/bin"
 cd "$ROOT"
 
 "$STACK" install
+"$STACK" install-browser
 
 kafka_was_up=0; pg_was_up=0
 status="$("$STACK" status 2>/dev/null || true)"

@@ -19,6 +19,7 @@ from classifier.changes.router import router as changes_router
 from classifier.classes.router import router as classes_router
 from classifier.clock import system_clock
 from classifier.config import ClassifierSettings
+from classifier.console import router as console
 from classifier.customers import reads
 from classifier.customers.router import router as customers_router
 from classifier.db import dsn, is_unavailable, make_engine, make_sessionmaker, sqlstate
@@ -140,6 +141,8 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
     app.include_router(privacy_router)
     app.include_router(audit_router)
     app.include_router(webhooks_router)
+    app.include_router(console.router)
+    console.mount(app)
     app.add_middleware(RequestMetrics, metrics=HTTP)
     app.add_middleware(BodyTimeout, timeout=settings.body_timeout_seconds)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]

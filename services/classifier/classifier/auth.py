@@ -5,11 +5,19 @@ holds a usable key. Clients send `Authorization: Bearer <key>` or `X-API-Key`.
 A verified key is trusted for `api_key_cache_seconds` (eventschemas.keycache;
 revocation takes at most that long to bite, 4 s by default) so a request does
 not pay a query for its key.
+
+A browser signed in to the console (classifier.console) sends no key but a
+session cookie: it stands for the key it was made with (that key's scope), is
+looked up on every request (sign-out and key revocation bite at once), and a
+state-changing request with it must repeat the session's CSRF token in
+`X-CSRF-Token` (double submit: the token is also in a cookie page scripts of
+this origin can read, and its hash is stored with the session).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from classifier import audit
 from classifier.config import ClassifierSettings
+from classifier.console import repository as console_sessions
 from classifier.db import unit_of_work
 from classifier.errors import Forbidden, Unauthenticated
 from classifier.models import ApiKey
@@ -33,6 +42,10 @@ INTAKE_SCOPES = ("orders:write", "calls:write", "imports:write")
 SCOPES = API_SCOPES + INTAKE_SCOPES
 _bearer = HTTPBearer(auto_error=False, description="An API key as a bearer token.")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
+SESSION_COOKIE = "classifier_session"
+CSRF_COOKIE = "classifier_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def hash_key(key: str) -> str:
@@ -52,6 +65,7 @@ def parse_scopes(scope: str | Iterable[str]) -> list[str]:
 class Principal:
     key_id: str
     scope: str  # space-separated
+    session_id: str | None = None  # set when the caller is a signed-in console session
 
     def has(self, scope: str) -> bool:
         return scope in self.scope.split()
@@ -166,12 +180,30 @@ async def current_principal(
         return Principal("anonymous", "admin")
     key = header or (bearer.credentials if bearer else None)
     if not key:
+        token = request.cookies.get(SESSION_COOKIE)
+        if token:
+            return await session_principal(request, token)
         raise Unauthenticated("send an API key: Authorization: Bearer <key> or X-API-Key")
     verifier = cast(KeyVerifier, request.app.state.key_verifier)
     principal = await verifier.verify(key)
     if principal is None:
         raise Unauthenticated("unknown or revoked API key")
     return principal
+
+
+async def session_principal(request: Request, token: str) -> Principal:
+    """The principal of a console session cookie; a state-changing request must also
+    carry the session's CSRF token in X-CSRF-Token (else 403)."""
+    sessions = cast(async_sessionmaker[AsyncSession], request.app.state.sessions)
+    async with sessions() as session:
+        found = await console_sessions.find_active(session, hash_key(token))
+    if found is None:
+        raise Unauthenticated("the console session expired or was ended: sign in again")
+    if request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not sent or not hmac.compare_digest(hash_key(sent), found.csrf_hash):
+            raise Forbidden(f"send the session's CSRF token in {CSRF_HEADER}")
+    return Principal(found.key_id, found.scope, session_id=found.id)
 
 
 async def require_read(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:

@@ -134,6 +134,11 @@ class ClassifierSettings(BaseSettings):
         default=30, gt=0, description="Longest wait for the next chunk of a request body (408)."
     )
     cors_origins: str = Field(default="", description="Comma-separated allowed origins, or *.")
+    console_session_hours: float = Field(
+        default=8,
+        gt=0,
+        description="How long a console sign-in lasts (the session cookie's lifetime).",
+    )
     max_lookup_ids: int = 1000
     identity_key: SecretStr | None = Field(
         default=None,

@@ -8,18 +8,20 @@ Kafka, in announcement order, so a reader that resumes after the last id it saw
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, cast
 
 import orjson
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from classifier.auth import ReadAccess
+from classifier.auth import Principal, ReadAccess, require_read
+from classifier.console import repository as console_sessions
 from classifier.db import SessionDep
 from classifier.errors import BadRequest
 from classifier.models import ClassChange
@@ -28,6 +30,9 @@ from classifier.models.messaging import MERGED_DIMENSION
 router = APIRouter(prefix="/v1/changes", tags=["changes"], dependencies=[ReadAccess])
 POLL_SECONDS = 0.25
 HEARTBEAT_SECONDS = 15.0
+# A stream opened with a console session ends within this once the session does
+# (sign-out, expiry, the key revoked); the browser's reconnect is then refused.
+SESSION_CHECK_SECONDS = 10.0
 
 
 class ChangeOut(BaseModel):
@@ -112,6 +117,17 @@ async def feed(
     )
 
 
+class FeedHead(BaseModel):
+    position: int = Field(description="The last announced change's id; 0 when none yet.")
+
+
+@router.get("/head")
+async def head(session: SessionDep) -> FeedHead:
+    """The feed's latest position: resume after `position - n` to see the last n changes."""
+    last = await session.scalar(select(func.max(ClassChange.feed_seq)))
+    return FeedHead(position=last or 0)
+
+
 @router.get(
     "/stream",
     response_class=StreamingResponse,
@@ -119,6 +135,7 @@ async def feed(
 )
 async def stream(
     request: Request,
+    principal: Annotated[Principal, Depends(require_read)],
     after: Annotated[
         int | None, Query(ge=0, le=MAX_POSITION, description="Start after this id.")
     ] = None,
@@ -143,9 +160,14 @@ async def stream(
         nonlocal cursor
         sent = 0
         idle = 0.0
+        checked = time.monotonic()
         yield b"retry: 1000\n\n"
         while not await request.is_disconnected():
             async with sessions() as session:
+                if principal.session_id and time.monotonic() - checked >= SESSION_CHECK_SECONDS:
+                    checked = time.monotonic()
+                    if not await console_sessions.is_active(session, principal.session_id):
+                        return
                 rows = list(await session.scalars(_query(cursor, 500, dimension, cls, reason)))
             for row in rows:
                 change = _out(row)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import and_, exists, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -70,3 +70,17 @@ async def flows(
         .order_by(func.count().desc())
     )
     return [(o, n, c) for o, n, c in (await session.execute(stmt)).all()]
+
+
+async def daily_counts(
+    session: AsyncSession, dimension: str, days: list[datetime]
+) -> list[tuple[datetime, str, int]]:
+    """(instant, class, customers) holding each class at each of `days` (from the history:
+    the periods that began at or before the instant and had not ended by it)."""
+    stmt = text(
+        "SELECT d.at, h.class, count(*) FROM unnest(CAST(:days AS timestamptz[])) AS d(at) "
+        "JOIN class_history h ON h.dimension = :dimension AND h.valid_from <= d.at "
+        "AND (h.valid_to IS NULL OR h.valid_to > d.at) GROUP BY d.at, h.class ORDER BY d.at"
+    )
+    rows = await session.execute(stmt, {"days": days, "dimension": dimension})
+    return [(at, cls, n) for at, cls, n in rows.all()]

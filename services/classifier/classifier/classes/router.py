@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
@@ -61,6 +61,16 @@ class FlowsOut(BaseModel):
     since: datetime
     until: datetime
     flows: list[Flow]
+
+
+class DayCounts(BaseModel):
+    at: datetime = Field(description="The instant the counts hold at (a day's end, or now).")
+    counts: dict[str, int] = Field(description="Customers per class at that instant.")
+
+
+class DailyOut(BaseModel):
+    dimension: str
+    days: list[DayCounts]
 
 
 def _encode(customer_id: str) -> str:
@@ -146,4 +156,23 @@ async def flows(
         since=since,
         until=until,
         flows=[Flow(from_class=o, to_class=n, count=c) for o, n, c in rows],
+    )
+
+
+@router.get("/{dimension}/daily")
+async def daily(
+    dimension: Name,
+    session: SessionDep,
+    days: Annotated[int, Query(ge=1, le=90, description="How many days back.")] = 30,
+) -> DailyOut:
+    """How many customers held each class at the end of each of the last `days` days (the
+    last point is now), from the class history: the console's trend chart."""
+    now = datetime.now(UTC)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    instants = [midnight - timedelta(days=n) for n in range(days - 1, 0, -1)] + [now]
+    found: dict[datetime, dict[str, int]] = {at: {} for at in instants}
+    for at, cls, n in await repository.daily_counts(session, dimension, instants):
+        found.setdefault(at, {})[cls] = n
+    return DailyOut(
+        dimension=dimension, days=[DayCounts(at=at, counts=found.get(at, {})) for at in instants]
     )

@@ -1,6 +1,6 @@
 """ORM models; importing this module registers every table on Base.metadata."""
 
-from classifier.models.access import ApiKey, IntakeFingerprint
+from classifier.models.access import ApiKey, ConsoleSession, IntakeFingerprint
 from classifier.models.base import Base
 from classifier.models.classes import ClassHistory, CustomerClass
 from classifier.models.customer import Customer, CustomerFactRecord
@@ -18,6 +18,7 @@ __all__ = [
     "Base",
     "ClassChange",
     "ClassHistory",
+    "ConsoleSession",
     "Customer",
     "CustomerClass",
     "CustomerFactRecord",

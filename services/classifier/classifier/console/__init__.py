@@ -1,0 +1,1 @@
+"""The operations console: sign-in sessions and the static pages served at /console."""
