@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
 from classifier.engine.conditions import EvalContext
-from classifier.engine.facts import NUMBER, CustomerFacts
+from classifier.engine.facts import NUMBER, CustomerFacts, OrderFact, undone
 from classifier.engine.features import DAY
 from classifier.engine.scheme import Band, CompiledDimension, CompiledScheme
 
@@ -100,7 +100,8 @@ def _earliest(*flips: int | None) -> int | None:
 
 def _fallback(dim: CompiledDimension, flip: int | None, why: str) -> _Candidate:
     cls = dim.default if dim.default is not None else dim.classes[-1]
-    return _Candidate(cls, "default", why, [], flip)
+    meaning = dim.spec.default_summary
+    return _Candidate(cls, "default", f"{why}: {meaning}" if meaning else why, [], flip)
 
 
 def _by_rules(dim: CompiledDimension, ctx: EvalContext) -> _Candidate:
@@ -259,6 +260,28 @@ def _candidate(
     return _by_rank(dim, ctx, cutoffs)
 
 
+def _rests_on_undone_orders(
+    dim: CompiledDimension,
+    ctx: EvalContext,
+    prior: PriorClass,
+    cutoffs: Mapping[str, Mapping[str, float]],
+    period: int | None,
+) -> bool:
+    """True when a forward-only hold of `prior` would rest on a mistake that was undone:
+    the customer has cancelled (or, within the period, fully refunded) orders, and with
+    them standing the rules would reach `prior` or better. Real evidence keeps the hold."""
+    facts = ctx.facts
+    gone = [o for o in facts.orders.values() if undone(o, period)]
+    if not gone:
+        return False
+    restored = dict(facts.orders)
+    for o in gone:
+        restored[o.order_id] = OrderFact(o.order_id, o.placed_at, o.amount, o.status)
+    as_placed = replace(facts, orders=restored, _view=None, _order_docs=None, _call_docs=None)
+    cand = _candidate(dim, EvalContext(as_placed, ctx.now, ctx.features), prior, cutoffs)
+    return cand.cls in dim.classes and dim.rank_of(cand.cls) <= dim.rank_of(prior.cls)
+
+
 def evaluate_dimension(
     dim: CompiledDimension,
     ctx: EvalContext,
@@ -266,8 +289,12 @@ def evaluate_dimension(
     prior: PriorClass | None = None,
     override: Override | None = None,
     cutoffs: Mapping[str, Mapping[str, float]] | None = None,
+    period: int | None = None,
 ) -> tuple[ClassResult, int | None]:
-    """Pick one class for one dimension; returns it with its next flip instant."""
+    """Pick one class for one dimension; returns it with its next flip instant.
+
+    `period` is the scheme's cancellation period (µs): an order refunded in full
+    within it counts as undone when a forward-only hold is weighed."""
     now = ctx.now
     if override is not None and (override.expires_at is None or override.expires_at > now):
         explanation: dict[str, Any] = {
@@ -289,9 +316,11 @@ def evaluate_dimension(
         and cand.cls in dim.classes
         and dim.rank_of(cand.cls) > dim.rank_of(prior.cls)
     )
+    released = False
     if worse and prior is not None:
         if dim.spec.forward_only and not cand.allow_backward:
-            kept_by = "forward_only"
+            released = _rests_on_undone_orders(dim, ctx, prior, cutoffs or {}, period)
+            kept_by = None if released else "forward_only"
         elif dim.spec.min_dwell_days and now < prior.since + int(dim.spec.min_dwell_days * DAY):
             kept_by = "min_dwell"
             flip = _earliest(flip, prior.since + int(dim.spec.min_dwell_days * DAY))
@@ -307,6 +336,12 @@ def evaluate_dimension(
         }
         if cand.label:
             explanation["label"] = cand.label
+        if released:
+            explanation["released"] = "forward_only"
+            explanation["summary"] = (
+                f"{explanation['summary']} (not held at {prior.cls if prior else None}: "
+                "the order that reached it was cancelled or refunded in full)"
+            )
         if kept_by:
             explanation["kept_by"] = kept_by
             explanation["would_be"] = cand.cls
@@ -343,6 +378,7 @@ def evaluate(
             prior=previous.get(name),
             override=overrides.get(name),
             cutoffs=cutoffs,
+            period=scheme.cancellation_period,
         )
         classes[name] = result
         if flip is not None and flip > now:

@@ -172,6 +172,19 @@ class OrderFact:
         return max(self.amount - self.refunded, 0.0) if self.counts else 0.0
 
 
+def undone(order: OrderFact, period_us: int | None) -> bool:
+    """True when a placed order was undone: cancelled, or (with a cancellation period)
+    refunded in full within that period of being placed."""
+    if order.placed_at is None:
+        return False
+    if order.cancelled:
+        return True
+    if period_us is None or not order.refunds or order.amount <= 0:
+        return False
+    within = all(at - order.placed_at <= period_us for at, _ in order.refunds.values())
+    return within and order.refunded >= order.amount - 1e-6
+
+
 @dataclass(slots=True)
 class CallFact:
     call_id: str
@@ -233,6 +246,7 @@ class Past:
     touches: int = 0
     last_touch: int | None = None
     points: dict[str, float] = field(default_factory=dict)  # name -> value at `until`
+    undone: int = 0  # purchases refunded in full within the scheme's cancellation period
 
     def score(self, name: str, spec: PointsSpec, now: int) -> float:
         value = self.points.get(name, 0.0)
@@ -256,6 +270,7 @@ class Past:
             self.touches,
             self.last_touch,
             self.points,
+            self.undone,
         ]
 
     @classmethod
@@ -491,8 +506,17 @@ class CustomerFacts:
         times += [at for at, _, _ in self.loose_refunds.values()]
         return min(times) if times else None
 
-    def compact(self, until: int, spec: str, points: Mapping[str, PointsSpec]) -> None:
+    def compact(
+        self,
+        until: int,
+        spec: str,
+        points: Mapping[str, PointsSpec],
+        *,
+        period: int | None = None,
+    ) -> None:
         """Fold the detail of facts before `until` into the summary of the past.
+
+        `period` is the scheme's cancellation period (µs; see `undone`), part of `spec`.
 
         Windows of the scheme must not reach before `until` at any instant the
         customer is evaluated again; the caller picks it from the horizon.
@@ -534,6 +558,7 @@ class CustomerFacts:
                 past.first = at if past.first is None else past.first
                 past.last = at
                 past.purchases += 1
+                past.undone += undone(o, period)
                 past.gross += o.amount
                 add_points("order", None, at)
             for rid, (at, amount) in o.refunds.items():
@@ -651,10 +676,13 @@ def rebuild(customer_id: str, facts: Iterable[Fact]) -> CustomerFacts:
     return state
 
 
-def points_spec_key(points: Mapping[str, PointsSpec]) -> str:
-    """A stable name for a set of points definitions (see Past.spec)."""
+def points_spec_key(points: Mapping[str, PointsSpec], period: int | None = None) -> str:
+    """A stable name for a set of points definitions and cancellation period (see
+    Past.spec)."""
     parts = [
         f"{name}:{spec.half_life_days!r}:{sorted(spec.points.items())!r}"
         for name, spec in sorted(points.items())
     ]
+    if period is not None:
+        parts.append(f"cancellation:{period}")
     return hashlib.sha1("|".join(parts).encode(), usedforsecurity=False).hexdigest()[:12]

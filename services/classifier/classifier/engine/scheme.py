@@ -10,8 +10,16 @@ list of classes (best first) plus exactly one way to pick a class:
   (see population.py) and passed to evaluation;
 - `map`: attribute mapping, `{feature, values: {raw: class}}` or `{feature, bands}`.
 
-Options per dimension: `default` class, `forward_only`, `min_dwell_days`
-(hysteresis before moving to a worse class), `label` (e.g. the Chinese term).
+Options per dimension: `default` class and `default_summary` (what the default
+means, for its explanation), `forward_only` (never moves to a worse class while
+the evidence for the better one stands: a hold resting on an order that was
+undone, cancelled or refunded in full within the scheme's
+`cancellation_period_days`, is released), `min_dwell_days` (hysteresis before
+moving to a worse class), `ordered` (false: the classes are kinds, not a
+ladder, so no class is "better"), `label` (e.g. the Chinese term).
+
+A rule or band names its class `class` (`cls` is accepted too, for schemes
+written against older documents; the API emits `class`).
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from classifier.engine.facts import ALL_ASPECTS, PointsSpec, points_spec_key
 from classifier.engine.features import (
     AGGREGATES,
     BUILTINS,
+    DAY,
     SOURCES,
     Feature,
     PointsFeature,
@@ -46,6 +55,7 @@ from classifier.engine.features import (
     Window,
     WindowFeature,
     attribute_feature,
+    kept_orders_feature,
 )
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -213,6 +223,14 @@ class DimensionSpec(_Model):
     description: str | None = None
     classes: list[str] = Field(min_length=1)
     default: str | None = None
+    default_summary: str | None = Field(
+        default=None, description="What the default class means here, for its explanation."
+    )
+    ordered: bool = Field(
+        default=True,
+        description="False when the classes are kinds, not a ladder (industry, size): no "
+        "class is better than another, and a class answer's `next` says so.",
+    )
     forward_only: bool = False
     min_dwell_days: float = Field(default=0, ge=0)
     rules: list[Rule] | None = None
@@ -225,6 +243,12 @@ class SchemeSpec(_Model):
     version: int = Field(ge=1)
     name: str = "scheme"
     description: str | None = None
+    cancellation_period_days: float | None = Field(
+        default=None,
+        ge=0,
+        description="An order refunded in full within this many days of being placed is "
+        "treated as undone, like a cancelled one (feature kept_orders; forward-only holds).",
+    )
     key_features: list[str] = Field(default_factory=list)
     features: dict[str, FeatureSpec] = Field(default_factory=dict)
     dimensions: dict[str, DimensionSpec] = Field(min_length=1)
@@ -283,6 +307,8 @@ class CompiledScheme:
     horizon: int = field(init=False)
     points: dict[str, PointsSpec] = field(init=False)
     points_key: str = field(init=False)
+    # The cancellation period (µs) after which a full refund no longer undoes an order.
+    cancellation_period: int | None = field(init=False)
 
     def __post_init__(self) -> None:
         names = list(self.spec.key_features)
@@ -295,7 +321,10 @@ class CompiledScheme:
         self.points = {
             name: f.spec for name, f in self.features.items() if isinstance(f, PointsFeature)
         }
-        self.points_key = points_spec_key(self.points)
+        days = self.spec.cancellation_period_days
+        self.cancellation_period = None if days is None else int(days * DAY)
+        # The summary of the past counts undone purchases under this period too.
+        self.points_key = points_spec_key(self.points, self.cancellation_period)
 
     def dimensions_reading(self, aspects: frozenset[str]) -> list[str]:
         """The dimensions whose class a change of these aspects may change."""
@@ -384,6 +413,8 @@ def parse_scheme(raw: Any) -> CompiledScheme:
 
 def _compile_features(spec: SchemeSpec, errors: list[str]) -> dict[str, Feature]:
     features: dict[str, Feature] = dict(BUILTINS)
+    if spec.cancellation_period_days is not None:
+        features["kept_orders"] = kept_orders_feature(spec.cancellation_period_days)
     for name, fs in spec.features.items():
         path = f"features.{name}"
         if name in BUILTINS:
@@ -413,13 +444,16 @@ def _compile_features(spec: SchemeSpec, errors: list[str]) -> dict[str, Feature]
 def _fingerprint(spec: SchemeSpec, dim: DimensionSpec, used: set[str]) -> str:
     """A digest of a dimension's definition and of the definitions of the features it
     reads (built-in ones by name: their meaning is code)."""
-    reads = {
+    reads: dict[str, Any] = {
         name: spec.features[name].model_dump(mode="json") if name in spec.features else "builtin"
         for name in sorted(used)
     }
-    document = json.dumps(
-        [dim.model_dump(mode="json", by_alias=True), reads], sort_keys=True, default=str
-    )
+    if "kept_orders" in reads and spec.cancellation_period_days is not None:
+        reads["kept_orders"] = spec.cancellation_period_days
+    definition = dim.model_dump(mode="json", by_alias=True)
+    for wording in ("default_summary", "ordered"):  # they change no class
+        definition.pop(wording, None)
+    document = json.dumps([definition, reads], sort_keys=True, default=str)
     return hashlib.sha1(document.encode(), usedforsecurity=False).hexdigest()[:16]
 
 

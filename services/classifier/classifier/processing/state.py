@@ -171,7 +171,7 @@ def compact(facts: CustomerFacts, scheme: CompiledScheme, evaluated_at: int) -> 
     oldest = facts.oldest_detail()
     slack = max(COMPACT_SLACK_DAYS * DAY_US, scheme.horizon // 8)
     if oldest is not None and oldest < until - slack:
-        facts.compact(until, scheme.points_key, scheme.points)
+        facts.compact(until, scheme.points_key, scheme.points, period=scheme.cancellation_period)
         return True
     return False
 
