@@ -1,0 +1,138 @@
+"""Classes that mean what DOMAIN.md says, told as customer stories on the real stack:
+what happened (through ingest and Kafka), which class the worker gave, and why."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.kafka_helpers import eventually
+
+pytestmark = pytest.mark.integration
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def at(days_ago: float) -> str:
+    return (NOW - timedelta(days=days_ago)).isoformat()
+
+
+async def classes_of(api: httpx.AsyncClient, customer: str) -> dict[str, Any]:
+    answer = await api.get(f"/v1/customers/{customer}")
+    return answer.json()["classes"] if answer.status_code == 200 else {}
+
+
+async def accepted(answer: httpx.Response) -> None:
+    assert answer.status_code == 202, answer.text
+
+
+def order(customer: str, order_id: str, amount: str, days_ago: float) -> dict[str, Any]:
+    return {
+        "order_id": order_id,
+        "customer_id": customer,
+        "amount": amount,
+        "currency": "USD",
+        "placed_at": at(days_ago),
+        "status": "paid",
+    }
+
+
+async def test_stories_of_interest_and_of_undone_orders(
+    worker: None, ingest: httpx.AsyncClient, api: httpx.AsyncClient
+) -> None:
+    # Li's only call ended "not interested": no sign of interest, so not `potential`.
+    await accepted(
+        await ingest.post(
+            "/v1/calls",
+            json={"call_id": "call-li", "customer_id": "li", "started_at": at(2),
+                  "outcome": "not_interested", "intent": "none"},
+        )
+    )  # fmt: skip
+    # Wang asked to be called back: that is interest.
+    await accepted(
+        await ingest.post(
+            "/v1/calls",
+            json={"call_id": "call-wang", "customer_id": "wang", "started_at": at(2),
+                  "outcome": "callback_requested"},
+        )
+    )  # fmt: skip
+    # Zhao placed an order and cancelled it the next day.
+    await accepted(await ingest.post("/v1/orders", json=order("zhao", "SO-z", "800.00", 5)))
+    # Chen bought, and got every cent back three days later (within the 14-day period).
+    await accepted(await ingest.post("/v1/orders", json=order("chen", "SO-c", "500.00", 10)))
+
+    async def first_classes() -> bool:
+        return all([await classes_of(api, c) for c in ("li", "wang", "zhao", "chen")])
+
+    await eventually(first_classes)
+    # Both were `won` while their orders stood (the forward-only funnel then holds).
+    assert (await classes_of(api, "zhao"))["lifecycle_stage"]["class"] == "won"
+    assert (await classes_of(api, "chen"))["lifecycle_stage"]["class"] == "won"
+    await accepted(
+        await ingest.post(
+            "/v1/orders/SO-z/cancellation", json={"customer_id": "zhao", "cancelled_at": at(4)}
+        )
+    )
+    await accepted(
+        await ingest.post(
+            "/v1/orders/SO-c/refunds",
+            json={"refund_id": "RF-c", "customer_id": "chen", "amount": "500.00",
+                  "currency": "USD", "refunded_at": at(7)},
+        )
+    )  # fmt: skip
+
+    async def undone() -> bool:
+        zhao, chen = await classes_of(api, "zhao"), await classes_of(api, "chen")
+        return (
+            zhao["lifecycle_stage"]["class"] != "won" and chen["lifecycle_stage"]["class"] != "won"
+        )
+
+    await eventually(undone)
+
+    li = (await classes_of(api, "li"))["purchase_behavior"]
+    assert li["class"] == "unknown"
+    assert "no sign of interest" in li["explanation"]["summary"]
+
+    wang = (await classes_of(api, "wang"))["purchase_behavior"]
+    assert (wang["class"], wang["rule"]) == ("potential", "shows_interest")
+    assert "interested_calls = 1" in wang["explanation"]["summary"]
+
+    zhao = await classes_of(api, "zhao")
+    # A cancelled order is no purchase, but placing it showed interest.
+    assert zhao["purchase_behavior"]["class"] == "potential"
+    assert "orders_placed = 1" in zhao["purchase_behavior"]["explanation"]["summary"]
+    assert zhao["lifecycle_stage"]["class"] == "potential"
+    assert zhao["lifecycle_stage"]["explanation"]["released"] == "forward_only"
+
+    chen = await classes_of(api, "chen")
+    assert chen["lifecycle_stage"]["class"] == "potential"
+    assert "refunded in full" in chen["lifecycle_stage"]["explanation"]["summary"]
+
+
+async def test_a_fresh_stack_ranks_its_first_customers_within_seconds(
+    worker: None, ingest: httpx.AsyncClient, api: httpx.AsyncClient
+) -> None:
+    # Three shops' first orders on a new installation: the biggest brings most revenue.
+    for customer, amount in (("big", "90000.00"), ("mid", "6000.00"), ("small", "400.00")):
+        await accepted(
+            await ingest.post("/v1/orders", json=order(customer, f"SO-{customer}", amount, 3))
+        )
+    started = datetime.now(UTC)
+
+    async def ranked() -> dict[str, str] | None:
+        tiers = {}
+        for customer in ("big", "mid", "small"):
+            found = await classes_of(api, customer)
+            if not found:
+                return None
+            tiers[customer] = found["abc_tier"]["class"]
+        return tiers if tiers["big"] == "A" else None
+
+    tiers = await eventually(ranked, within=10)
+    elapsed = (datetime.now(UTC) - started).total_seconds()
+    assert tiers == {"big": "A", "mid": "B", "small": "C"}, tiers
+    assert elapsed < 10
+    big = (await classes_of(api, "big"))["abc_tier"]
+    assert "not computed" not in big["explanation"]["summary"]
