@@ -136,3 +136,28 @@ async def test_a_fresh_stack_ranks_its_first_customers_within_seconds(
     assert elapsed < 10
     big = (await classes_of(api, "big"))["abc_tier"]
     assert "not computed" not in big["explanation"]["summary"]
+
+
+async def test_as_of_now_answers_current_classes_with_events_slightly_in_the_future(
+    worker: None, ingest: httpx.AsyncClient, api: httpx.AsyncClient
+) -> None:
+    # The shop's clock runs 4 minutes ahead: its order is stamped in the future.
+    ahead = datetime.now(UTC) + timedelta(seconds=240)
+    await accepted(
+        await ingest.post(
+            "/v1/orders", json={**order("sun", "SO-s", "300.00", 0), "placed_at": ahead.isoformat()}
+        )
+    )
+    await eventually(lambda: classes_of(api, "sun"))
+
+    now = datetime.now(UTC)
+    for query in ({"as_of": now.isoformat()}, {}):
+        answer = await api.get("/v1/customers/sun/classes", params=query)
+        assert answer.status_code == 200, answer.text
+        held = answer.json()["classes"]
+        assert held["purchase_behavior"]["class"] == "occasional", held
+        assert held["lifecycle_stage"]["class"] == "won"
+    # In event time, a minute ago the order had not happened yet.
+    before = (now - timedelta(minutes=1)).isoformat()
+    past = (await api.get("/v1/customers/sun/classes", params={"as_of": before})).json()
+    assert "purchase_behavior" not in past["classes"]

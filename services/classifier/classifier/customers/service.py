@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -19,7 +19,7 @@ from classifier.customers.schemas import (
     HistoryPeriod,
     OverrideIn,
 )
-from classifier.engine import to_micros
+from classifier.engine import from_micros, to_micros
 from classifier.errors import BadRequest, CustomerNotFound, NotFound
 from classifier.processing.batch import BatchProcessor
 from classifier.processing.state import CustomerState
@@ -79,10 +79,23 @@ async def history(
     )
 
 
-async def classes_as_of(session: AsyncSession, customer_id: str, at: datetime) -> ClassesAsOfOut:
+# An as-of instant this close to the server's clock (or after it) means "now".
+AS_OF_NOW_TOLERANCE = timedelta(seconds=5)
+
+
+async def classes_as_of(
+    session: AsyncSession, customer_id: str, at: datetime | None, *, now: int
+) -> ClassesAsOfOut:
+    """The classes held at `at` in event time; at or near `now` (or None), the current
+    ones: events stamped up to 300 s ahead must not hide them."""
     if not await repository.exists(session, customer_id):
         raise CustomerNotFound(f"no customer with id {customer_id!r}")
-    rows = await repository.classes_as_of(session, customer_id, at)
+    current = from_micros(now)
+    if at is None or at >= current - AS_OF_NOW_TOLERANCE:
+        at = at or current
+        rows = await repository.current_periods(session, customer_id)
+    else:
+        rows = await repository.classes_as_of(session, customer_id, at)
     return ClassesAsOfOut(
         customer_id=customer_id,
         as_of=at,
