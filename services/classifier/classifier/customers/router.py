@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, cast
+from typing import Annotated, Literal, cast
 
 import asyncpg
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -87,11 +87,11 @@ async def get_classes_as_of(
     session: SessionDep,
     request: Request,
     as_of: Annotated[
-        Instant | None,
+        Instant | Literal["now"] | None,
         Query(
             description="ISO 8601 instant with offset, in event time (when things happened, "
-            "as their sources stamped them). Omitted, or within 5 seconds of the server's "
-            "clock or after it: the current classes."
+            "as their sources stamped them); `now`, omitted, or an instant not before the "
+            "server's clock: the current classes."
         ),
     ] = None,
 ) -> ClassesAsOfOut:
@@ -101,10 +101,12 @@ async def get_classes_as_of(
     it happened (an order's `placed_at`, a call's `started_at`) or when a
     time-driven change fell due, not when the worker recorded it. Sources may
     stamp events up to 300 s ahead of the server's clock, so a period can start a
-    little in the future; "as of now" therefore answers the current classes (the
-    open periods), whatever their stamps.
+    little in the future; "as of now" (`now`, omitted, or an instant at or after
+    the server's clock) therefore answers the current classes (the open periods),
+    whatever their stamps.
     """
-    return await service.classes_as_of(session, customer_id, as_of, now=_now(request))
+    at = None if as_of == "now" else as_of
+    return await service.classes_as_of(session, customer_id, at, now=_now(request))
 
 
 @router.put(

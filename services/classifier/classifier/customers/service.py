@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -79,19 +79,15 @@ async def history(
     )
 
 
-# An as-of instant this close to the server's clock (or after it) means "now".
-AS_OF_NOW_TOLERANCE = timedelta(seconds=5)
-
-
 async def classes_as_of(
     session: AsyncSession, customer_id: str, at: datetime | None, *, now: int
 ) -> ClassesAsOfOut:
-    """The classes held at `at` in event time; at or near `now` (or None), the current
+    """The classes held at `at` in event time; at or after `now` (or None), the current
     ones: events stamped up to 300 s ahead must not hide them."""
     if not await repository.exists(session, customer_id):
         raise CustomerNotFound(f"no customer with id {customer_id!r}")
     current = from_micros(now)
-    if at is None or at >= current - AS_OF_NOW_TOLERANCE:
+    if at is None or at >= current:
         at = at or current
         rows = await repository.current_periods(session, customer_id)
     else:
