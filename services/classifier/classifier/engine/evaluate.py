@@ -10,6 +10,7 @@ from typing import Any
 from classifier.engine.conditions import EvalContext
 from classifier.engine.facts import NUMBER, CustomerFacts, OrderFact, undone
 from classifier.engine.features import DAY
+from classifier.engine.next_move import basis, changes_at, next_move
 from classifier.engine.scheme import Band, CompiledDimension, CompiledScheme
 
 
@@ -48,12 +49,21 @@ class ClassResult:
     checks: list[dict[str, Any]]
     _explain: Callable[[], dict[str, Any]] = field(repr=False, compare=False)
     _explanation: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    _basis: Callable[[], list[Any]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def explanation(self) -> dict[str, Any]:
+        """Why this class (`summary`, `checks`), with `next` (the nearest better class and
+        the smallest change reaching it) and `changes_at` (when it changes by itself)."""
         if self._explanation is None:
             self._explanation = self._explain()
         return self._explanation
+
+    @property
+    def basis(self) -> list[Any]:
+        """The values `next` was computed from (an explanation with the same class, rule,
+        checks and basis says the same)."""
+        return self._basis() if self._basis is not None else []
 
 
 @dataclass(slots=True)
@@ -304,6 +314,8 @@ def evaluate_dimension(
             "summary": f"manual override to {override.cls}",
             "checks": [],
             "expires_at": override.expires_at,
+            "next": None,
+            "changes_at": None,
         }
         result = ClassResult(dim.name, override.cls, "override", [], lambda: explanation)
         return result, override.expires_at
@@ -327,7 +339,7 @@ def evaluate_dimension(
     cls = prior.cls if kept_by and prior is not None else cand.cls
 
     def explain() -> dict[str, Any]:
-        explanation = {
+        explanation: dict[str, Any] = {
             "kind": dim.kind,
             "rule": cand.rule,
             "summary": cand.text(),
@@ -348,10 +360,42 @@ def evaluate_dimension(
             explanation["summary"] = (
                 f"stays {cls} ({kept_by}); rules say {cand.cls}: {explanation['summary']}"
             )
+        explanation["next"], explanation["changes_at"] = _outlook(
+            dim, ctx, cls, flip, prior, cutoffs or {}, period
+        )
+        explanation["basis"] = basis_of()
         return explanation
 
+    def basis_of() -> list[Any]:
+        return basis(dim, ctx, cls, (cutoffs or {}).get(dim.name, {}))
+
     rule = kept_by if kept_by else cand.rule
-    return ClassResult(dim.name, cls, rule, cand.checks, explain), flip
+    return ClassResult(dim.name, cls, rule, cand.checks, explain, None, basis_of), flip
+
+
+def _outlook(
+    dim: CompiledDimension,
+    ctx: EvalContext,
+    cls: str,
+    flip: int | None,
+    prior: PriorClass | None,
+    cutoffs: Mapping[str, Mapping[str, float]],
+    period: int | None,
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """`next` and `changes_at` of a class just picked (see next_move.py)."""
+    held = PriorClass(cls, prior.since if prior is not None and prior.cls == cls else ctx.now)
+
+    def at(facts: CustomerFacts, instant: int) -> tuple[str, int | None]:
+        later = EvalContext(facts, instant, ctx.features)
+        result, following = evaluate_dimension(
+            dim, later, prior=held, cutoffs=cutoffs, period=period
+        )
+        return result.cls, following
+
+    return (
+        next_move(dim, ctx, cls, lambda f, i: at(f, i)[0], cutoffs.get(dim.name, {})),
+        changes_at(ctx, cls, flip, at),
+    )
 
 
 def evaluate(

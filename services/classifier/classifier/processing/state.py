@@ -256,6 +256,7 @@ def reclassify(
             and old_cls == res.cls
             and old["rule"] == res.rule != "override"
             and old["explanation"].get("checks") == res.checks
+            and old["explanation"].get("basis") == res.basis  # what `next` was built from
         ):
             explanation = old["explanation"]
         else:
