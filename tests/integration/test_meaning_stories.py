@@ -9,7 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.kafka_helpers import eventually
+from classifier.config import ClassifierSettings
+from eventschemas.events import CrmContactUpdated
+from tests.kafka_helpers import eventually, publish_raw
 
 pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -162,3 +164,46 @@ async def test_as_of_now_answers_current_classes_with_events_slightly_in_the_fut
     before = (now - timedelta(minutes=1)).isoformat()
     past = (await api.get("/v1/customers/sun/classes", params={"as_of": before})).json()
     assert "purchase_behavior" not in past["classes"]
+
+
+async def test_two_crms_disagree_on_the_industry_the_trusted_one_wins_and_it_is_listed(
+    worker: None, api: httpx.AsyncClient, classifier_settings: ClassifierSettings
+) -> None:
+    # HubSpot says Liu's company is retail (yesterday); the Fxiaoke account says
+    # manufacturing (a week ago). The default scheme trusts Fxiaoke first.
+    def contact(source: str, days_ago: float, industry: str) -> tuple[bytes, bytes]:
+        event = CrmContactUpdated(
+            customer_id="liu",
+            crm_record_id=f"{source}-liu",
+            updated_at=NOW - timedelta(days=days_ago),
+            attributes={"industry": industry},
+        )
+        envelope = event.to_envelope(source)
+        return envelope.subject.encode(), envelope.to_bytes()
+
+    await publish_raw(
+        classifier_settings.kafka_bootstrap_servers,
+        classifier_settings.activity_topic,
+        [contact("crm/fxiaoke", 7, "manufacturing"), contact("crm/hubspot", 1, "retail")],
+    )
+
+    async def both_folded() -> dict[str, Any] | None:
+        found = await classes_of(api, "liu")
+        conflicts = (await api.get("/v1/attribute-conflicts")).json()
+        return found if found and conflicts["total"] == 1 else None
+
+    industry = (await eventually(both_folded))["industry"]
+    assert industry["class"] == "manufacturing"
+    assert industry["explanation"]["checks"][0]["source"] == "crm/fxiaoke"
+    assert "(from crm/fxiaoke)" in industry["explanation"]["summary"]
+    listed = (await api.get("/v1/attribute-conflicts", params={"attribute": "industry"})).json()
+    assert listed["by_attribute"] == {"industry": 1}
+    assert listed["customers"] == [
+        {
+            "customer_id": "liu",
+            "conflicts": {"industry": {"crm/fxiaoke": "manufacturing", "crm/hubspot": "retail"}},
+        }
+    ]
+    assert (await api.get("/v1/attribute-conflicts", params={"attribute": "region"})).json()[
+        "customers"
+    ] == []

@@ -188,3 +188,15 @@ def test_making_the_suggested_change_moves_the_customer_into_that_class(
         make(c, change, NOW)
         after = c.evaluate(previous=prior, cutoffs=CUTOFFS)
     assert after.classes[dimension].cls == nxt["class"], (dimension, nxt)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(histories())
+def test_working_out_next_changes_nothing_of_the_customer(c: Customer) -> None:
+    c.crm(1, relationship="ordinary")
+    before = c.facts.to_doc()
+
+    for result in c.evaluate(cutoffs=CUTOFFS).classes.values():
+        assert "next" in result.explanation
+
+    assert c.facts.to_doc() == before

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
-from classifier.engine.conditions import EvalContext
+from classifier.engine.conditions import EvalContext, source_of
 from classifier.engine.facts import NUMBER, CustomerFacts, OrderFact, undone
 from classifier.engine.features import DAY
 from classifier.engine.next_move import basis, changes_at, next_move
@@ -162,6 +162,9 @@ def _by_bands(
     )
     idx = pick(value)
     check = {"feature": feature, "actual": value}
+    source = source_of(ctx, feature)
+    if source is not None:
+        check["source"] = source
     if margin and prior is not None and value is not None:
         # Hysteresis: keep a better prior band while within `margin` below its minimum.
         for band in bands:
@@ -203,14 +206,15 @@ def _by_map(dim: CompiledDimension, ctx: EvalContext, prior: PriorClass | None) 
     value = ctx.value(spec.feature)
     flip = ctx.next_flip(spec.feature, lookup, []) if dim.timed_feature else None
     cls = lookup(value)
+    source = source_of(ctx, spec.feature)
+    given = f" (from {source})" if source is not None else ""
     if cls is None:
-        return _fallback(dim, flip, f"{spec.feature} = {value!r} is not in the mapping")
+        return _fallback(dim, flip, f"{spec.feature} = {value!r}{given} is not in the mapping")
+    check = {"feature": spec.feature, "op": "map", "actual": value, "result": True}
+    if source is not None:
+        check["source"] = source
     return _Candidate(
-        cls,
-        f"map:{value}",
-        f"{spec.feature} = {value!r} maps to {cls}",
-        [{"feature": spec.feature, "op": "map", "actual": value, "result": True}],
-        flip,
+        cls, f"map:{value}", f"{spec.feature} = {value!r}{given} maps to {cls}", [check], flip
     )
 
 

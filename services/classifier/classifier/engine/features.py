@@ -875,8 +875,32 @@ BUILTINS: dict[str, Feature] = {
 }
 
 
-def attribute_feature(name: str) -> Feature | None:
-    """`attr.<key>` reads any CRM attribute, e.g. attr.key_account."""
+def attribute_feature(name: str, order: Sequence[str] | None = None) -> Feature | None:
+    """`attr.<key>` reads any CRM attribute, e.g. attr.key_account (with a source order:
+    the value of the most trusted source, see AttributeFeature)."""
     if name.startswith("attr.") and len(name) > 5:
+        if order is not None:
+            return AttributeFeature(name, name[5:], tuple(order))
         return StaticFeature(name, _attr(name[5:]), f"CRM attribute {name[5:]!r}", CONTACT)
     return None
+
+
+# The built-in features that are CRM attributes read as they are.
+ATTRIBUTE_FEATURES = (
+    "industry", "employee_count", "annual_revenue", "region", "need_type", "satisfaction",
+    "service_cost",
+)  # fmt: skip
+
+
+class AttributeFeature(StaticFeature):
+    """A CRM attribute by source precedence: the value of the first source in `order`
+    that gave one, then the most recent of the others (`source_of` names it)."""
+
+    def __init__(self, name: str, key: str, order: tuple[str, ...]) -> None:
+        described = f"CRM attribute {key!r}, by source: {', '.join(order) or 'most recent'}"
+        super().__init__(name, lambda f: f.attribute(key, order)[0], described, CONTACT)
+        self.key = key
+        self.order = order
+
+    def source_of(self, facts: CustomerFacts) -> str | None:
+        return facts.attribute(self.key, self.order)[1]

@@ -305,12 +305,14 @@ def _points_as_facts(move: Move, features: Mapping[str, Feature]) -> tuple[Move,
 def _apply(
     facts: CustomerFacts, move: Move, now: int, features: Mapping[str, Feature]
 ) -> CustomerFacts:
-    """The customer's facts with the change made at `now` (synthetic facts)."""
+    """The customer's facts with the change made at `now` (synthetic facts): a copy,
+    sharing nothing the change mutates with the customer's own."""
     out = replace(
         facts,
         orders=dict(facts.orders),
         calls=dict(facts.calls),
         attributes=dict(facts.attributes),
+        attribute_sources={k: dict(v) for k, v in facts.attribute_sources.items()},
         deal_stages_seen=list(facts.deal_stages_seen),
         links=dict(facts.links),
         touches=dict(facts.touches),

@@ -46,9 +46,11 @@ from classifier.engine.conditions import Condition, ConditionError, compile_cond
 from classifier.engine.facts import ALL_ASPECTS, PointsSpec, points_spec_key
 from classifier.engine.features import (
     AGGREGATES,
+    ATTRIBUTE_FEATURES,
     BUILTINS,
     DAY,
     SOURCES,
+    AttributeFeature,
     Feature,
     PointsFeature,
     StaticFeature,
@@ -249,6 +251,13 @@ class SchemeSpec(_Model):
         description="An order refunded in full within this many days of being placed is "
         "treated as undone, like a cancelled one (feature kept_orders; forward-only holds).",
     )
+    attribute_sources: dict[str, list[str]] | None = Field(
+        default=None,
+        description="CRM attribute precedence: per attribute (or '*' for every other), the "
+        "envelope sources in order of trust (e.g. crm/fxiaoke before crm/hubspot); a value "
+        "comes from the first source that gave one, then the most recent of the others. "
+        "Without it the most recent write wins.",
+    )
     key_features: list[str] = Field(default_factory=list)
     features: dict[str, FeatureSpec] = Field(default_factory=dict)
     dimensions: dict[str, DimensionSpec] = Field(min_length=1)
@@ -413,6 +422,9 @@ def parse_scheme(raw: Any) -> CompiledScheme:
 
 def _compile_features(spec: SchemeSpec, errors: list[str]) -> dict[str, Feature]:
     features: dict[str, Feature] = dict(BUILTINS)
+    if spec.attribute_sources is not None:
+        for name in ATTRIBUTE_FEATURES:
+            features[name] = AttributeFeature(name, name, _source_order(spec, name))
     if spec.cancellation_period_days is not None:
         features["kept_orders"] = kept_orders_feature(spec.cancellation_period_days)
     for name, fs in spec.features.items():
@@ -441,6 +453,11 @@ def _compile_features(spec: SchemeSpec, errors: list[str]) -> dict[str, Feature]
     return features
 
 
+def _source_order(spec: SchemeSpec, key: str) -> tuple[str, ...]:
+    sources = spec.attribute_sources or {}
+    return tuple(sources.get(key, sources.get("*", [])))
+
+
 def _fingerprint(spec: SchemeSpec, dim: DimensionSpec, used: set[str]) -> str:
     """A digest of a dimension's definition and of the definitions of the features it
     reads (built-in ones by name: their meaning is code)."""
@@ -450,6 +467,10 @@ def _fingerprint(spec: SchemeSpec, dim: DimensionSpec, used: set[str]) -> str:
     }
     if "kept_orders" in reads and spec.cancellation_period_days is not None:
         reads["kept_orders"] = spec.cancellation_period_days
+    for name in reads:
+        key = name.removeprefix("attr.")
+        if spec.attribute_sources is not None and (key in ATTRIBUTE_FEATURES or key != name):
+            reads[name] = ["sources", *_source_order(spec, key)]
     definition = dim.model_dump(mode="json", by_alias=True)
     for wording in ("default_summary", "ordered"):  # they change no class
         definition.pop(wording, None)
@@ -480,7 +501,10 @@ def compile_scheme(spec: SchemeSpec) -> CompiledScheme:
     features = _compile_features(spec, errors)
 
     def resolve(name: str) -> Feature | None:
-        found = features.get(name) or attribute_feature(name)
+        order = None
+        if spec.attribute_sources is not None and name.startswith("attr."):
+            order = _source_order(spec, name[5:])
+        found = features.get(name) or attribute_feature(name, order)
         if found is not None and name not in features:
             features[name] = found
         return found

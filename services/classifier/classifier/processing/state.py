@@ -339,7 +339,7 @@ def apply_event(
     if state.evaluated_at is not None and at < state.evaluated_at:
         at = state.evaluated_at  # a late event is applied now, history never rewinds
     changes = review_until(state, scheme, at, cutoffs=cutoffs)
-    fact = event if isinstance(event, Fact) else fact_of(event)
+    fact = event if isinstance(event, Fact) else fact_of(event, envelope.source)
     aspects = state.facts.apply_fact(fact)
     state.new_facts.append((fact, envelope.id))
     state.unsaved_facts += 1
