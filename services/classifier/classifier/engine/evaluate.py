@@ -7,10 +7,10 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
-from classifier.engine.conditions import EvalContext, source_of
+from classifier.engine.conditions import Condition, EvalContext, source_of
 from classifier.engine.facts import NUMBER, CustomerFacts, OrderFact, undone
 from classifier.engine.features import DAY
-from classifier.engine.next_move import basis, changes_at, next_move
+from classifier.engine.next_move import Move, apply_move, basis, changes_at, next_move
 from classifier.engine.scheme import Band, CompiledDimension, CompiledScheme
 
 
@@ -98,6 +98,7 @@ class _Candidate:
     flip: int | None
     allow_backward: bool = False
     label: str | None = None
+    when: Condition | None = None  # the matched rule's condition
 
     def text(self) -> str:
         return self.summary if isinstance(self.summary, str) else self.summary()
@@ -114,11 +115,12 @@ def _fallback(dim: CompiledDimension, flip: int | None, why: str) -> _Candidate:
     return _Candidate(cls, "default", f"{why}: {meaning}" if meaning else why, [], flip)
 
 
-def _by_rules(dim: CompiledDimension, ctx: EvalContext) -> _Candidate:
+def _by_rules(dim: CompiledDimension, ctx: EvalContext, timed: bool = True) -> _Candidate:
     flip: int | None = None
     for rule in dim.rules:
         # Any rule before the match, and the match itself, can change the outcome.
-        flip = _earliest(flip, rule.when.next_flip(ctx))
+        if timed:
+            flip = _earliest(flip, rule.when.next_flip(ctx))
         if rule.when.test(ctx):
             when = rule.when
             return _Candidate(
@@ -129,6 +131,7 @@ def _by_rules(dim: CompiledDimension, ctx: EvalContext) -> _Candidate:
                 flip,
                 rule.allow_backward,
                 rule.label,
+                when,
             )
     return _fallback(dim, flip, "no rule matched")
 
@@ -262,9 +265,10 @@ def _candidate(
     ctx: EvalContext,
     prior: PriorClass | None,
     cutoffs: Mapping[str, Mapping[str, float]],
+    timed: bool = True,
 ) -> _Candidate:
     if dim.kind == "rules":
-        return _by_rules(dim, ctx)
+        return _by_rules(dim, ctx, timed)
     if dim.kind == "score":
         spec = dim.spec.score
         assert spec is not None
@@ -304,11 +308,14 @@ def evaluate_dimension(
     override: Override | None = None,
     cutoffs: Mapping[str, Mapping[str, float]] | None = None,
     period: int | None = None,
+    outlooks: Outlooks | None = None,
+    timed: bool = True,
 ) -> tuple[ClassResult, int | None]:
     """Pick one class for one dimension; returns it with its next flip instant.
 
     `period` is the scheme's cancellation period (µs): an order refunded in full
-    within it counts as undone when a forward-only hold is weighed."""
+    within it counts as undone when a forward-only hold is weighed. `timed=False` skips
+    working out the next flip of a rules dimension (None then)."""
     now = ctx.now
     if override is not None and (override.expires_at is None or override.expires_at > now):
         explanation: dict[str, Any] = {
@@ -323,7 +330,7 @@ def evaluate_dimension(
         }
         result = ClassResult(dim.name, override.cls, "override", [], lambda: explanation)
         return result, override.expires_at
-    cand = _candidate(dim, ctx, prior, cutoffs or {})
+    cand = _candidate(dim, ctx, prior, cutoffs or {}, timed)
     flip = cand.flip
     kept_by = None
     worse = (
@@ -364,8 +371,15 @@ def evaluate_dimension(
             explanation["summary"] = (
                 f"stays {cls} ({kept_by}); rules say {cand.cls}: {explanation['summary']}"
             )
+        # The class changes by itself where what holds it stops holding: the matched
+        # rule's condition; a forward-only hold never lets go by itself.
+        hold = flip
+        if kept_by == "forward_only":
+            hold = None
+        elif cand.when is not None and not kept_by:
+            hold = cand.when.next_flip(ctx)
         explanation["next"], explanation["changes_at"] = _outlook(
-            dim, ctx, cls, flip, prior, cutoffs or {}, period
+            dim, ctx, cls, hold, prior, cutoffs or {}, period, outlooks
         )
         explanation["basis"] = basis_of()
         return explanation
@@ -377,6 +391,30 @@ def evaluate_dimension(
     return ClassResult(dim.name, cls, rule, cand.checks, explain, None, basis_of), flip
 
 
+class Outlooks:
+    """Contexts `next` and `changes_at` evaluate in, shared by the dimensions of one
+    evaluation: a later instant, or a change made now, is set up once and its
+    feature values computed once for all of them."""
+
+    __slots__ = ("_contexts", "ctx", "enabled")
+
+    def __init__(self, ctx: EvalContext, enabled: bool = True) -> None:
+        self.ctx = ctx
+        self.enabled = enabled
+        self._contexts: dict[tuple[int, Move | None], EvalContext] = {(ctx.now, None): ctx}
+
+    def context(self, instant: int, move: Move | None) -> EvalContext:
+        key = (instant, move)
+        found = self._contexts.get(key)
+        if found is None:
+            ctx = self.ctx
+            facts = (
+                ctx.facts if move is None else apply_move(ctx.facts, move, instant, ctx.features)
+            )
+            found = self._contexts[key] = EvalContext(facts, instant, ctx.features)
+        return found
+
+
 def _outlook(
     dim: CompiledDimension,
     ctx: EvalContext,
@@ -385,19 +423,27 @@ def _outlook(
     prior: PriorClass | None,
     cutoffs: Mapping[str, Mapping[str, float]],
     period: int | None,
+    outlooks: Outlooks | None,
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """`next` and `changes_at` of a class just picked (see next_move.py)."""
+    if outlooks is not None and not outlooks.enabled:
+        return None, None
     held = PriorClass(cls, prior.since if prior is not None and prior.cls == cls else ctx.now)
+    views = outlooks if outlooks is not None else Outlooks(ctx)
 
-    def at(facts: CustomerFacts, instant: int) -> tuple[str, int | None]:
-        later = EvalContext(facts, instant, ctx.features)
+    def at(instant: int, move: Move | None = None, timed: bool = True) -> tuple[str, int | None]:
         result, following = evaluate_dimension(
-            dim, later, prior=held, cutoffs=cutoffs, period=period
+            dim,
+            views.context(instant, move),
+            prior=held,
+            cutoffs=cutoffs,
+            period=period,
+            timed=timed,
         )
         return result.cls, following
 
     return (
-        next_move(dim, ctx, cls, lambda f, i: at(f, i)[0], cutoffs.get(dim.name, {})),
+        next_move(dim, ctx, cls, lambda m, i: at(i, m, timed=False)[0], cutoffs.get(dim.name, {})),
         changes_at(ctx, cls, flip, at),
     )
 
@@ -414,6 +460,7 @@ def evaluate(
 ) -> Evaluation:
     """Classify one customer at `now` (epoch µs), in every dimension or `only` these."""
     ctx = EvalContext(facts, now, scheme.features)
+    outlooks = Outlooks(ctx, scheme.spec.next_moves)
     previous = previous or {}
     overrides = overrides or {}
     classes: dict[str, ClassResult] = {}
@@ -427,6 +474,7 @@ def evaluate(
             override=overrides.get(name),
             cutoffs=cutoffs,
             period=scheme.cancellation_period,
+            outlooks=outlooks,
         )
         classes[name] = result
         if flip is not None and flip > now:

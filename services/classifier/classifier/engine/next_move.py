@@ -46,9 +46,10 @@ from classifier.engine.features import (
 from classifier.engine.scheme import CompiledDimension
 
 # How many instants ahead `changes_at` looks for the class to change by itself.
-MAX_FLIPS = 8
-# How many candidate changes per better class are verified by evaluation.
-MAX_TRIES = 4
+MAX_FLIPS = 2
+# How many candidate changes per dimension are verified by evaluation (each is one
+# evaluation of the dimension): past them, no `next` rather than a slow worker.
+MAX_TRIES = 2
 LEVELS = {v: k for k, v in INTENT_LEVELS.items()}
 ORDER_COUNTS = frozenset({"order_count", "kept_orders", "orders_placed"})
 REVENUES = frozenset({"net_revenue", "gross_revenue"})
@@ -302,7 +303,7 @@ def _points_as_facts(move: Move, features: Mapping[str, Feature]) -> tuple[Move,
     return Move("calls", move.feature, float(count), value=key.removeprefix("call.")), count
 
 
-def _apply(
+def apply_move(
     facts: CustomerFacts, move: Move, now: int, features: Mapping[str, Feature]
 ) -> CustomerFacts:
     """The customer's facts with the change made at `now` (synthetic facts): a copy,
@@ -386,27 +387,32 @@ def next_move(
     dim: CompiledDimension,
     ctx: EvalContext,
     current: str,
-    classify: Callable[[CustomerFacts, int], str],
+    classify: Callable[[Move | None, int], str],
     cutoffs: Mapping[str, float],
 ) -> dict[str, Any] | None:
     """`{"class", "change", "text"}` for the nearest better class reachable by one kind
-    of change, verified with `classify(facts, at)`; None if there is none."""
+    of change, verified with `classify(change, at)` (the class with the change made, or
+    with none at a later instant); None if there is none."""
     if not dim.spec.ordered or current not in dim.classes:
         return None
+    landed: dict[Move, str] = {}  # a change tried for one class is not tried again
     for target in reversed(dim.classes[: dim.rank_of(current)]):
         if dim.kind == "rules":
             moves = [m for cond in _conditions_for(dim, target) for m in _candidates(cond, ctx)]
         else:
             moves = _threshold_moves(dim, ctx, target, cutoffs)
         moves.sort(key=_preference)
-        for move in moves[:MAX_TRIES]:
-            if move.kind == "time":
-                if move.at is None or move.at <= ctx.now:
-                    continue
-                landed = classify(ctx.facts, move.at)
-            else:
-                landed = classify(_apply(ctx.facts, move, ctx.now, ctx.features), ctx.now)
-            if landed == target:
+        for move in moves:
+            if move not in landed:
+                if len(landed) >= MAX_TRIES:
+                    return None
+                if move.kind == "time":
+                    if move.at is None or move.at <= ctx.now:
+                        continue
+                    landed[move] = classify(None, move.at)
+                else:
+                    landed[move] = classify(move, ctx.now)
+            if landed[move] == target:
                 return {"class": target, "change": move.document(), "text": move.text()}
     return None
 
@@ -415,7 +421,7 @@ def changes_at(
     ctx: EvalContext,
     current: str,
     flip: int | None,
-    classify: Callable[[CustomerFacts, int], tuple[str, int | None]],
+    classify: Callable[[int], tuple[str, int | None]],
 ) -> dict[str, Any] | None:
     """`{"class", "at", "text"}` when the class changes by itself (no new facts) at one of
     the next few instants it may change; None if it holds through them."""
@@ -423,7 +429,7 @@ def changes_at(
     for _ in range(MAX_FLIPS):
         if at is None or at <= ctx.now:
             return None
-        cls, following = classify(ctx.facts, at)
+        cls, following = classify(at)
         if cls != current:
             day = from_micros(at).date().isoformat()
             return {

@@ -258,6 +258,12 @@ class SchemeSpec(_Model):
         "comes from the first source that gave one, then the most recent of the others. "
         "Without it the most recent write wins.",
     )
+    next_moves: bool = Field(
+        default=True,
+        description="Work out `next` (what it would take to reach a better class) and "
+        "`changes_at` with every explanation. Each costs the worker an evaluation or two "
+        "of the dimension whenever an explanation is rebuilt; false leaves both null.",
+    )
     key_features: list[str] = Field(default_factory=list)
     features: dict[str, FeatureSpec] = Field(default_factory=dict)
     dimensions: dict[str, DimensionSpec] = Field(min_length=1)
