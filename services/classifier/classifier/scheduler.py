@@ -195,8 +195,12 @@ class ReviewScheduler:
         if self._progress is not None:
             # Events applied while computing count towards the next computation.
             self._progress.events_since_cutoffs = 0
-        self._cutoffs_requested = False
-        flagged = await self.recompute_cutoffs()
+        asked, self._cutoffs_requested = self._cutoffs_requested, False
+        try:
+            flagged = await self.recompute_cutoffs()
+        except Exception:
+            self._cutoffs_requested = asked  # still owed after the retry pause
+            raise
         if flagged:
             log.info("population cut-offs moved; %s customers flagged for review", flagged)
             self.wake()
