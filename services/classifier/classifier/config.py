@@ -96,6 +96,11 @@ class ClassifierSettings(BaseSettings):
         description="...and once the events applied since the last computation reach this "
         "share of the population (0: off). A fresh stack's first orders qualify at once.",
     )
+    cutoffs_on_start: bool = Field(
+        default=True,
+        description="Compute population cut-offs once a starting worker has consumed its "
+        "backlog (a fresh stack ranks its first customers at once).",
+    )
     cutoffs_min_interval_seconds: float = Field(
         default=1.0,
         ge=0,

@@ -81,7 +81,7 @@ class ReviewScheduler:
         # half-consumed one), when asked (an activation finished), after a bulk load,
         # when the events applied since reach a share of the population, and on schedule.
         self._cutoffs_due = time.monotonic() + settings.cutoffs_interval_seconds
-        self._cutoffs_requested = True  # the start-up computation
+        self._cutoffs_requested = settings.cutoffs_on_start  # the start-up computation
         self._cutoffs_at = -math.inf  # monotonic instant of the last computation
         self._population = 0  # customers at the last computation
 
