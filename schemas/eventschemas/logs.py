@@ -56,12 +56,37 @@ class RateLimit(logging.Filter):
         return True
 
 
+class BrokerWarmUp(logging.Filter):
+    """Logs the Kafka client's coordinator errors of a broker's first moments as info.
+
+    Right after a broker (re)starts, the group coordinator is not elected yet:
+    aiokafka logs `GroupCoordinatorNotAvailableError` as an error on every
+    start and retries the lookup by itself (`retry_backoff_ms`). It is normal,
+    not a failure; a broker that stays away shows in the connection warnings.
+    """
+
+    TRANSIENT = (
+        "GroupCoordinatorNotAvailableError",
+        "CoordinatorLoadInProgressError",
+        "NotCoordinatorForGroupError",
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.name.startswith("aiokafka"):
+            text = record.getMessage()
+            if any(name in text for name in self.TRANSIENT):
+                record.levelno, record.levelname = logging.INFO, "INFO"
+                record.msg, record.args = f"{text} (broker warming up; retrying)", None
+        return True
+
+
 def configure_logging(level: str = "INFO") -> None:
     # One line per record, written at once: nothing is lost if the process is killed.
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(BrokerWarmUp())
     handler.addFilter(RateLimit())
     root = logging.getLogger()
     root.handlers[:] = [handler]

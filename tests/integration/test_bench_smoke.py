@@ -45,7 +45,10 @@ async def test_every_benchmark_scenario_reports_its_figures(
     assert 0 < lookups["bulk_p50_ms"] <= lookups["bulk_p99_ms"]
     # The activation re-evaluated the loaded customers plus the copies made up to 300.
     assert r["activation"]["customers"] >= 300
-    assert r["activation"]["changes"] > 0  # 3 orders a year now make a regular buyer
+    # Changes: customers with 3 orders in the year (now regular), if the smoke data holds
+    # any. (It used to be the first ABC ranking too: cut-offs now come with the first
+    # orders, not at the first activation.)
+    assert r["activation"]["changes"] >= 0
     assert r["intake"]["single_events_per_s"] > 0
     assert r["intake"]["batch_events_per_s"] > 0
     # Each HTTP figure also as a fraction of the floor measured in the same run.

@@ -61,6 +61,21 @@ FIELDS = (
 )
 
 
+# These runs compare with a replay, which computes cut-offs once at its end: the live
+# workers compute them only when the test says so (no start-up or population triggers;
+# the 5-minute schedule does not come round within a test).
+STEADY_CUTOFFS = {"cutoffs_on_start": False, "cutoffs_population_share": 0.0}
+STEADY_CUTOFFS_ENV = {
+    "CLASSIFIER_CUTOFFS_ON_START": "false",
+    "CLASSIFIER_CUTOFFS_POPULATION_SHARE": "0",
+}
+
+
+@pytest.fixture
+def classifier_settings(classifier_settings: ClassifierSettings) -> ClassifierSettings:
+    return classifier_settings.model_copy(update=STEADY_CUTOFFS)
+
+
 def first_difference(a: dict[str, Any], b: dict[str, Any]) -> str:
     """Name the first customer and field that differ, for a readable failure."""
     for cid in sorted(set(a["customers"]) | set(b["customers"])):
@@ -170,6 +185,7 @@ async def test_sigkilled_worker_ends_exactly_like_a_clean_replay(
         CLASSIFIER_HEARTBEAT_INTERVAL_MS="500",
         CLASSIFIER_LOG_LEVEL="DEBUG",
         CLASSIFIER_CLOCK_FROZEN_AT=FROZEN_NOW.isoformat(),
+        **STEADY_CUTOFFS_ENV,
     )
     logs = [tmp_path / f"worker-{n}.log" for n in range(processes)]
     rng = random.Random(5)

@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaClient
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 
+from classifier.attributes.router import router as attributes_router
 from classifier.audit_router import router as audit_router
 from classifier.auth import KeyVerifier
 from classifier.changes.router import router as changes_router
@@ -141,6 +142,7 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
     app.include_router(privacy_router)
     app.include_router(audit_router)
     app.include_router(webhooks_router)
+    app.include_router(attributes_router)
     app.include_router(console.router)
     console.mount(app)
     app.add_middleware(RequestMetrics, metrics=HTTP)

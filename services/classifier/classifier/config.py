@@ -83,8 +83,30 @@ class ClassifierSettings(BaseSettings):
         "again (it is woken sooner by batches and NOTIFY).",
     )
     review_batch_size: int = 500
-    cutoffs_interval_seconds: float = 300.0
-    cutoffs_bulk_events: int = 10_000
+    cutoffs_interval_seconds: float = Field(
+        default=300.0,
+        description="Population cut-offs (ABC tiers) are recomputed at least this often.",
+    )
+    cutoffs_bulk_events: int = Field(
+        default=10_000, description="...and after this many applied events, once caught up."
+    )
+    cutoffs_population_share: float = Field(
+        default=0.05,
+        ge=0,
+        description="...and once the events applied since the last computation reach this "
+        "share of the population (0: off). A fresh stack's first orders qualify at once.",
+    )
+    cutoffs_on_start: bool = Field(
+        default=True,
+        description="Compute population cut-offs once a starting worker has consumed its "
+        "backlog (a fresh stack ranks its first customers at once).",
+    )
+    cutoffs_min_interval_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="Least time between two computations triggered by start-up, an "
+        "activation or the population share (a burst of events waits this long).",
+    )
     job_chunk_size: int = Field(
         default=1000, ge=1, description="Customers a job re-evaluates per transaction."
     )

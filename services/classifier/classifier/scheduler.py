@@ -18,6 +18,7 @@ from classifier.db import unit_of_work
 from classifier.engine import (
     to_micros,
 )
+from classifier.jobs import repository as jobs_repository
 from classifier.metrics import CLASS_CHANGES, REVIEW_LAG
 from classifier.models import Customer
 from classifier.processing.batch import BatchProcessor
@@ -76,9 +77,13 @@ class ReviewScheduler:
         self._clock = clock
         self._progress = progress
         self._woken = progress.changed if progress is not None else asyncio.Event()
-        # First recompute on schedule, or sooner after a bulk load once caught up:
-        # never from a half-consumed backlog at start-up.
+        # Cut-offs are computed at start-up once the backlog is consumed (never from a
+        # half-consumed one), when asked (an activation finished), after a bulk load,
+        # when the events applied since reach a share of the population, and on schedule.
         self._cutoffs_due = time.monotonic() + settings.cutoffs_interval_seconds
+        self._cutoffs_requested = settings.cutoffs_on_start  # the start-up computation
+        self._cutoffs_at = -math.inf  # monotonic instant of the last computation
+        self._population = 0  # customers at the last computation
 
     def wake(self) -> None:
         """Re-read the earliest due instant now (something may have brought it forward)."""
@@ -117,31 +122,90 @@ class ReviewScheduler:
             if not changes:
                 return total
 
+    def request_cutoffs(self) -> None:
+        """Recompute the cut-offs soon (e.g. a scheme activation finished re-evaluating)."""
+        self._cutoffs_requested = True
+        self.wake()
+
     async def recompute_cutoffs(self) -> int:
         """Recompute rank cut-offs; schedule a review for customers whose class flips."""
-        return await refresh_cutoffs(self._sessions, self._schemes, self._clock())
+        flagged = await refresh_cutoffs(self._sessions, self._schemes, self._clock())
+        async with self._sessions() as session:
+            self._population = int(
+                await session.scalar(
+                    select(func.count()).select_from(Customer).where(Customer.merged_into.is_(None))
+                )
+                or 0
+            )
+        return flagged
+
+    def _population_moved(self) -> bool:
+        """The events applied since the last computation reach the configured share of
+        the population (a fresh stack's first orders: any event at all)."""
+        progress = self._progress
+        if progress is None or progress.events_since_cutoffs == 0:
+            return False
+        share = self._settings.cutoffs_population_share
+        return share > 0 and progress.events_since_cutoffs >= share * self._population
 
     def _cutoffs_due_now(self) -> bool:
-        """On schedule, or after a bulk load once the backlog is consumed."""
-        if time.monotonic() >= self._cutoffs_due:
+        """On schedule; otherwise, once the backlog is consumed: at start-up or when
+        asked, after a bulk load, or when the population moved by its share (at most
+        once per `cutoffs_min_interval_seconds` for the last three)."""
+        mono = time.monotonic()
+        if mono >= self._cutoffs_due:
             return True
         progress = self._progress
+        if progress is not None and not progress.fully_caught_up:
+            return False
+        if mono < self._cutoffs_at + self._settings.cutoffs_min_interval_seconds:
+            return False
         return (
-            progress is not None
-            and progress.fully_caught_up
-            and progress.events_since_cutoffs >= self._settings.cutoffs_bulk_events
+            self._cutoffs_requested
+            or self._population_moved()
+            or (
+                progress is not None
+                and progress.events_since_cutoffs >= self._settings.cutoffs_bulk_events
+            )
         )
+
+    def _cutoffs_pending_at(self) -> float:
+        """The monotonic instant the next cut-off computation may run."""
+        progress = self._progress
+        waiting = progress is not None and not progress.fully_caught_up
+        if not waiting and (self._cutoffs_requested or self._population_moved()):
+            return min(
+                self._cutoffs_due, self._cutoffs_at + self._settings.cutoffs_min_interval_seconds
+            )
+        return self._cutoffs_due
+
+    async def _job_unfinished(self) -> bool:
+        async with self._sessions() as session:
+            return await jobs_repository.unfinished(session) is not None
 
     async def _refresh_cutoffs_if_due(self) -> None:
         if not self._cutoffs_due_now():
             return
-        flagged = await self.recompute_cutoffs()
+        if time.monotonic() < self._cutoffs_due and await self._job_unfinished():
+            # A scheme job re-evaluates everyone under the cut-offs stored at its
+            # activation; its end asks for new ones (request_cutoffs). Retry later.
+            self._cutoffs_requested = True
+            self._cutoffs_at = time.monotonic()
+            return
+        if self._progress is not None:
+            # Events applied while computing count towards the next computation.
+            self._progress.events_since_cutoffs = 0
+        asked, self._cutoffs_requested = self._cutoffs_requested, False
+        try:
+            flagged = await self.recompute_cutoffs()
+        except Exception:
+            self._cutoffs_requested = asked  # still owed after the retry pause
+            raise
         if flagged:
             log.info("population cut-offs moved; %s customers flagged for review", flagged)
             self.wake()
         self._cutoffs_due = time.monotonic() + self._settings.cutoffs_interval_seconds
-        if self._progress is not None:
-            self._progress.events_since_cutoffs = 0
+        self._cutoffs_at = time.monotonic()
 
     def _sleep_seconds(self, due: int | None, read_at: float) -> float:
         """Until the earliest of: the due instant, the next forced read, the cut-off
@@ -149,7 +213,7 @@ class ReviewScheduler:
         mono = time.monotonic()
         wait = min(
             read_at + self._settings.review_max_sleep_seconds - mono,
-            self._cutoffs_due - mono,
+            self._cutoffs_pending_at() - mono,
             self._settings.review_interval_seconds,
         )
         if due is not None:

@@ -71,7 +71,10 @@ async def run_worker(
         scheduler = ReviewScheduler(settings, sessions, processor, schemes, clock, progress)
         # New class changes (a batch, an override, an activation) may bring a review forward.
         relay = OutboxRelay(settings, sessions, producer, on_notify=scheduler.wake)
-        jobs = JobRunner(settings, sessions, processor, clock)
+        # Every customer re-evaluated under a new scheme: its population cut-offs now.
+        jobs = JobRunner(
+            settings, sessions, processor, clock, on_done=lambda _job: scheduler.request_cutoffs()
+        )
         inbox = InboxPruner(settings, sessions, clock)
         relay_stop = asyncio.Event()
         producers = [

@@ -93,6 +93,14 @@ def _as_of(explanation: dict[str, Any], now_values: dict[str, Any]) -> dict[str,
     return out
 
 
+def _public(explanation: dict[str, Any]) -> dict[str, Any]:
+    """The explanation without what the class answer shows beside it (`next`,
+    `changes_at`) or keeps for the worker only (`basis`)."""
+    if not any(k in explanation for k in ("next", "changes_at", "basis")):
+        return explanation
+    return {k: v for k, v in explanation.items() if k not in ("next", "changes_at", "basis")}
+
+
 def customer_document(row: asyncpg.Record, now: int | None) -> dict[str, Any]:
     """The `CustomerOut` shape of one row of `customers`.
 
@@ -115,7 +123,9 @@ def customer_document(row: asyncpg.Record, now: int | None) -> dict[str, Any]:
             "since": _instant(c["since"]),
             "scheme_version": c["scheme_version"],
             "rule": c["rule"],
-            "explanation": _as_of(c["explanation"], now_values),
+            "explanation": _public(_as_of(c["explanation"], now_values)),
+            "next": c["explanation"].get("next"),
+            "changes_at": c["explanation"].get("changes_at"),
         }
         for dim, c in row["classes"].items()
     }

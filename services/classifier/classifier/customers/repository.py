@@ -30,6 +30,14 @@ async def history(
     return list(await session.scalars(stmt.limit(limit)))
 
 
+async def current_periods(session: AsyncSession, customer_id: str) -> list[ClassHistory]:
+    """The open period of each dimension: the classes the customer holds now."""
+    stmt = select(ClassHistory).where(
+        ClassHistory.customer_id == customer_id, ClassHistory.valid_to.is_(None)
+    )
+    return list(await session.scalars(stmt.order_by(ClassHistory.dimension)))
+
+
 async def classes_as_of(
     session: AsyncSession, customer_id: str, at: datetime
 ) -> list[ClassHistory]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, cast
+from typing import Annotated, Literal, cast
 
 import asyncpg
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -85,10 +85,28 @@ async def get_history(
 async def get_classes_as_of(
     customer_id: CustomerId,
     session: SessionDep,
-    as_of: Annotated[Instant, Query(description="ISO 8601 instant with offset.")],
+    request: Request,
+    as_of: Annotated[
+        Instant | Literal["now"] | None,
+        Query(
+            description="ISO 8601 instant with offset, in event time (when things happened, "
+            "as their sources stamped them); `now`, omitted, or an instant not before the "
+            "server's clock: the current classes."
+        ),
+    ] = None,
 ) -> ClassesAsOfOut:
-    """The classes the customer held at a past instant (from the class history)."""
-    return await service.classes_as_of(session, customer_id, as_of)
+    """The classes the customer held at an instant, from the class history.
+
+    The history is kept in event time: a period starts when the event that caused
+    it happened (an order's `placed_at`, a call's `started_at`) or when a
+    time-driven change fell due, not when the worker recorded it. Sources may
+    stamp events up to 300 s ahead of the server's clock, so a period can start a
+    little in the future; "as of now" (`now`, omitted, or an instant at or after
+    the server's clock) therefore answers the current classes (the open periods),
+    whatever their stamps.
+    """
+    at = None if as_of == "now" else as_of
+    return await service.classes_as_of(session, customer_id, at, now=_now(request))
 
 
 @router.put(

@@ -11,8 +11,48 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from classifier.params import Instant
 
 
+class ChangeOut(BaseModel):
+    """The smallest change that reaches a better class."""
+
+    kind: str = Field(
+        description="orders | revenue | points | calls | intent | contact | deal_stage | "
+        "attribute | time"
+    )
+    feature: str = Field(description="The feature the rule compares (e.g. orders_365d).")
+    amount: float | None = Field(
+        description="How much more: orders, calls (whole numbers), revenue (base currency), "
+        "points; the intent level 1-3; null for a stage, an attribute or time."
+    )
+    within_days: int | None = Field(description="The window the change must fall in, if any.")
+    at: datetime | None = Field(description="For time: the instant the class is reached.")
+    value: Any = Field(
+        default=None, description="The deal stage, attribute value or call outcome to reach."
+    )
+
+
+class NextOut(BaseModel):
+    """The nearest better class (by the scheme's order) and what it would take."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    cls: str = Field(alias="class")
+    change: ChangeOut
+    text: dict[str, str] = Field(description="The change in words, by language (en, zh).")
+
+
+class ChangesAtOut(BaseModel):
+    """The class changes by itself (no new facts) at `at`."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    cls: str = Field(alias="class")
+    at: datetime
+    text: dict[str, str]
+
+
 class CustomerClassOut(BaseModel):
-    """The class a customer holds in one dimension, since when, and why."""
+    """The class a customer holds in one dimension, since when, why, what it would take to
+    move up (`next`), and when it changes by itself (`changes_at`)."""
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -22,6 +62,18 @@ class CustomerClassOut(BaseModel):
     scheme_version: int
     rule: str
     explanation: dict[str, Any]
+    next: NextOut | None = Field(
+        default=None,
+        description="The nearest better class and the smallest change that reaches it, as "
+        "of the evaluation (`evaluated_at`); null for the best class, a manual override, "
+        "a dimension whose classes are not ordered (`ordered: false` in the scheme), or "
+        "when no single kind of change reaches a better class.",
+    )
+    changes_at: ChangesAtOut | None = Field(
+        default=None,
+        description="When the class changes by itself unless something happens (e.g. "
+        "becomes churned when the last order leaves the year); null if it holds.",
+    )
 
 
 class AggregatesOut(BaseModel):

@@ -19,7 +19,7 @@ from classifier.customers.schemas import (
     HistoryPeriod,
     OverrideIn,
 )
-from classifier.engine import to_micros
+from classifier.engine import from_micros, to_micros
 from classifier.errors import BadRequest, CustomerNotFound, NotFound
 from classifier.processing.batch import BatchProcessor
 from classifier.processing.state import CustomerState
@@ -79,10 +79,19 @@ async def history(
     )
 
 
-async def classes_as_of(session: AsyncSession, customer_id: str, at: datetime) -> ClassesAsOfOut:
+async def classes_as_of(
+    session: AsyncSession, customer_id: str, at: datetime | None, *, now: int
+) -> ClassesAsOfOut:
+    """The classes held at `at` in event time; at or after `now` (or None), the current
+    ones: events stamped up to 300 s ahead must not hide them."""
     if not await repository.exists(session, customer_id):
         raise CustomerNotFound(f"no customer with id {customer_id!r}")
-    rows = await repository.classes_as_of(session, customer_id, at)
+    current = from_micros(now)
+    if at is None or at >= current:
+        at = at or current
+        rows = await repository.current_periods(session, customer_id)
+    else:
+        rows = await repository.classes_as_of(session, customer_id, at)
     return ClassesAsOfOut(
         customer_id=customer_id,
         as_of=at,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from classifier.engine.facts import NUMBER, CustomerFacts
-from classifier.engine.features import Feature, StaticFeature
+from classifier.engine.features import AttributeFeature, Feature, StaticFeature
 
 SCALAR_OPS: dict[str, Callable[[Any, Any], bool]] = {
     "eq": operator.eq,
@@ -110,6 +110,12 @@ class Condition:
         raise NotImplementedError
 
 
+def source_of(ctx: EvalContext, name: str) -> str | None:
+    """The source a CRM attribute's value came from (attribute precedence), else None."""
+    feature = ctx.features[name]
+    return feature.source_of(ctx.facts) if isinstance(feature, AttributeFeature) else None
+
+
 def _min_flip(flips: list[int | None]) -> int | None:
     known = [f for f in flips if f is not None]
     return min(known) if known else None
@@ -134,19 +140,24 @@ class Comparison(Condition):
 
     def checks(self, ctx: EvalContext) -> list[dict[str, Any]]:
         actual = ctx.value(self.feature)
-        return [
-            {
-                "feature": self.feature,
-                "op": self.op,
-                "expected": self.operand,
-                "actual": actual,
-                "result": self.truth(actual),
-            }
-        ]
+        check = {
+            "feature": self.feature,
+            "op": self.op,
+            "expected": self.operand,
+            "actual": actual,
+            "result": self.truth(actual),
+        }
+        source = source_of(ctx, self.feature)
+        if source is not None:
+            check["source"] = source
+        return [check]
 
     def describe(self, ctx: EvalContext) -> str:
+        source = source_of(ctx, self.feature)
         return (
-            f"{self.feature} = {ctx.value(self.feature)!r} {OP_SYMBOLS[self.op]} {self.operand!r}"
+            f"{self.feature} = {ctx.value(self.feature)!r}"
+            + (f" (from {source})" if source is not None else "")
+            + f" {OP_SYMBOLS[self.op]} {self.operand!r}"
         )
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
-from classifier.engine.conditions import EvalContext
-from classifier.engine.facts import NUMBER, CustomerFacts
+from classifier.engine.conditions import Condition, EvalContext, source_of
+from classifier.engine.facts import NUMBER, CustomerFacts, OrderFact, undone
 from classifier.engine.features import DAY
+from classifier.engine.next_move import Move, apply_move, basis, changes_at, next_move
 from classifier.engine.scheme import Band, CompiledDimension, CompiledScheme
 
 
@@ -48,12 +49,21 @@ class ClassResult:
     checks: list[dict[str, Any]]
     _explain: Callable[[], dict[str, Any]] = field(repr=False, compare=False)
     _explanation: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    _basis: Callable[[], list[Any]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def explanation(self) -> dict[str, Any]:
+        """Why this class (`summary`, `checks`), with `next` (the nearest better class and
+        the smallest change reaching it) and `changes_at` (when it changes by itself)."""
         if self._explanation is None:
             self._explanation = self._explain()
         return self._explanation
+
+    @property
+    def basis(self) -> list[Any]:
+        """The values `next` was computed from (an explanation with the same class, rule,
+        checks and basis says the same)."""
+        return self._basis() if self._basis is not None else []
 
 
 @dataclass(slots=True)
@@ -88,6 +98,7 @@ class _Candidate:
     flip: int | None
     allow_backward: bool = False
     label: str | None = None
+    when: Condition | None = None  # the matched rule's condition
 
     def text(self) -> str:
         return self.summary if isinstance(self.summary, str) else self.summary()
@@ -100,14 +111,16 @@ def _earliest(*flips: int | None) -> int | None:
 
 def _fallback(dim: CompiledDimension, flip: int | None, why: str) -> _Candidate:
     cls = dim.default if dim.default is not None else dim.classes[-1]
-    return _Candidate(cls, "default", why, [], flip)
+    meaning = dim.spec.default_summary
+    return _Candidate(cls, "default", f"{why}: {meaning}" if meaning else why, [], flip)
 
 
-def _by_rules(dim: CompiledDimension, ctx: EvalContext) -> _Candidate:
+def _by_rules(dim: CompiledDimension, ctx: EvalContext, timed: bool = True) -> _Candidate:
     flip: int | None = None
     for rule in dim.rules:
         # Any rule before the match, and the match itself, can change the outcome.
-        flip = _earliest(flip, rule.when.next_flip(ctx))
+        if timed:
+            flip = _earliest(flip, rule.when.next_flip(ctx))
         if rule.when.test(ctx):
             when = rule.when
             return _Candidate(
@@ -118,6 +131,7 @@ def _by_rules(dim: CompiledDimension, ctx: EvalContext) -> _Candidate:
                 flip,
                 rule.allow_backward,
                 rule.label,
+                when,
             )
     return _fallback(dim, flip, "no rule matched")
 
@@ -151,6 +165,9 @@ def _by_bands(
     )
     idx = pick(value)
     check = {"feature": feature, "actual": value}
+    source = source_of(ctx, feature)
+    if source is not None:
+        check["source"] = source
     if margin and prior is not None and value is not None:
         # Hysteresis: keep a better prior band while within `margin` below its minimum.
         for band in bands:
@@ -192,14 +209,15 @@ def _by_map(dim: CompiledDimension, ctx: EvalContext, prior: PriorClass | None) 
     value = ctx.value(spec.feature)
     flip = ctx.next_flip(spec.feature, lookup, []) if dim.timed_feature else None
     cls = lookup(value)
+    source = source_of(ctx, spec.feature)
+    given = f" (from {source})" if source is not None else ""
     if cls is None:
-        return _fallback(dim, flip, f"{spec.feature} = {value!r} is not in the mapping")
+        return _fallback(dim, flip, f"{spec.feature} = {value!r}{given} is not in the mapping")
+    check = {"feature": spec.feature, "op": "map", "actual": value, "result": True}
+    if source is not None:
+        check["source"] = source
     return _Candidate(
-        cls,
-        f"map:{value}",
-        f"{spec.feature} = {value!r} maps to {cls}",
-        [{"feature": spec.feature, "op": "map", "actual": value, "result": True}],
-        flip,
+        cls, f"map:{value}", f"{spec.feature} = {value!r}{given} maps to {cls}", [check], flip
     )
 
 
@@ -247,9 +265,10 @@ def _candidate(
     ctx: EvalContext,
     prior: PriorClass | None,
     cutoffs: Mapping[str, Mapping[str, float]],
+    timed: bool = True,
 ) -> _Candidate:
     if dim.kind == "rules":
-        return _by_rules(dim, ctx)
+        return _by_rules(dim, ctx, timed)
     if dim.kind == "score":
         spec = dim.spec.score
         assert spec is not None
@@ -259,6 +278,28 @@ def _candidate(
     return _by_rank(dim, ctx, cutoffs)
 
 
+def _rests_on_undone_orders(
+    dim: CompiledDimension,
+    ctx: EvalContext,
+    prior: PriorClass,
+    cutoffs: Mapping[str, Mapping[str, float]],
+    period: int | None,
+) -> bool:
+    """True when a forward-only hold of `prior` would rest on a mistake that was undone:
+    the customer has cancelled (or, within the period, fully refunded) orders, and with
+    them standing the rules would reach `prior` or better. Real evidence keeps the hold."""
+    facts = ctx.facts
+    gone = [o for o in facts.orders.values() if undone(o, period)]
+    if not gone:
+        return False
+    restored = dict(facts.orders)
+    for o in gone:
+        restored[o.order_id] = OrderFact(o.order_id, o.placed_at, o.amount, o.status)
+    as_placed = replace(facts, orders=restored, _view=None, _order_docs=None, _call_docs=None)
+    cand = _candidate(dim, EvalContext(as_placed, ctx.now, ctx.features), prior, cutoffs)
+    return cand.cls in dim.classes and dim.rank_of(cand.cls) <= dim.rank_of(prior.cls)
+
+
 def evaluate_dimension(
     dim: CompiledDimension,
     ctx: EvalContext,
@@ -266,8 +307,15 @@ def evaluate_dimension(
     prior: PriorClass | None = None,
     override: Override | None = None,
     cutoffs: Mapping[str, Mapping[str, float]] | None = None,
+    period: int | None = None,
+    outlooks: Outlooks | None = None,
+    timed: bool = True,
 ) -> tuple[ClassResult, int | None]:
-    """Pick one class for one dimension; returns it with its next flip instant."""
+    """Pick one class for one dimension; returns it with its next flip instant.
+
+    `period` is the scheme's cancellation period (µs): an order refunded in full
+    within it counts as undone when a forward-only hold is weighed. `timed=False` skips
+    working out the next flip of a rules dimension (None then)."""
     now = ctx.now
     if override is not None and (override.expires_at is None or override.expires_at > now):
         explanation: dict[str, Any] = {
@@ -277,10 +325,12 @@ def evaluate_dimension(
             "summary": f"manual override to {override.cls}",
             "checks": [],
             "expires_at": override.expires_at,
+            "next": None,
+            "changes_at": None,
         }
         result = ClassResult(dim.name, override.cls, "override", [], lambda: explanation)
         return result, override.expires_at
-    cand = _candidate(dim, ctx, prior, cutoffs or {})
+    cand = _candidate(dim, ctx, prior, cutoffs or {}, timed)
     flip = cand.flip
     kept_by = None
     worse = (
@@ -289,16 +339,18 @@ def evaluate_dimension(
         and cand.cls in dim.classes
         and dim.rank_of(cand.cls) > dim.rank_of(prior.cls)
     )
+    released = False
     if worse and prior is not None:
         if dim.spec.forward_only and not cand.allow_backward:
-            kept_by = "forward_only"
+            released = _rests_on_undone_orders(dim, ctx, prior, cutoffs or {}, period)
+            kept_by = None if released else "forward_only"
         elif dim.spec.min_dwell_days and now < prior.since + int(dim.spec.min_dwell_days * DAY):
             kept_by = "min_dwell"
             flip = _earliest(flip, prior.since + int(dim.spec.min_dwell_days * DAY))
     cls = prior.cls if kept_by and prior is not None else cand.cls
 
     def explain() -> dict[str, Any]:
-        explanation = {
+        explanation: dict[str, Any] = {
             "kind": dim.kind,
             "rule": cand.rule,
             "summary": cand.text(),
@@ -307,16 +359,93 @@ def evaluate_dimension(
         }
         if cand.label:
             explanation["label"] = cand.label
+        if released:
+            explanation["released"] = "forward_only"
+            explanation["summary"] = (
+                f"{explanation['summary']} (not held at {prior.cls if prior else None}: "
+                "the order that reached it was cancelled or refunded in full)"
+            )
         if kept_by:
             explanation["kept_by"] = kept_by
             explanation["would_be"] = cand.cls
             explanation["summary"] = (
                 f"stays {cls} ({kept_by}); rules say {cand.cls}: {explanation['summary']}"
             )
+        # The class changes by itself where what holds it stops holding: the matched
+        # rule's condition; a forward-only hold never lets go by itself.
+        hold = flip
+        if kept_by == "forward_only":
+            hold = None
+        elif cand.when is not None and not kept_by:
+            hold = cand.when.next_flip(ctx)
+        explanation["next"], explanation["changes_at"] = _outlook(
+            dim, ctx, cls, hold, prior, cutoffs or {}, period, outlooks
+        )
+        explanation["basis"] = basis_of()
         return explanation
 
+    def basis_of() -> list[Any]:
+        return basis(dim, ctx, cls, (cutoffs or {}).get(dim.name, {}))
+
     rule = kept_by if kept_by else cand.rule
-    return ClassResult(dim.name, cls, rule, cand.checks, explain), flip
+    return ClassResult(dim.name, cls, rule, cand.checks, explain, None, basis_of), flip
+
+
+class Outlooks:
+    """Contexts `next` and `changes_at` evaluate in, shared by the dimensions of one
+    evaluation: a later instant, or a change made now, is set up once and its
+    feature values computed once for all of them."""
+
+    __slots__ = ("_contexts", "ctx", "enabled")
+
+    def __init__(self, ctx: EvalContext, enabled: bool = True) -> None:
+        self.ctx = ctx
+        self.enabled = enabled
+        self._contexts: dict[tuple[int, Move | None], EvalContext] = {(ctx.now, None): ctx}
+
+    def context(self, instant: int, move: Move | None) -> EvalContext:
+        key = (instant, move)
+        found = self._contexts.get(key)
+        if found is None:
+            ctx = self.ctx
+            facts = (
+                ctx.facts if move is None else apply_move(ctx.facts, move, instant, ctx.features)
+            )
+            found = self._contexts[key] = EvalContext(facts, instant, ctx.features)
+        return found
+
+
+def _outlook(
+    dim: CompiledDimension,
+    ctx: EvalContext,
+    cls: str,
+    flip: int | None,
+    prior: PriorClass | None,
+    cutoffs: Mapping[str, Mapping[str, float]],
+    period: int | None,
+    outlooks: Outlooks | None,
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """`next` and `changes_at` of a class just picked (see next_move.py)."""
+    if outlooks is not None and not outlooks.enabled:
+        return None, None
+    held = PriorClass(cls, prior.since if prior is not None and prior.cls == cls else ctx.now)
+    views = outlooks if outlooks is not None else Outlooks(ctx)
+
+    def at(instant: int, move: Move | None = None, timed: bool = True) -> tuple[str, int | None]:
+        result, following = evaluate_dimension(
+            dim,
+            views.context(instant, move),
+            prior=held,
+            cutoffs=cutoffs,
+            period=period,
+            timed=timed,
+        )
+        return result.cls, following
+
+    return (
+        next_move(dim, ctx, cls, lambda m, i: at(i, m, timed=False)[0], cutoffs.get(dim.name, {})),
+        changes_at(ctx, cls, flip, at),
+    )
 
 
 def evaluate(
@@ -331,6 +460,7 @@ def evaluate(
 ) -> Evaluation:
     """Classify one customer at `now` (epoch µs), in every dimension or `only` these."""
     ctx = EvalContext(facts, now, scheme.features)
+    outlooks = Outlooks(ctx, scheme.spec.next_moves)
     previous = previous or {}
     overrides = overrides or {}
     classes: dict[str, ClassResult] = {}
@@ -343,6 +473,8 @@ def evaluate(
             prior=previous.get(name),
             override=overrides.get(name),
             cutoffs=cutoffs,
+            period=scheme.cancellation_period,
+            outlooks=outlooks,
         )
         classes[name] = result
         if flip is not None and flip > now:

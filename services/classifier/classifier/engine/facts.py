@@ -21,7 +21,7 @@ customer from the facts log instead.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -102,8 +102,9 @@ class Fact:
     body: dict[str, Any]
 
 
-def fact_of(event: ActivityEvent) -> Fact:
-    """The fact an activity event records."""
+def fact_of(event: ActivityEvent, source: str | None = None) -> Fact:
+    """The fact an activity event records; `source` is the envelope's (e.g.
+    `crm/hubspot`), kept with CRM attributes for their precedence."""
     seen = to_micros(event.occurred_at())
     body: dict[str, Any]
     match event:
@@ -129,6 +130,8 @@ def fact_of(event: ActivityEvent) -> Fact:
             return Fact(CALL, event.call_id, to_micros(event.started_at), seen, body)
         case CrmContactUpdated():
             body = {"attrs": dict(event.attributes), "tags": event.tags}
+            if source is not None:
+                body["src"] = source
             return Fact(CONTACT, "", to_micros(event.updated_at), seen, body)
         case CrmDealStageChanged():
             return Fact(DEAL, "", to_micros(event.changed_at), seen, {"stage": event.stage})
@@ -170,6 +173,19 @@ class OrderFact:
     @property
     def net_amount(self) -> float:
         return max(self.amount - self.refunded, 0.0) if self.counts else 0.0
+
+
+def undone(order: OrderFact, period_us: int | None) -> bool:
+    """True when a placed order was undone: cancelled, or (with a cancellation period)
+    refunded in full within that period of being placed."""
+    if order.placed_at is None:
+        return False
+    if order.cancelled:
+        return True
+    if period_us is None or not order.refunds or order.amount <= 0:
+        return False
+    within = all(at - order.placed_at <= period_us for at, _ in order.refunds.values())
+    return within and order.refunded >= order.amount - 1e-6
 
 
 @dataclass(slots=True)
@@ -233,6 +249,7 @@ class Past:
     touches: int = 0
     last_touch: int | None = None
     points: dict[str, float] = field(default_factory=dict)  # name -> value at `until`
+    undone: int = 0  # purchases refunded in full within the scheme's cancellation period
 
     def score(self, name: str, spec: PointsSpec, now: int) -> float:
         value = self.points.get(name, 0.0)
@@ -256,6 +273,7 @@ class Past:
             self.touches,
             self.last_touch,
             self.points,
+            self.undone,
         ]
 
     @classmethod
@@ -370,6 +388,9 @@ class CustomerFacts:
     # Refunds (id -> (at, amount, order id)) of orders already summarised in `past`.
     loose_refunds: dict[str, tuple[int, float, str]] = field(default_factory=dict)
     past: Past | None = None
+    # Per CRM attribute, the latest value each source gave: {attr: {source: [value, at]}}
+    # (source "" when the event named none). See `attribute` for the precedence.
+    attribute_sources: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
     _view: FactsView | None = field(default=None, repr=False, compare=False)
     # The stored document's "orders" and "calls", kept up to date entry by entry as
     # facts are folded in (None: built on the next `to_doc`), so saving a customer
@@ -448,6 +469,11 @@ class CustomerFacts:
             if view is not None and not known:
                 self._view = view.appended_call(call)
         elif kind == CONTACT:
+            src = body.get("src", "")
+            for key, value in body["attrs"].items():
+                given = self.attribute_sources.setdefault(key, {})
+                if src not in given or fact.at >= given[src][1]:
+                    given[src] = [value, fact.at]
             # Last write wins by source time, so late CRM updates don't roll back.
             if fact.at >= self.attributes_at:
                 self.attributes.update(body["attrs"])
@@ -466,6 +492,28 @@ class CustomerFacts:
         elif kind == TOUCH:
             self.touches[fact.key] = (fact.at, body["kind"])
         return aspects
+
+    def attribute(self, key: str, order: Sequence[str]) -> tuple[Any, str | None]:
+        """(value, source) of a CRM attribute: from the first source in `order` that gave
+        one, then the most recent of the others; the last written value when no source
+        was recorded (facts folded before sources were kept)."""
+        given = self.attribute_sources.get(key)
+        if not given:
+            return self.attributes.get(key), None
+        rank = {name: i for i, name in enumerate(order)}
+        src, (value, _) = min(
+            given.items(), key=lambda kv: (rank.get(kv[0], len(rank)), -kv[1][1], kv[0])
+        )
+        return value, src or None
+
+    def attribute_conflicts(self) -> dict[str, dict[str, Any]]:
+        """Attributes that named sources disagree on: {attr: {source: value}}."""
+        out: dict[str, dict[str, Any]] = {}
+        for key, given in self.attribute_sources.items():
+            named = {src: v for src, (v, _) in given.items() if src}
+            if len({repr(v) for v in named.values()}) > 1:
+                out[key] = named
+        return out
 
     def _order_changed(self, order: OrderFact) -> None:
         if self._order_docs is not None:
@@ -491,8 +539,17 @@ class CustomerFacts:
         times += [at for at, _, _ in self.loose_refunds.values()]
         return min(times) if times else None
 
-    def compact(self, until: int, spec: str, points: Mapping[str, PointsSpec]) -> None:
+    def compact(
+        self,
+        until: int,
+        spec: str,
+        points: Mapping[str, PointsSpec],
+        *,
+        period: int | None = None,
+    ) -> None:
         """Fold the detail of facts before `until` into the summary of the past.
+
+        `period` is the scheme's cancellation period (µs; see `undone`), part of `spec`.
 
         Windows of the scheme must not reach before `until` at any instant the
         customer is evaluated again; the caller picks it from the horizon.
@@ -534,6 +591,7 @@ class CustomerFacts:
                 past.first = at if past.first is None else past.first
                 past.last = at
                 past.purchases += 1
+                past.undone += undone(o, period)
                 past.gross += o.amount
                 add_points("order", None, at)
             for rid, (at, amount) in o.refunds.items():
@@ -580,6 +638,11 @@ class CustomerFacts:
             "links": {k: list(v) for k, v in self.links.items()},
             "touches": {k: list(v) for k, v in self.touches.items()},
         }
+        if self.attribute_sources:
+            doc["attr_src"] = self.attribute_sources
+            conflicts = self.attribute_conflicts()
+            if conflicts:
+                doc["conflicts"] = conflicts
         if self.loose_refunds:
             doc["loose_refunds"] = {k: list(v) for k, v in self.loose_refunds.items()}
         if self.past is not None:
@@ -631,6 +694,7 @@ class CustomerFacts:
         }
         if "past" in doc:
             facts.past = Past.from_doc(doc["past"])
+        facts.attribute_sources = doc.get("attr_src", {})
         return facts
 
 
@@ -651,10 +715,13 @@ def rebuild(customer_id: str, facts: Iterable[Fact]) -> CustomerFacts:
     return state
 
 
-def points_spec_key(points: Mapping[str, PointsSpec]) -> str:
-    """A stable name for a set of points definitions (see Past.spec)."""
+def points_spec_key(points: Mapping[str, PointsSpec], period: int | None = None) -> str:
+    """A stable name for a set of points definitions and cancellation period (see
+    Past.spec)."""
     parts = [
         f"{name}:{spec.half_life_days!r}:{sorted(spec.points.items())!r}"
         for name, spec in sorted(points.items())
     ]
+    if period is not None:
+        parts.append(f"cancellation:{period}")
     return hashlib.sha1("|".join(parts).encode(), usedforsecurity=False).hexdigest()[:12]

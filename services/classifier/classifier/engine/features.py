@@ -35,6 +35,7 @@ from classifier.engine.facts import (
     PointsSpec,
     TouchFact,
     from_micros,
+    undone,
 )
 
 DAY = DAY_US  # microseconds
@@ -667,6 +668,27 @@ def _count_orders(f: CustomerFacts) -> int:
     return len(f.view().purchase_times) + (f.past.purchases if f.past is not None else 0)
 
 
+def _placed_orders(f: CustomerFacts) -> int:
+    """Orders ever placed, cancelled ones included: placing one shows interest."""
+    past = f.past.orders if f.past is not None else 0
+    return past + sum(1 for o in f.orders.values() if o.placed_at is not None)
+
+
+def kept_orders_feature(period_days: float | None) -> StaticFeature:
+    """`kept_orders`: purchases that stand, i.e. not cancelled and (with a cancellation
+    period) not refunded in full within it. Orders already folded into the summary of
+    the past count as they were summarised (they are older than every window)."""
+    period = None if period_days is None else int(period_days * DAY)
+
+    def count(f: CustomerFacts) -> int:
+        past = f.past.purchases - f.past.undone if f.past is not None else 0
+        return past + sum(1 for o in f.orders.values() if o.counts and not undone(o, period))
+
+    why = "purchases that stand (not cancelled"
+    why += ")" if period_days is None else f", not fully refunded within {period_days:g} days)"
+    return StaticFeature("kept_orders", count, why, ORDERS)
+
+
 def _aov(f: CustomerFacts) -> float | None:
     n = _count_orders(f)
     return round(_net(f) / n, 4) if n else None
@@ -743,6 +765,13 @@ BUILTINS: dict[str, Feature] = {
         StaticFeature(
             "order_count", _count_orders, "purchases (placed, not cancelled), lifetime", ORDERS
         ),
+        StaticFeature(
+            "orders_placed",
+            _placed_orders,
+            "orders ever placed, cancelled ones included (a sign of interest), lifetime",
+            ORDERS,
+        ),
+        kept_orders_feature(None),
         StaticFeature("gross_revenue", _gross, "purchase amounts, lifetime, base currency", ORDERS),
         StaticFeature("refunded_amount", _refunded, "refunds, lifetime", MONEY),
         StaticFeature("net_revenue", _net, "gross revenue minus refunds (can be negative)", MONEY),
@@ -782,6 +811,12 @@ BUILTINS: dict[str, Feature] = {
             "interested_calls",
             _count_calls(INTERESTED_OUTCOMES),
             "calls with outcome interested, callback_requested or deal_closed",
+            CALLS,
+        ),
+        StaticFeature(
+            "deal_closed_calls",
+            _count_calls(frozenset({"deal_closed"})),
+            "calls with outcome deal_closed, lifetime",
             CALLS,
         ),
         StaticFeature("last_call_outcome", _last_outcome, "outcome of the latest call", CALLS),
@@ -840,8 +875,32 @@ BUILTINS: dict[str, Feature] = {
 }
 
 
-def attribute_feature(name: str) -> Feature | None:
-    """`attr.<key>` reads any CRM attribute, e.g. attr.key_account."""
+def attribute_feature(name: str, order: Sequence[str] | None = None) -> Feature | None:
+    """`attr.<key>` reads any CRM attribute, e.g. attr.key_account (with a source order:
+    the value of the most trusted source, see AttributeFeature)."""
     if name.startswith("attr.") and len(name) > 5:
+        if order is not None:
+            return AttributeFeature(name, name[5:], tuple(order))
         return StaticFeature(name, _attr(name[5:]), f"CRM attribute {name[5:]!r}", CONTACT)
     return None
+
+
+# The built-in features that are CRM attributes read as they are.
+ATTRIBUTE_FEATURES = (
+    "industry", "employee_count", "annual_revenue", "region", "need_type", "satisfaction",
+    "service_cost",
+)  # fmt: skip
+
+
+class AttributeFeature(StaticFeature):
+    """A CRM attribute by source precedence: the value of the first source in `order`
+    that gave one, then the most recent of the others (`source_of` names it)."""
+
+    def __init__(self, name: str, key: str, order: tuple[str, ...]) -> None:
+        described = f"CRM attribute {key!r}, by source: {', '.join(order) or 'most recent'}"
+        super().__init__(name, lambda f: f.attribute(key, order)[0], described, CONTACT)
+        self.key = key
+        self.order = order
+
+    def source_of(self, facts: CustomerFacts) -> str | None:
+        return facts.attribute(self.key, self.order)[1]

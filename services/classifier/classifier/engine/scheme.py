@@ -10,8 +10,16 @@ list of classes (best first) plus exactly one way to pick a class:
   (see population.py) and passed to evaluation;
 - `map`: attribute mapping, `{feature, values: {raw: class}}` or `{feature, bands}`.
 
-Options per dimension: `default` class, `forward_only`, `min_dwell_days`
-(hysteresis before moving to a worse class), `label` (e.g. the Chinese term).
+Options per dimension: `default` class and `default_summary` (what the default
+means, for its explanation), `forward_only` (never moves to a worse class while
+the evidence for the better one stands: a hold resting on an order that was
+undone, cancelled or refunded in full within the scheme's
+`cancellation_period_days`, is released), `min_dwell_days` (hysteresis before
+moving to a worse class), `ordered` (false: the classes are kinds, not a
+ladder, so no class is "better"), `label` (e.g. the Chinese term).
+
+A rule or band names its class `class` (`cls` is accepted too, for schemes
+written against older documents; the API emits `class`).
 """
 
 from __future__ import annotations
@@ -38,14 +46,18 @@ from classifier.engine.conditions import Condition, ConditionError, compile_cond
 from classifier.engine.facts import ALL_ASPECTS, PointsSpec, points_spec_key
 from classifier.engine.features import (
     AGGREGATES,
+    ATTRIBUTE_FEATURES,
     BUILTINS,
+    DAY,
     SOURCES,
+    AttributeFeature,
     Feature,
     PointsFeature,
     StaticFeature,
     Window,
     WindowFeature,
     attribute_feature,
+    kept_orders_feature,
 )
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -213,6 +225,14 @@ class DimensionSpec(_Model):
     description: str | None = None
     classes: list[str] = Field(min_length=1)
     default: str | None = None
+    default_summary: str | None = Field(
+        default=None, description="What the default class means here, for its explanation."
+    )
+    ordered: bool = Field(
+        default=True,
+        description="False when the classes are kinds, not a ladder (industry, size): no "
+        "class is better than another, and a class answer's `next` says so.",
+    )
     forward_only: bool = False
     min_dwell_days: float = Field(default=0, ge=0)
     rules: list[Rule] | None = None
@@ -225,6 +245,25 @@ class SchemeSpec(_Model):
     version: int = Field(ge=1)
     name: str = "scheme"
     description: str | None = None
+    cancellation_period_days: float | None = Field(
+        default=None,
+        ge=0,
+        description="An order refunded in full within this many days of being placed is "
+        "treated as undone, like a cancelled one (feature kept_orders; forward-only holds).",
+    )
+    attribute_sources: dict[str, list[str]] | None = Field(
+        default=None,
+        description="CRM attribute precedence: per attribute (or '*' for every other), the "
+        "envelope sources in order of trust (e.g. crm/fxiaoke before crm/hubspot); a value "
+        "comes from the first source that gave one, then the most recent of the others. "
+        "Without it the most recent write wins.",
+    )
+    next_moves: bool = Field(
+        default=True,
+        description="Work out `next` (what it would take to reach a better class) and "
+        "`changes_at` with every explanation. Each costs the worker an evaluation or two "
+        "of the dimension whenever an explanation is rebuilt; false leaves both null.",
+    )
     key_features: list[str] = Field(default_factory=list)
     features: dict[str, FeatureSpec] = Field(default_factory=dict)
     dimensions: dict[str, DimensionSpec] = Field(min_length=1)
@@ -283,6 +322,8 @@ class CompiledScheme:
     horizon: int = field(init=False)
     points: dict[str, PointsSpec] = field(init=False)
     points_key: str = field(init=False)
+    # The cancellation period (µs) after which a full refund no longer undoes an order.
+    cancellation_period: int | None = field(init=False)
 
     def __post_init__(self) -> None:
         names = list(self.spec.key_features)
@@ -295,7 +336,10 @@ class CompiledScheme:
         self.points = {
             name: f.spec for name, f in self.features.items() if isinstance(f, PointsFeature)
         }
-        self.points_key = points_spec_key(self.points)
+        days = self.spec.cancellation_period_days
+        self.cancellation_period = None if days is None else int(days * DAY)
+        # The summary of the past counts undone purchases under this period too.
+        self.points_key = points_spec_key(self.points, self.cancellation_period)
 
     def dimensions_reading(self, aspects: frozenset[str]) -> list[str]:
         """The dimensions whose class a change of these aspects may change."""
@@ -384,6 +428,11 @@ def parse_scheme(raw: Any) -> CompiledScheme:
 
 def _compile_features(spec: SchemeSpec, errors: list[str]) -> dict[str, Feature]:
     features: dict[str, Feature] = dict(BUILTINS)
+    if spec.attribute_sources is not None:
+        for name in ATTRIBUTE_FEATURES:
+            features[name] = AttributeFeature(name, name, _source_order(spec, name))
+    if spec.cancellation_period_days is not None:
+        features["kept_orders"] = kept_orders_feature(spec.cancellation_period_days)
     for name, fs in spec.features.items():
         path = f"features.{name}"
         if name in BUILTINS:
@@ -410,16 +459,28 @@ def _compile_features(spec: SchemeSpec, errors: list[str]) -> dict[str, Feature]
     return features
 
 
+def _source_order(spec: SchemeSpec, key: str) -> tuple[str, ...]:
+    sources = spec.attribute_sources or {}
+    return tuple(sources.get(key, sources.get("*", [])))
+
+
 def _fingerprint(spec: SchemeSpec, dim: DimensionSpec, used: set[str]) -> str:
     """A digest of a dimension's definition and of the definitions of the features it
     reads (built-in ones by name: their meaning is code)."""
-    reads = {
+    reads: dict[str, Any] = {
         name: spec.features[name].model_dump(mode="json") if name in spec.features else "builtin"
         for name in sorted(used)
     }
-    document = json.dumps(
-        [dim.model_dump(mode="json", by_alias=True), reads], sort_keys=True, default=str
-    )
+    if "kept_orders" in reads and spec.cancellation_period_days is not None:
+        reads["kept_orders"] = spec.cancellation_period_days
+    for name in reads:
+        key = name.removeprefix("attr.")
+        if spec.attribute_sources is not None and (key in ATTRIBUTE_FEATURES or key != name):
+            reads[name] = ["sources", *_source_order(spec, key)]
+    definition = dim.model_dump(mode="json", by_alias=True)
+    for wording in ("default_summary", "ordered"):  # they change no class
+        definition.pop(wording, None)
+    document = json.dumps([definition, reads], sort_keys=True, default=str)
     return hashlib.sha1(document.encode(), usedforsecurity=False).hexdigest()[:16]
 
 
@@ -446,7 +507,10 @@ def compile_scheme(spec: SchemeSpec) -> CompiledScheme:
     features = _compile_features(spec, errors)
 
     def resolve(name: str) -> Feature | None:
-        found = features.get(name) or attribute_feature(name)
+        order = None
+        if spec.attribute_sources is not None and name.startswith("attr."):
+            order = _source_order(spec, name[5:])
+        found = features.get(name) or attribute_feature(name, order)
         if found is not None and name not in features:
             features[name] = found
         return found

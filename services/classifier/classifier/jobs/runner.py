@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -49,8 +49,10 @@ class JobRunner:
         clock: Clock,
         *,
         name: str | None = None,
+        on_done: Callable[[Job], None] | None = None,
     ) -> None:
         self._settings = settings
+        self._on_done = on_done  # e.g. recompute population cut-offs after an activation
         self._sessions = sessions
         self._processor = processor
         self._clock = clock
@@ -130,6 +132,8 @@ class JobRunner:
             return
         await self._finish(job.id, status)
         log.info("job %s %s", job.id, status)
+        if self._on_done is not None and status == "succeeded":
+            self._on_done(job)
 
     async def _chunks(self, job: Job, stopping: asyncio.Event, lost: asyncio.Event) -> str | None:
         """Re-evaluate chunk after chunk; the final status, or None when stopping."""

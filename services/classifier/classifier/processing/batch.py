@@ -187,7 +187,8 @@ class BatchProcessor:
         )
         by_customer: dict[str, list[tuple[Delivery, Fact | None]]] = defaultdict(list)
         for item in fresh:
-            fact = None if isinstance(item.event, CrmContactMerged) else fact_of(item.event)
+            a_merge = isinstance(item.event, CrmContactMerged)
+            fact = None if a_merge else fact_of(item.event, item.envelope.source)
             by_customer[resolution.target[item.event.customer_id]].append((item, fact))
         scheme = await self._schemes.active(session)
         cutoffs = await repository.load_cutoffs(session, scheme.version)

@@ -171,7 +171,7 @@ def compact(facts: CustomerFacts, scheme: CompiledScheme, evaluated_at: int) -> 
     oldest = facts.oldest_detail()
     slack = max(COMPACT_SLACK_DAYS * DAY_US, scheme.horizon // 8)
     if oldest is not None and oldest < until - slack:
-        facts.compact(until, scheme.points_key, scheme.points)
+        facts.compact(until, scheme.points_key, scheme.points, period=scheme.cancellation_period)
         return True
     return False
 
@@ -256,6 +256,7 @@ def reclassify(
             and old_cls == res.cls
             and old["rule"] == res.rule != "override"
             and old["explanation"].get("checks") == res.checks
+            and old["explanation"].get("basis") == res.basis  # what `next` was built from
         ):
             explanation = old["explanation"]
         else:
@@ -338,7 +339,7 @@ def apply_event(
     if state.evaluated_at is not None and at < state.evaluated_at:
         at = state.evaluated_at  # a late event is applied now, history never rewinds
     changes = review_until(state, scheme, at, cutoffs=cutoffs)
-    fact = event if isinstance(event, Fact) else fact_of(event)
+    fact = event if isinstance(event, Fact) else fact_of(event, envelope.source)
     aspects = state.facts.apply_fact(fact)
     state.new_facts.append((fact, envelope.id))
     state.unsaved_facts += 1

@@ -120,7 +120,9 @@ async def create_draft(session: AsyncSession, source: str, *, actor: str) -> Sch
     await session.commit()
     await session.refresh(row)
     spec = compiled.spec.model_copy(update={"version": version})
-    return SchemeOut(**summary(row).model_dump(), source=source, spec=spec.model_dump(mode="json"))
+    return SchemeOut(
+        **summary(row).model_dump(), source=source, spec=spec.model_dump(mode="json", by_alias=True)
+    )
 
 
 def _evaluate_page(

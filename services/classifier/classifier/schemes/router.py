@@ -39,7 +39,7 @@ async def list_schemes(session: SessionDep) -> api.SchemeList:
 async def get_scheme(version: Version, session: SessionDep) -> api.SchemeOut:
     """One version: its source as uploaded and the validated scheme."""
     row = await api.get_row(session, version)
-    spec = compile_stored(row).spec.model_dump(mode="json")
+    spec = compile_stored(row).spec.model_dump(mode="json", by_alias=True)
     return api.SchemeOut(**api.summary(row).model_dump(), source=row.source, spec=spec)
 
 

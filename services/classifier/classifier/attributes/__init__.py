@@ -1,0 +1,1 @@
+"""CRM attributes given by several sources: where they disagree."""
