@@ -379,11 +379,6 @@ command=$VENV/bin/uvicorn classifier.app:create_app --factory --host $CLASSIFIER
 command=$PY -m classifier.worker
 ; the worker commits or rolls back its batch on SIGTERM: give it time
 stopwaitsecs=30
-
-[program:classifier-dispatcher]
-command=$VENV/bin/classifier dispatcher
-; the batch in flight commits, attempts in flight get up to 5 s
-stopwaitsecs=30
 CONF
   if [ "$CLASSIFIER_WORKER_PROCESSES" -gt 1 ]; then
     # process_num runs from the first metrics port up: it is each one's port and name.
@@ -393,6 +388,14 @@ numprocs_start=$CLASSIFIER_WORKER_METRICS_PORT
 process_name=%(program_name)s-%(process_num)d
 CONF
   fi
+  # After the worker's numprocs lines: they belong to the worker's section only.
+  cat >>"$tmp" <<CONF
+
+[program:classifier-dispatcher]
+command=$VENV/bin/classifier dispatcher
+; the batch in flight commits, attempts in flight get up to 5 s
+stopwaitsecs=30
+CONF
   if [[ " $APPS " == *" fxiaoke-sync "* ]]; then
     cat >>"$tmp" <<CONF
 
