@@ -4,6 +4,7 @@ customer is ever left half-merged."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import signal
 from datetime import timedelta
@@ -88,6 +89,14 @@ async def _at_least(sessions: async_sessionmaker[AsyncSession], count: int) -> b
     return await applied(sessions) >= count
 
 
+def _starts(log: Path) -> int:
+    return log.read_text().count('"msg":"worker started') if log.exists() else 0
+
+
+async def _restarted(log: Path, before: int) -> bool:
+    return await asyncio.to_thread(_starts, log) > before
+
+
 async def outcome(url: str) -> dict[str, Any]:
     engine = create_async_engine(url)
     try:
@@ -152,7 +161,11 @@ async def test_killed_workers_across_partitions_end_as_one_replay_in_order(
             victim = n % 2
             procs[victim].send_signal(signal.SIGKILL)
             procs[victim].wait()
+            starts = _starts(logs[victim])
             procs[victim] = start(worker_command(), env, logs[victim])
+            # Up (its SIGTERM handler in place) before the test may stop it: a worker
+            # stopped while still importing ends by the signal, not by a clean stop.
+            await eventually(lambda v=victim, s=starts: _restarted(logs[v], s), within=60)
         await eventually(lambda: settled(sessions, len(events)), within=120, interval=0.5)
         await cutoffs_and_reviews(sessions)
         await eventually(lambda: settled(sessions, len(events)), within=60, interval=0.5)

@@ -102,12 +102,14 @@ async def erase(
     """Carry out erasure requests (event, event id) in this transaction."""
     out = Erased()
     for request, event_id in requests:
+        ids, digests = await _component(session, request, key)
+        await lock_customers(session, ids, set())  # as identity resolution locks them
+        # Read once the locks are ours: the API's erasure of the same request, if it ran
+        # meanwhile, has committed by now and its receipt counts stay as they are.
         done = await session.scalar(
             text("SELECT status = 'completed' FROM erasures WHERE id = :id"),
             {"id": uuid.UUID(request.erasure_id)},
         )
-        ids, digests = await _component(session, request, key)
-        await lock_customers(session, ids, set())  # as identity resolution locks them
         digests |= {
             (k, d)
             for k, d in await session.execute(
