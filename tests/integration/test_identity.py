@@ -200,6 +200,37 @@ async def test_a_crm_merge_keeps_the_named_survivor(
     assert (await row(sessions, first)).merged_into == second
 
 
+async def test_an_absorbed_customer_flagged_for_review_gets_no_classes(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A cut-off computation that flagged a customer while a merge absorbed it must not
+    give the absorbed id classes again (the review skips it)."""
+    await ensure_active_scheme(sessions)
+    worker = BatchProcessor(sessions, SchemeCache(), identity=IdentityOptions(KEY))
+    tag = uuid.uuid4().hex[:8]
+    first, second = f"a-{tag}", f"z-{tag}"
+    await worker.process(deliver(order(first, 1), order(second, 2)))
+    merged = CrmContactMerged(
+        customer_id=second, absorbed_ids=[first], merged_at=T0 + timedelta(hours=3)
+    )
+    await worker.process(deliver(merged))
+    async with sessions() as session, session.begin():  # as the flagging race left it
+        await session.execute(
+            text("UPDATE customers SET next_review_at = now() - interval '1 minute' WHERE id = :c"),
+            {"c": first},
+        )
+    now = int(datetime.now(UTC).timestamp() * 1_000_000)
+    await worker.review_due(now, 100)
+    absorbed = await row(sessions, first)
+    assert absorbed.merged_into == second
+    assert absorbed.classes == {}
+    async with sessions() as session:
+        held = await session.scalar(
+            text("SELECT count(*) FROM customer_classes WHERE customer_id = :c"), {"c": first}
+        )
+    assert held == 0
+
+
 async def test_a_shared_number_does_not_glue_customers_together(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:

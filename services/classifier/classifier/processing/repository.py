@@ -166,7 +166,8 @@ async def lock_due_customers(
     session: AsyncSession, now: int, limit: int, partitions: Sequence[int] | None = None
 ) -> dict[str, CustomerState]:
     """Lock up to `limit` due customers (of these partitions, if given), skipping busy ones."""
-    due = Customer.next_review_at <= from_micros(now)
+    # An absorbed customer is never reviewed: it holds no classes (identity/graph.py).
+    due = (Customer.next_review_at <= from_micros(now)) & Customer.merged_into.is_(None)
     if partitions is not None:
         due = due & Customer.kafka_partition.in_(list(partitions))
     stmt = (

@@ -104,7 +104,9 @@ async def _flag_flips(
         params[f"cut{i}"], params[f"cls{i}"] = cut, cls
     expected = f"CASE {cases} ELSE :fallback END" if cuts else ":fallback"
     # The rows are locked in id order, as the batch path locks them
-    # (load_states), so the two can wait for each other but never deadlock.
+    # (load_states), so the two can wait for each other but never deadlock. A
+    # customer a merge absorbed while this waited for its lock is left alone: the
+    # UPDATE's own condition is checked again on the row as that merge left it.
     sql = f"""
         WITH flips AS (
             SELECT s.id FROM (
@@ -126,7 +128,7 @@ async def _flag_flips(
                                to_jsonb(CAST(:now_us AS bigint)))
                 ELSE c.classes END
         FROM locked l
-        WHERE c.id = l.id
+        WHERE c.id = l.id AND c.merged_into IS NULL
     """
     result = await session.execute(text(sql), params)
     return int(getattr(result, "rowcount", 0) or 0)
