@@ -12,7 +12,7 @@ from decimal import Decimal
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from classifier.app import create_app
@@ -81,6 +81,25 @@ async def api(
             headers={"Authorization": f"Bearer {keys['admin']}"},
         ) as client:
             yield client
+
+
+@pytest.fixture
+async def frozen_api(
+    classifier_settings: ClassifierSettings, keys: dict[str, str]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The API reading at one instant (a decaying score moves between two reads otherwise)."""
+    frozen = {"clock_frozen_at": datetime.now(UTC) + timedelta(hours=1)}
+    app = create_app(classifier_settings.model_copy(update=frozen))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://api",
+            headers={"X-API-Key": keys["read"]},
+        ) as client,
+    ):
+        client.app = app  # type: ignore[attr-defined]
+        yield client
 
 
 async def test_keys_scopes_and_revocation(
@@ -544,3 +563,66 @@ async def test_explanations_show_time_moving_values_as_of_the_read(
         c["feature"]: c for c in body["classes"]["purchase_behavior"]["explanation"]["checks"]
     }
     assert checks["recency_days"]["actual"] == 0
+
+
+async def test_a_document_another_write_changed_is_read_from_the_columns(
+    frozen_api: httpx.AsyncClient,
+    seeded: Callable[[list[OrderPlaced]], Awaitable[None]],
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    api = frozen_api
+    await seeded([order("doc-1", 30), order("doc-1", 2)])
+    async with sessions() as session:
+        assert await session.scalar(select(Customer.document).where(Customer.id == "doc-1"))
+    rendered = (await api.get("/v1/customers/doc-1")).json()
+
+    # A write that does not render the document (as a merge or a cut-off flagging
+    # does) empties it; the answer is the same, from the columns.
+    async with sessions() as session, session.begin():
+        await session.execute(text("UPDATE customers SET features = features WHERE id = 'doc-1'"))
+        assert await session.scalar(select(Customer.document).where(Customer.id == "doc-1")) is None
+    from_columns = (await api.get("/v1/customers/doc-1")).json()
+    bulk = (await api.post("/v1/customers:lookup", json={"ids": ["doc-1"]})).json()
+
+    assert rendered["values_as_of"] != rendered["evaluated_at"]  # values moved to the read
+    assert from_columns == rendered
+    assert bulk["customers"][0]["classes"] == rendered["classes"]
+    # The worker's next write of the customer renders it again.
+    await seeded([order("doc-1", 1)])
+    async with sessions() as session:
+        assert await session.scalar(select(Customer.document).where(Customer.id == "doc-1"))
+    again = (await api.get("/v1/customers/doc-1")).json()
+    assert again["aggregates"]["order_count"] == 3
+
+
+async def test_lookups_arriving_together_share_queries_and_each_gets_its_own_answer(
+    frozen_api: httpx.AsyncClient,
+    seeded: Callable[[list[OrderPlaced]], Awaitable[None]],
+    keys: dict[str, str],
+) -> None:
+    api = frozen_api
+    await seeded([order(f"many-{i}", i + 1) for i in range(20)])
+    reader = api.app.state.reader  # type: ignore[attr-defined]
+    alone = {i: (await api.get(f"/v1/customers/many-{i}")).json() for i in range(20)}
+    queries = 0
+    pool = reader.pool
+
+    class Counted:  # the real pool, its queries counted
+        async def fetch(self, *args: object) -> object:
+            nonlocal queries
+            queries += 1
+            return await pool.fetch(*args)
+
+    reader.pool = Counted()
+    read = {"X-API-Key": keys["read"]}
+    answers = await asyncio.gather(
+        *(api.get(f"/v1/customers/many-{i % 20}", headers=read) for i in range(60)),
+        api.get("/v1/customers/nobody", headers=read),
+    )
+
+    *found, unknown = answers
+    assert unknown.status_code == 404
+    assert unknown.json()["type"].endswith("customer-not-found")
+    for i, response in enumerate(found):
+        assert response.json() == alone[i % 20]
+    assert queries < len(answers)

@@ -22,6 +22,7 @@ from classifier.clock import system_clock
 from classifier.config import ClassifierSettings
 from classifier.console import router as console
 from classifier.customers import reads
+from classifier.customers.fast import FastLookups
 from classifier.customers.router import router as customers_router
 from classifier.db import dsn, is_unavailable, make_engine, make_sessionmaker, sqlstate
 from classifier.errors import DatabaseUnavailable, database_input_problem
@@ -66,6 +67,7 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
         app.state.read_pool = await reads.create_pool(
             dsn(settings.database_url), settings.db_pool_size, settings.api_db_timeout_seconds
         )
+        app.state.reader = reads.Reader(app.state.read_pool, settings.lookup_queries_in_flight)
         client = AIOKafkaClient(bootstrap_servers=settings.kafka_bootstrap_servers)
         with contextlib.suppress(Exception):  # readyz reports a broker that is down
             await client.bootstrap()
@@ -145,6 +147,8 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
     app.include_router(attributes_router)
     app.include_router(console.router)
     console.mount(app)
+    # Innermost: single lookups skip the routing but not the middlewares below.
+    app.add_middleware(FastLookups)
     app.add_middleware(RequestMetrics, metrics=HTTP)
     app.add_middleware(BodyTimeout, timeout=settings.body_timeout_seconds)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]

@@ -133,6 +133,9 @@ class ClassifierSettings(BaseSettings):
         description="Longest wait between retries of a batch while the database is down.",
     )
     db_pool_size: int = 10
+    # Single lookups running at once per API process; lookups arriving meanwhile
+    # share the next query (customers/reads.py Reader).
+    lookup_queries_in_flight: int = 2
     db_timeout_seconds: float = Field(
         default=30.0,
         description="The worker's bound on one statement (server statement_timeout, client "

@@ -2,16 +2,18 @@
 
 Lookups are what other systems call most, so they skip the ORM and the
 response models: one statement on a plain asyncpg pool (no transaction, no
-ping, prepared once per connection), JSONB decoded by orjson, the answer
-built as plain dicts and encoded by orjson. The shape is `CustomerOut`'s,
-which stays the documented response model; the API tests and the schema
-fuzzing run hold the two together.
+ping, prepared once per connection) reads the customer's document as the
+worker rendered it (processing/documents.py), and the answer is those bytes
+with the few values that move with the read spliced in, after a small head
+(id, aggregates, instants). The shape is `CustomerOut`'s, which stays the
+documented response model; the API tests and the schema fuzzing run hold the
+two together.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -19,20 +21,33 @@ import orjson
 
 from classifier.db import connect_args
 from classifier.engine import from_micros
-from classifier.engine.features import moved
+from classifier.processing import documents
 
+_AGGREGATES = (
+    "order_count",
+    "gross_revenue",
+    "refunded_amount",
+    "net_revenue",
+    "first_order_at",
+    "last_order_at",
+    "call_count",
+    "last_call_at",
+)
+# The rendered document (processing/documents.py) and what a read adds to it; the
+# columns it is rendered from only for a customer whose document was emptied
+# (the trigger empties both document columns; the slots are the cheaper test).
 _COLUMNS = (
-    "id, classes, features, motion, overrides, scheme_version, evaluated_at, next_review_at, "
-    "updated_at, order_count, gross_revenue, refunded_amount, net_revenue, first_order_at, "
-    "last_order_at, call_count, last_call_at"
+    "id, merged_into, document, document_slots, motion, scheme_version, evaluated_at, "
+    "next_review_at, updated_at, "
+    + ", ".join(_AGGREGATES)
+    + ", "
+    + ", ".join(
+        f"CASE WHEN document_slots IS NULL THEN {column} END AS {column}"
+        for column in ("classes", "features", "overrides")
+    )
 )
-# An id a merge absorbed answers with its survivor (`merged_into`), in the same query.
-_FOLLOW = (
-    ", ".join(f"c.{column}" for column in _COLUMNS.split(", "))
-    + ", a.id AS asked FROM customers a JOIN customers c ON c.id = COALESCE(a.merged_into, a.id)"
-)
-ONE = f"SELECT {_FOLLOW} WHERE a.id = $1"
-MANY = f"SELECT {_FOLLOW} WHERE a.id = ANY($1::text[])"
+ONE = f"SELECT {_COLUMNS} FROM customers WHERE id = $1"
+MANY = f"SELECT {_COLUMNS} FROM customers WHERE id = ANY($1::text[])"
 
 
 async def _init(conn: asyncpg.Connection) -> None:
@@ -66,114 +81,120 @@ async def _keep(conn: asyncpg.Connection) -> None:
     return None
 
 
-def _instant(us: int | None) -> datetime | None:
-    return None if us is None else from_micros(us)
+def customer_document(row: asyncpg.Record, now: int | None, asked: str | None = None) -> bytes:
+    """The `CustomerOut` JSON of one row of `customers`, as of `now` (`asked`: the id
+    asked for, when a merge absorbed it into this customer).
 
-
-def _as_of(explanation: dict[str, Any], now_values: dict[str, Any]) -> dict[str, Any]:
-    """An explanation with the time-moving values it shows brought to the read."""
-    checks = explanation.get("checks")
-    if not checks or not any(c["feature"] in now_values for c in checks):
-        return explanation
-    out = dict(explanation)
-    summary = out.get("summary", "")
-    new_checks = []
-    for check in checks:
-        name = check["feature"]
-        if name in now_values:
-            summary = summary.replace(
-                f"{name} = {check['actual']!r}", f"{name} = {now_values[name]!r}"
-            )
-            check = {**check, "actual": now_values[name]}
-        new_checks.append(check)
-    out["checks"] = new_checks
-    out["summary"] = summary
-    if "features" in out:
-        out["features"] = {k: now_values.get(k, v) for k, v in out["features"].items()}
-    return out
-
-
-def _public(explanation: dict[str, Any]) -> dict[str, Any]:
-    """The explanation without what the class answer shows beside it (`next`,
-    `changes_at`) or keeps for the worker only (`basis`)."""
-    if not any(k in explanation for k in ("next", "changes_at", "basis")):
-        return explanation
-    return {k: v for k, v in explanation.items() if k not in ("next", "changes_at", "basis")}
-
-
-def customer_document(row: asyncpg.Record, now: int | None) -> dict[str, Any]:
-    """The `CustomerOut` shape of one row of `customers`.
-
-    Values that move with time alone (days since, decaying scores) are shown as
-    of the read (`values_as_of`), from how they move after the evaluation
-    (`customers.motion`); until the next review no class can change, so the
-    classes and their explanations still agree. Once that review is due and not
-    done, the values stay as evaluated and `review_due` says so.
+    The rendered document (classes, explanations, features, overrides) is sent
+    as stored, with the values that move with time alone (days since, decaying
+    scores) shown as of the read (`values_as_of`), from how they move after the
+    evaluation (`customers.motion`); until the next review no class can change,
+    so the classes and their explanations still agree. Once that review is due
+    and not done, the values stay as evaluated and `review_due` says so.
     """
+    body, slots = row["document"], row["document_slots"]
+    motion = row["motion"] or {}
     evaluated = row["evaluated_at"]
+    if body is None:  # emptied by a write that did not render it (a merge, a flagging)
+        body, slots = documents.render(
+            classes=row["classes"],
+            features=row["features"],
+            motion=motion,
+            overrides=row["overrides"] or {},
+            scheme_version=row["scheme_version"],
+            evaluated_at=evaluated,
+        )
     review = row["next_review_at"]
     due = now is not None and review is not None and review <= from_micros(now)
-    now_values: dict[str, Any] = {}
-    if now is not None and not due:
-        now_values = {name: moved(m, now) for name, m in (row["motion"] or {}).items()}
-    classes = {
-        dim: {
-            "dimension": dim,
-            "class": c["class"],
-            "since": _instant(c["since"]),
-            "scheme_version": c["scheme_version"],
-            "rule": c["rule"],
-            "explanation": _public(_as_of(c["explanation"], now_values)),
-            "next": c["explanation"].get("next"),
-            "changes_at": c["explanation"].get("changes_at"),
+    moving = now is not None and not due and bool(motion)
+    head = dumps(
+        {
+            "id": row["id"],
+            "merged_into": row["id"] if asked is not None and asked != row["id"] else None,
+            "aggregates": {
+                "order_count": row["order_count"],
+                "gross_revenue": str(row["gross_revenue"]),
+                "refunded_amount": str(row["refunded_amount"]),
+                "net_revenue": str(row["net_revenue"]),
+                "first_order_at": row["first_order_at"],
+                "last_order_at": row["last_order_at"],
+                "call_count": row["call_count"],
+                "last_call_at": row["last_call_at"],
+            },
+            "next_review_at": review,
+            "updated_at": row["updated_at"],
+            "values_as_of": from_micros(now) if moving and now is not None else evaluated,
+            "review_due": due,
         }
-        for dim, c in row["classes"].items()
-    }
-    features = row["features"]
-    if now_values:
-        features = {k: now_values.get(k, v) for k, v in features.items()}
-    overrides = {
-        dim: {
-            "class": o["class"],
-            "reason": o["reason"],
-            "expires_at": _instant(o.get("expires_at")),
-            "set_at": _instant(o["set_at"]),
-            "active": o.get("expires_at") is None or now is None or o["expires_at"] > now,
-        }
-        for dim, o in (row["overrides"] or {}).items()
-    }
-    return {
-        "id": row["id"],
-        "merged_into": row["id"] if row["asked"] != row["id"] else None,
-        "classes": classes,
-        "aggregates": {
-            "order_count": row["order_count"],
-            "gross_revenue": str(row["gross_revenue"]),
-            "refunded_amount": str(row["refunded_amount"]),
-            "net_revenue": str(row["net_revenue"]),
-            "first_order_at": row["first_order_at"],
-            "last_order_at": row["last_order_at"],
-            "call_count": row["call_count"],
-            "last_call_at": row["last_call_at"],
-        },
-        "features": features,
-        "scheme_version": row["scheme_version"],
-        "overrides": overrides,
-        "evaluated_at": evaluated,
-        "next_review_at": review,
-        "updated_at": row["updated_at"],
-        "values_as_of": from_micros(now) if now is not None and now_values else evaluated,
-        "review_due": due,
-    }
+    )
+    # Two JSON objects made one: the head's members, then the document's.
+    return head[:-1] + b"," + documents.present(body, slots or (), motion, now, due)[1:]
+
+
+def lookup_body(documents_: Sequence[bytes], unknown: Sequence[str]) -> bytes:
+    """`LookupOut` from rendered customers."""
+    return b'{"customers":[' + b",".join(documents_) + b'],"unknown":' + dumps(list(unknown)) + b"}"
 
 
 def dumps(document: Any) -> bytes:
     return orjson.dumps(document, option=orjson.OPT_UTC_Z)
 
 
-async def get_one(pool: asyncpg.Pool, customer_id: str) -> asyncpg.Record | None:
-    return await pool.fetchrow(ONE, customer_id)
+async def get_many(pool: asyncpg.Pool, customer_ids: Sequence[str]) -> dict[str, asyncpg.Record]:
+    """The rows of the customers asked for, by the id asked (a survivor's for an id a
+    merge absorbed): one query, and one more only when some were absorbed."""
+    rows = {row["id"]: row for row in await pool.fetch(MANY, list(set(customer_ids)))}
+    absorbed = {asked: row["merged_into"] for asked, row in rows.items() if row["merged_into"]}
+    if absorbed:
+        survivors = {r["id"]: r for r in await pool.fetch(MANY, list(set(absorbed.values())))}
+        for asked, survivor in absorbed.items():
+            if survivor in survivors:
+                rows[asked] = survivors[survivor]
+            else:
+                del rows[asked]
+    return rows
 
 
-async def get_many(pool: asyncpg.Pool, customer_ids: Sequence[str]) -> list[asyncpg.Record]:
-    return list(await pool.fetch(MANY, list(set(customer_ids))))
+class Reader:
+    """Customers read on the read pool; single reads that arrive together share a query.
+
+    At most `in_flight` queries run at once; requests arriving meanwhile wait and
+    go together in the next one (`= ANY`), so under load one round trip serves
+    many lookups and, with nothing else running, a lookup goes at once alone.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, in_flight: int) -> None:
+        self.pool = pool
+        self._in_flight = max(1, in_flight)
+        self._running: set[asyncio.Task[None]] = set()
+        self._waiting: dict[str, list[asyncio.Future[asyncpg.Record | None]]] = {}
+
+    async def one(self, customer_id: str) -> asyncpg.Record | None:
+        """The customer's row; for an id a merge absorbed, its survivor's."""
+        future: asyncio.Future[asyncpg.Record | None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(customer_id, []).append(future)
+        if len(self._running) < self._in_flight:
+            task = asyncio.create_task(self._drain())  # starts next turn: more may join
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        return await future
+
+    async def many(self, customer_ids: Sequence[str]) -> dict[str, asyncpg.Record]:
+        return await get_many(self.pool, customer_ids)
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, {}
+            try:
+                rows = await get_many(self.pool, list(batch))
+            except Exception as exc:  # each waiter answers it (a 503, a 400)
+                for futures in batch.values():
+                    for future in futures:
+                        if not future.done():
+                            future.set_exception(exc)
+                continue
+            for customer_id, futures in batch.items():
+                row = rows.get(customer_id)
+                for future in futures:
+                    if not future.done():
+                        future.set_result(row)

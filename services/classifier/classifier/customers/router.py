@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, cast
 
-import asyncpg
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,13 +42,13 @@ def _now(request: Request) -> int:
     return _clock(request)()
 
 
-def _pool(request: Request) -> asyncpg.Pool:
-    return request.app.state.read_pool
+def _reader(request: Request) -> reads.Reader:
+    return cast(reads.Reader, request.app.state.reader)
 
 
-def _json(document: object) -> Response:
+def _json(document: bytes) -> Response:
     # The documents are built to the response model's shape (see customers/reads.py).
-    return Response(reads.dumps(document), media_type="application/json")
+    return Response(document, media_type="application/json")
 
 
 @router.post(
@@ -60,14 +59,14 @@ def _json(document: object) -> Response:
 async def lookup_customers(body: LookupIn, request: Request) -> Response:
     """Up to 1,000 customers in one query; ids with no customer are listed in `unknown`."""
     settings = cast(ClassifierSettings, request.app.state.settings)
-    found = await service.lookup(_pool(request), body.ids, settings.max_lookup_ids, _now(request))
+    found = await service.lookup(_reader(request), body.ids, settings.max_lookup_ids, _now(request))
     return _json(found)
 
 
 @router.get("/{customer_id}", response_model=CustomerOut, responses=NOT_FOUND)
 async def get_customer(customer_id: CustomerId, request: Request) -> Response:
     """One customer's classes per dimension, with `since`, scheme version and why."""
-    return _json(await service.get_customer(_pool(request), customer_id, _now(request)))
+    return _json(await service.get_customer(_reader(request), customer_id, _now(request)))
 
 
 @router.get("/{customer_id}/history", responses=NOT_FOUND)
@@ -154,7 +153,7 @@ async def _set_override(
     settings = cast(ClassifierSettings, state.settings)
     document = await service.set_override(
         session,
-        _pool(request),
+        _reader(request),
         cast(BatchProcessor, state.processor),
         cast(SchemeCache, state.schemes),
         _clock(request),

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from classifier import audit
@@ -27,22 +26,22 @@ from classifier.schemes.service import SchemeCache
 from eventschemas.changes import ChangeReason
 
 
-async def get_customer(pool: asyncpg.Pool, customer_id: str, now: int) -> dict[str, Any]:
-    row = await reads.get_one(pool, customer_id)
+async def get_customer(reader: reads.Reader, customer_id: str, now: int) -> bytes:
+    """`CustomerOut` as JSON bytes."""
+    row = await reader.one(customer_id)
     if row is None:
         raise CustomerNotFound(f"no customer with id {customer_id!r}")
-    return reads.customer_document(row, now)
+    return reads.customer_document(row, now, customer_id)
 
 
-async def lookup(
-    pool: asyncpg.Pool, ids: Sequence[str], limit: int, now: int
-) -> dict[str, list[Any]]:
-    """`LookupOut`: the customers in the order asked (first mention), and the unknown ids."""
+async def lookup(reader: reads.Reader, ids: Sequence[str], limit: int, now: int) -> bytes:
+    """`LookupOut` as JSON bytes: the customers in the order asked (first mention), and
+    the unknown ids."""
     if len(ids) > limit:
         raise BadRequest(f"at most {limit} ids per lookup, got {len(ids)}")
-    rows = {row["asked"]: row for row in await reads.get_many(pool, ids)}
+    rows = await reader.many(ids)
     seen: set[str] = set()
-    found: list[dict[str, Any]] = []
+    found: list[bytes] = []
     unknown: list[str] = []
     for cid in ids:
         if cid in seen:
@@ -52,8 +51,8 @@ async def lookup(
         if row is None:
             unknown.append(cid)
         else:
-            found.append(reads.customer_document(row, now))
-    return {"customers": found, "unknown": unknown}
+            found.append(reads.customer_document(row, now, cid))
+    return reads.lookup_body(found, unknown)
 
 
 async def history(
@@ -106,7 +105,7 @@ async def classes_as_of(
 
 async def set_override(
     session: AsyncSession,
-    pool: asyncpg.Pool,
+    reader: reads.Reader,
     processor: BatchProcessor,
     schemes: SchemeCache,
     clock: Clock,
@@ -116,7 +115,7 @@ async def set_override(
     *,
     actor: str,
     target: str | None,
-) -> dict[str, Any]:
+) -> bytes:
     """Set (or with None, remove) a manual class, and re-evaluate the customer at once.
 
     The audit entry (`customer.override.set` or `.remove`) commits with the change; it
@@ -170,4 +169,4 @@ async def set_override(
     )
     if not found or not found[0]:
         raise CustomerNotFound(f"no customer with id {customer_id!r}")
-    return await get_customer(pool, customer_id, now)
+    return await get_customer(reader, customer_id, now)

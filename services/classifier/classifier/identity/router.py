@@ -12,7 +12,7 @@ from classifier import audit
 from classifier.auth import ADMIN_ONLY, Principal, ReadAccess, require_admin
 from classifier.clock import Clock
 from classifier.config import ClassifierSettings
-from classifier.customers import reads, service
+from classifier.customers import service
 from classifier.customers.schemas import CustomerOut
 from classifier.db import SessionDep
 from classifier.errors import Conflict, CustomerNotFound
@@ -115,8 +115,8 @@ async def _carriers(request: Request, session: Any, body: UnmergeIn) -> list[str
 
 async def _answer(request: Request, customer_id: str) -> Response:
     clock = cast(Clock, request.app.state.clock)
-    document = await service.get_customer(request.app.state.read_pool, customer_id, clock())
-    return Response(reads.dumps(document), media_type="application/json")
+    document = await service.get_customer(request.app.state.reader, customer_id, clock())
+    return Response(document, media_type="application/json")
 
 
 @router.post(

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     String,
     Text,
@@ -56,6 +57,14 @@ class Customer(Base):
         JSONB, nullable=False, default=dict, server_default=text("'{}'::jsonb")
     )
     scheme_version: Mapped[int | None] = mapped_column(Integer)
+    # The public document the API sends as it is (processing/documents.py), where
+    # its read-time values sit, and how many rendering writes made it (a trigger
+    # empties it when another write changes what it shows).
+    document: Mapped[bytes | None] = mapped_column(LargeBinary)
+    document_slots: Mapped[list[Any] | None] = mapped_column(JSONB)
+    document_rev: Mapped[int] = mapped_column(
+        BigInteger, nullable=False, default=0, server_default="0"
+    )
     evaluated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     next_review_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_event_id: Mapped[str | None] = mapped_column(String(200))

@@ -23,6 +23,7 @@ from classifier.models import (
     ProcessedEvent,
 )
 from classifier.models.messaging import ERASED_DIMENSION, OUTBOX_CHANNEL
+from classifier.processing.documents import render as render_document
 from classifier.processing.state import Change, CustomerState, instant
 
 # Core tables: inserts with the column name "class" (the ORM attribute is `cls`).
@@ -210,7 +211,13 @@ STATE_WRITE = [
     ("last_event_id", "text"),
     ("kafka_partition", "int"),
     ("overrides", "jsonb"),
+    # The public document as the API sends it (processing/documents.py).
+    ("document", "bytea"),
+    ("document_slots", "jsonb"),
 ]
+# A write that renders the document says so; any other that changes what the
+# document shows empties it (the customers_document_stale trigger).
+RENDERED = "document_rev = {table}.document_rev + 1"
 AGGREGATE_WRITE = [
     ("order_count", "int"),
     ("gross_revenue", "numeric"),
@@ -240,6 +247,14 @@ async def save_states(
         if not s.dirty:
             continue
         s.settle(scheme)
+        document, slots = render_document(
+            classes=s.classes,
+            features=s.features,
+            motion=s.motion,
+            overrides=s.overrides,
+            scheme_version=s.scheme_version,
+            evaluated_at=instant(s.evaluated_at),
+        )
         row = [
             s.customer_id,
             _json(s.features),
@@ -251,6 +266,8 @@ async def save_states(
             s.last_event_id,
             s.kafka_partition,
             _json(s.overrides),
+            document,
+            _json(slots),
         ]
         if s.facts_changed:
             agg = aggregates(s.facts)
@@ -274,7 +291,8 @@ async def save_states(
             text(
                 f"INSERT INTO customers ({', '.join(names)}, facts_through) "
                 f"SELECT {select_list(columns)}, {through} FROM {source} "
-                f"ON CONFLICT (id) DO UPDATE SET {updates}, updated_at = now() "
+                f"ON CONFLICT (id) DO UPDATE SET {updates}, updated_at = now(), "
+                f"{RENDERED.format(table='customers')} "
                 f"RETURNING id, {ROW_VERSION}"
             ),
             params,
@@ -289,7 +307,8 @@ async def save_states(
         )
         written = await session.execute(
             text(
-                f"UPDATE customers c SET {sets}, updated_at = now() FROM {source} "
+                f"UPDATE customers c SET {sets}, updated_at = now(), {RENDERED.format(table='c')} "
+                f"FROM {source} "
                 f"WHERE c.id = t.id RETURNING c.id, c.{ROW_VERSION}"
             ),
             params,
