@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -33,6 +34,20 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
         media_type=PROBLEM_CONTENT_TYPE,
         headers=headers,
     )
+
+
+async def handled(app: Any, scope: Any, exc: Exception) -> Response:
+    """The app's answer to `exc` (its most specific exception handler's), for ASGI
+    middleware that answers requests without the router (the services' fast paths)."""
+    handlers = app.exception_handlers
+    for kind in type(exc).__mro__:
+        handler = handlers.get(kind)
+        if handler is not None:
+            response = handler(Request(scope), exc)
+            if inspect.isawaitable(response):
+                response = await response
+            return cast(Response, response)
+    raise exc
 
 
 def problem_reason(problem_type: str, status: int) -> str:

@@ -17,6 +17,7 @@ from eventschemas.problems import field_errors, validation_problem
 from eventschemas.serving import BodyTimeout
 from ingest.calls.router import router as calls_router
 from ingest.config import IngestSettings
+from ingest.fast import FastIntake
 from ingest.fingerprints import Fingerprints
 from ingest.health.router import router as health_router
 from ingest.imports.router import router as imports_router
@@ -114,6 +115,8 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     app.include_router(calls_router)
     app.include_router(imports_router)
     app.include_router(webhooks_router)
+    # Innermost: single orders and calls skip the routing but not the middlewares below.
+    app.add_middleware(FastIntake)
     app.add_middleware(BodyTimeout, timeout=settings.body_timeout_seconds)
     # Outermost last: metrics see the 413s the size limit answers.
     app.add_middleware(

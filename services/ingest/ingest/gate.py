@@ -140,10 +140,21 @@ def intake_gate(scope: str) -> Callable[..., Awaitable[IntakeGate]]:
                 f"this endpoint needs an API key with the {scope} scope",
                 headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
             )
-        bucket = cast(Quotas, state.quotas).bucket(key.key_id, key.rate_per_second, key.burst)
-        return IntakeGate(key, bucket, fingerprints, response, suppressions)
+        return gate_of(state, key, response)
 
     return gate
+
+
+def gate_of(state: Any, key: IntakeKey, response: Response) -> IntakeGate:
+    """The gate of a request whose key was checked (its quota bucket, the app's checks)."""
+    bucket = cast(Quotas, state.quotas).bucket(key.key_id, key.rate_per_second, key.burst)
+    return IntakeGate(
+        key,
+        bucket,
+        cast(Fingerprints | None, state.fingerprints),
+        response,
+        cast(Suppressions | None, state.suppressions),
+    )
 
 
 OrdersGate = Annotated[IntakeGate, Depends(intake_gate("orders:write"))]

@@ -15,11 +15,8 @@ through its own exception handlers (404 problem, 503 with Retry-After).
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, cast
 
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -27,6 +24,7 @@ from classifier.auth import KeyVerifier, Principal
 from classifier.clock import Clock
 from classifier.config import ClassifierSettings
 from classifier.customers import service
+from eventschemas.http import handled
 
 PREFIX = "/v1/customers/"
 ROUTE = PREFIX + "{customer_id}"
@@ -51,7 +49,7 @@ class FastLookups:
         try:
             body = await service.get_customer(app.state.reader, customer_id, clock())
         except Exception as exc:
-            response = await _handled(app, scope, exc)
+            response = await handled(app, scope, exc)
             await response(scope, receive, send)
             return
         await send(
@@ -104,16 +102,3 @@ def _customer_id(scope: Scope) -> str | None:
     if not customer_id or len(customer_id) > MAX_ID or "/" in customer_id or "\x00" in customer_id:
         return None
     return customer_id
-
-
-async def _handled(app: Any, scope: Scope, exc: Exception) -> Response:
-    """The app's answer to `exc`: its most specific exception handler's."""
-    handlers = app.exception_handlers
-    for kind in type(exc).__mro__:
-        handler = handlers.get(kind)
-        if handler is not None:
-            response = handler(Request(scope), exc)
-            if inspect.isawaitable(response):
-                response = await response
-            return cast(Response, response)
-    raise exc
