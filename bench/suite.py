@@ -132,6 +132,26 @@ async def lookups(api_url: str, key: str, db_url: str, p: dict[str, int]) -> dic
 
     await loadgen.run(api_url, one, min(500, p["lookups"]), CONCURRENCY, headers)  # warm-up
     wall, lat = await loadgen.run(api_url, one, p["lookups"], CONCURRENCY, headers)
+    # A customer's periods, and its classes at an instant in the loaded history.
+    reads = max(1, p["lookups"] // 2)
+    _, history = await loadgen.run(
+        api_url,
+        lambda i: loadgen.Request("GET", f"/v1/customers/{ids[(i * 7919) % len(ids)]}/history"),
+        reads,
+        CONCURRENCY,
+        headers,
+    )
+    as_of = datetime.now(UTC).replace(microsecond=0) - timedelta(days=30)
+    instant = as_of.strftime("%Y-%m-%dT%H:%M:%SZ")
+    _, past = await loadgen.run(
+        api_url,
+        lambda i: loadgen.Request(
+            "GET", f"/v1/customers/{ids[(i * 7919) % len(ids)]}/classes?as_of={instant}"
+        ),
+        reads,
+        CONCURRENCY,
+        headers,
+    )
     body = orjson.dumps({"ids": [ids[(k * 104729) % len(ids)] for k in range(1000)]})
     _, bulk = await loadgen.run(
         api_url,
@@ -150,6 +170,9 @@ async def lookups(api_url: str, key: str, db_url: str, p: dict[str, int]) -> dic
         "bulk_ids": min(1000, len(ids)),
         "bulk_p50_ms": round(bench_http.pct(bulk, 0.5) * 1000, 1),
         "bulk_p99_ms": round(bench_http.pct(bulk, 0.99) * 1000, 1),
+        "history_p99_ms": round(bench_http.pct(history, 0.99) * 1000, 1),
+        "as_of_p99_ms": round(bench_http.pct(past, 0.99) * 1000, 1),
+        "history_requests": reads,
     }
 
 
@@ -646,6 +669,8 @@ def table(r: dict[str, Any]) -> str:
          f"({lk['http_floor_rps']:,} req/s)"),
         ("lookup bulk", f"p50 {lk['bulk_p50_ms']} ms", f"p99 {lk['bulk_p99_ms']} ms, "
          f"{lk['bulk_ids']} ids, {lk['bulk_vs_http_floor']} x HTTP floor"),
+        ("history, as-of", f"p99 {lk['history_p99_ms']} / {lk['as_of_p99_ms']} ms",
+         f"{lk['history_requests']:,} each, concurrency 32"),
         ("activation", f"{act['seconds']} s", f"{act['customers']:,} customers "
          f"({act['customers_per_s']:,}/s), {act['changes']:,} changes"),
         ("engine", f"{en['full_evals_per_s']:,} evals/s", f"one core, floor {en['floor_per_s']:,}"

@@ -128,7 +128,7 @@ def customer_document(row: asyncpg.Record, now: int | None, asked: str | None = 
         }
     )
     # Two JSON objects made one: the head's members, then the document's.
-    return head[:-1] + b"," + documents.present(body, slots or (), motion, now, due)[1:]
+    return head[:-1] + b"," + documents.present(body, slots, motion, now, due)[1:]
 
 
 def lookup_body(documents_: Sequence[bytes], unknown: Sequence[str]) -> bytes:
@@ -155,6 +155,14 @@ async def get_many(pool: asyncpg.Pool, customer_ids: Sequence[str]) -> dict[str,
     return rows
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class Reader:
     """Customers read on the read pool; single reads that arrive together share a query.
 
@@ -171,6 +179,9 @@ class Reader:
 
     async def one(self, customer_id: str) -> asyncpg.Record | None:
         """The customer's row; for an id a merge absorbed, its survivor's."""
+        if "\x00" in customer_id or (not customer_id.isascii() and not _encodable(customer_id)):
+            # PostgreSQL refuses it: its error is this request's alone, not its batch's.
+            return (await get_many(self.pool, [customer_id])).get(customer_id)
         future: asyncio.Future[asyncpg.Record | None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(customer_id, []).append(future)
         if len(self._running) < self._in_flight:

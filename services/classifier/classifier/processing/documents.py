@@ -8,10 +8,12 @@ no JSONB decoding, no dict building, no JSON encoding per read.
 
 Some of what a customer's answer shows moves with the read itself: values that
 move with time alone (days since, decaying scores: `customers.motion`) are shown
-as of the read, and an override is active until it expires. The renderer notes
-where each such value sits in the bytes (`slots`: start, end, kind, key), and a
-read splices in the values as of its instant (`present`), a handful of byte
-slices per customer.
+as of the read, and an override is active until it expires. The renderer puts
+a marker where each such value goes (a string made with a random nonce of the
+document's own, so no text of the customer's can look like one) and keeps what
+fills them (`slots`: the nonce, each moving feature's name and value as
+evaluated, each override's expiry); a read replaces the markers with the
+values as of its instant (`present`): a few `bytes.replace` per customer.
 
 `document_rev` is bumped by every write that renders; a trigger empties the
 document when any other write changes what it shows (a merge, a cut-off
@@ -20,9 +22,8 @@ flagging), and a read of a customer without one renders from its columns.
 
 from __future__ import annotations
 
-import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -31,13 +32,11 @@ import orjson
 from classifier.engine import from_micros
 from classifier.engine.features import moved
 
-# A slot: [start, end, kind, key]. Kinds: "v" a feature's value as a JSON value,
-# "s" the same value inside a string (a summary), "a" an override's `active`
-# (key: its expiry, µs).
-Slot = list[Any]
-
-_NONCE = secrets.token_hex(8)
-_MARK = re.compile(rb'"@' + _NONCE.encode() + rb'[va](\d+)@"|@' + _NONCE.encode() + rb"s(\d+)@")
+# What fills a document's markers: {"n": nonce, "f": [feature], "v": [value as
+# evaluated], "a": [override expiry, µs]}. Markers: `"@<n>v<i>@"` a feature's value
+# (a JSON value), `@<n>s<i>@` the same inside a string (a summary),
+# `"@<n>a<i>@"` an override's `active`.
+Slots = dict[str, Any]
 
 
 def _instant(us: int | None) -> datetime | None:
@@ -49,14 +48,29 @@ def _dumps(value: Any) -> bytes:
 
 
 class _Marks:
-    """Markers standing for moving values while the document is encoded."""
+    """Markers standing for the moving values while the document is encoded."""
 
     def __init__(self) -> None:
-        self.keys: list[tuple[str, Any, Any]] = []  # kind, key, value as evaluated
+        self.nonce = secrets.token_hex(6)
+        self.features: dict[str, int] = {}
+        self.values: list[Any] = []
+        self.expiries: list[int] = []
 
-    def mark(self, kind: str, key: Any, value: Any) -> str:
-        self.keys.append((kind, key, value))
-        return f"@{_NONCE}{kind}{len(self.keys) - 1}@"
+    def mark(self, kind: str, name: str, value: Any) -> str:
+        index = self.features.get(name)
+        if index is None:
+            index = self.features[name] = len(self.values)
+            self.values.append(value)
+        return f"@{self.nonce}{kind}{index}@"
+
+    def expiry(self, expires_at: int) -> str:
+        self.expiries.append(expires_at)
+        return f"@{self.nonce}a{len(self.expiries) - 1}@"
+
+    def slots(self) -> Slots | None:
+        if not self.values and not self.expiries:
+            return None
+        return {"n": self.nonce, "f": list(self.features), "v": self.values, "a": self.expiries}
 
 
 def _explanation(explanation: Mapping[str, Any], moving: Mapping[str, Any], marks: _Marks) -> Any:
@@ -94,11 +108,9 @@ def render(
     overrides: Mapping[str, Mapping[str, Any]],
     scheme_version: int | None,
     evaluated_at: datetime | None,
-) -> tuple[bytes, list[Slot]]:
-    """A customer's public part of `CustomerOut` as JSON bytes, with its slots.
-
-    The bytes hold the values as evaluated; `present` brings them to a read.
-    """
+) -> tuple[bytes, Slots | None]:
+    """A customer's public part of `CustomerOut` as JSON bytes with markers, and what
+    fills them (None: nothing moves); `present` makes the answer of a read."""
     marks = _Marks()
     document = {
         "classes": {
@@ -122,63 +134,29 @@ def render(
                 "reason": o["reason"],
                 "expires_at": _instant(o.get("expires_at")),
                 "set_at": _instant(o["set_at"]),
-                "active": True
-                if o.get("expires_at") is None
-                else marks.mark("a", o["expires_at"], True),
+                "active": True if o.get("expires_at") is None else marks.expiry(o["expires_at"]),
             }
             for dim, o in overrides.items()
         },
         "evaluated_at": evaluated_at,
     }
-    encoded = _dumps(document)
-    if not marks.keys:
-        return encoded, []
-    parts: list[bytes] = []
-    slots: list[Slot] = []
-    pos = size = 0
-    for match in _MARK.finditer(encoded):
-        kind, key, value = marks.keys[int(match.group(1) or match.group(2))]
-        text = _text(kind, value)
-        piece = encoded[pos : match.start()]
-        parts += (piece, text)
-        size += len(piece)
-        slots.append([size, size + len(text), kind, key])
-        size += len(text)
-        pos = match.end()
-    parts.append(encoded[pos:])
-    return b"".join(parts), slots
-
-
-def _text(kind: str, value: Any) -> bytes:
-    if kind == "s":
-        return repr(value).encode()
-    return _dumps(value)
+    return _dumps(document), marks.slots()
 
 
 def present(
-    body: bytes, slots: Sequence[Slot], motion: Mapping[str, Any], now: int | None, due: bool
+    body: bytes, slots: Slots | None, motion: Mapping[str, Any], now: int | None, due: bool
 ) -> bytes:
     """The document as of `now`: moving values moved (unless the review is `due`:
     then they stay as evaluated, as the classes do), overrides active or not."""
-    if not slots or now is None:
+    if not slots:
         return body
-    parts: list[bytes] = []
-    pos = 0
-    values: dict[str, bytes] = {}
-    for start, end, kind, key in slots:
-        if kind == "a":
-            text = b"true" if key > now else b"false"
-        elif due or key not in motion:
-            continue
-        else:
-            cache_key = kind + key
-            found = values.get(cache_key)
-            if found is None:
-                found = values[cache_key] = _text(kind, moved(motion[key], now))
-            text = found
-        parts += (body[pos:start], text)
-        pos = end
-    if not parts:
-        return body
-    parts.append(body[pos:])
-    return b"".join(parts)
+    nonce = slots["n"].encode()
+    for index, (name, value) in enumerate(zip(slots["f"], slots["v"], strict=True)):
+        if now is not None and not due and name in motion:
+            value = moved(motion[name], now)
+        body = body.replace(b'"@%sv%d@"' % (nonce, index), _dumps(value))
+        body = body.replace(b"@%ss%d@" % (nonce, index), repr(value).encode())
+    for index, expires_at in enumerate(slots["a"]):
+        active = b"true" if now is None or expires_at > now else b"false"
+        body = body.replace(b'"@%sa%d@"' % (nonce, index), active)
+    return body
