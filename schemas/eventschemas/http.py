@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 from fastapi import FastAPI, Request
@@ -34,6 +35,15 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
         media_type=PROBLEM_CONTENT_TYPE,
         headers=headers,
     )
+
+
+@dataclass(frozen=True)
+class RouteLabel:
+    """What a fast path puts in `scope["route"]` for the request metrics: the route
+    template it serves (the metrics read `.path`; FastAPI's own route objects sit
+    behind its included routers)."""
+
+    path: str
 
 
 async def handled(app: Any, scope: Any, exc: Exception) -> Response:

@@ -22,6 +22,7 @@ from classifier.clock import system_clock
 from classifier.config import ClassifierSettings
 from classifier.engine import default_scheme_text
 from classifier.jobs.runner import JobRunner
+from classifier.metrics import API_REGISTRY as REGISTRY
 from classifier.models import ApiKey, ClassChange, Customer
 from classifier.processing.batch import BatchProcessor, Delivery
 from classifier.schemes.service import SchemeCache, ensure_active_scheme
@@ -614,6 +615,8 @@ async def test_lookups_arriving_together_share_queries_and_each_gets_its_own_ans
             return await pool.fetch(*args)
 
     reader.pool = Counted()
+    labels = {"method": "GET", "route": "/v1/customers/{customer_id}", "status": "200"}
+    counted_before = REGISTRY.get_sample_value("classifier_http_requests_total", labels) or 0
     read = {"X-API-Key": keys["read"]}
     answers = await asyncio.gather(
         *(api.get(f"/v1/customers/many-{i % 20}", headers=read) for i in range(60)),
@@ -626,3 +629,6 @@ async def test_lookups_arriving_together_share_queries_and_each_gets_its_own_ans
     for i, response in enumerate(found):
         assert response.json() == alone[i % 20]
     assert queries < len(answers)
+    # Counted by the request metrics under the route's template, like any request.
+    counted = REGISTRY.get_sample_value("classifier_http_requests_total", labels)
+    assert counted == counted_before + len(found)

@@ -28,11 +28,10 @@ from typing import Any, cast
 import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
-from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from eventschemas.envelope import Envelope
-from eventschemas.http import handled
+from eventschemas.http import RouteLabel, handled
 from eventschemas.problems import ServiceError
 from ingest.calls import service as calls
 from ingest.calls.schemas import CallIn
@@ -61,7 +60,6 @@ ENDPOINTS = {
 class FastIntake:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._routes: dict[str, BaseRoute | None] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = _endpoint(scope)
@@ -80,7 +78,7 @@ class FastIntake:
             # Refused input: the app answers it (its problem details), nothing sent yet.
             await self.app(scope, _replay(body, receive), send)
             return
-        scope["route"] = self._route_of(app, scope["path"])  # the request metrics' label
+        scope["route"] = RouteLabel(scope["path"])  # the request metrics' label
         answer = Response(status_code=202, media_type="application/json")
         gate = gate_of(app.state, key, answer)
         try:
@@ -111,18 +109,6 @@ class FastIntake:
                     return None
                 return key
         return None
-
-    def _route_of(self, app: Any, path: str) -> BaseRoute | None:
-        if path not in self._routes:
-            self._routes[path] = next(
-                (
-                    r
-                    for r in app.routes
-                    if getattr(r, "path", None) == path and "POST" in getattr(r, "methods", ())
-                ),
-                None,
-            )
-        return self._routes[path]
 
 
 def _endpoint(scope: Scope) -> Endpoint | None:

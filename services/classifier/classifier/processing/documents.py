@@ -130,10 +130,10 @@ def render(
         "scheme_version": scheme_version,
         "overrides": {
             dim: {
-                "class": o["class"],
-                "reason": o["reason"],
+                "class": o.get("class"),
+                "reason": o.get("reason"),
                 "expires_at": _instant(o.get("expires_at")),
-                "set_at": _instant(o["set_at"]),
+                "set_at": _instant(o.get("set_at")),
                 "active": True if o.get("expires_at") is None else marks.expiry(o["expires_at"]),
             }
             for dim, o in overrides.items()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
@@ -25,6 +26,8 @@ from classifier.models import (
 from classifier.models.messaging import ERASED_DIMENSION, OUTBOX_CHANNEL
 from classifier.processing.documents import render as render_document
 from classifier.processing.state import Change, CustomerState, instant
+
+log = logging.getLogger(__name__)
 
 # Core tables: inserts with the column name "class" (the ORM attribute is `cls`).
 CLASSES = cast(Table, CustomerClass.__table__)
@@ -230,6 +233,23 @@ AGGREGATE_WRITE = [
 ]
 
 
+def _rendered(s: CustomerState) -> tuple[bytes | None, Any]:
+    """The customer's public document, or none (the API then renders it from the
+    columns): a shape the renderer does not know must not stop the worker."""
+    try:
+        return render_document(
+            classes=s.classes,
+            features=s.features,
+            motion=s.motion,
+            overrides=s.overrides,
+            scheme_version=s.scheme_version,
+            evaluated_at=instant(s.evaluated_at),
+        )
+    except Exception:
+        log.exception("a customer's document could not be rendered; reads render it")
+        return None, None
+
+
 async def save_states(
     session: AsyncSession,
     states: Iterable[CustomerState],
@@ -247,14 +267,7 @@ async def save_states(
         if not s.dirty:
             continue
         s.settle(scheme)
-        document, slots = render_document(
-            classes=s.classes,
-            features=s.features,
-            motion=s.motion,
-            overrides=s.overrides,
-            scheme_version=s.scheme_version,
-            evaluated_at=instant(s.evaluated_at),
-        )
+        document, slots = _rendered(s)
         row = [
             s.customer_id,
             _json(s.features),
