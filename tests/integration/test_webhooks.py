@@ -393,6 +393,14 @@ async def test_admin_operations_rotate_ping_redeliver_gone_and_audit(
     assert again.status_code == 202
     await eventually(lambda: _ready(len(receiver.accepted["/ok/ops"]) == 2))
     assert receiver.accepted["/ok/ops"][1].webhook_id == first.webhook_id
+
+    # The receiver has it; the dispatcher stores the outcome just after (only a
+    # finished delivery is queued again).
+    async def stored_as_delivered() -> bool:
+        log = await admin.get(f"/v1/subscriptions/{sid}/deliveries")
+        return [d["status"] for d in log.json()["deliveries"]] == ["delivered"]
+
+    await eventually(stored_as_delivered)
     since = await admin.post(
         f"/v1/subscriptions/{sid}/redeliver", json={"since": "2000-01-01T00:00:00Z"}
     )
