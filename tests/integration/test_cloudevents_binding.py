@@ -238,7 +238,9 @@ async def test_java_cloudevents_sdk_reads_both_topics(
 
     assert [line for line in activity + changes if "error" in line] == []
     assert len(activity) == len(wire.activity)
-    assert len(changes) == len(wire.changes)
+    # The running worker may announce more (a review falling due) after the snapshot:
+    # every change of the snapshot is read, and nothing the SDK read is malformed.
+    assert {line["id"] for line in changes} >= {orjson.loads(r.value)["id"] for r in wire.changes}
     by_id = {line["id"]: line for line in activity}
     for envelope in [*wire.envelopes, wire.binary]:
         line = by_id[envelope.id]
