@@ -29,18 +29,14 @@ from typing import Any
 
 import orjson
 
-from classifier.engine import from_micros
 from classifier.engine.features import moved
+from classifier.processing.state import instant
 
 # What fills a document's markers: {"n": nonce, "f": [feature], "v": [value as
 # evaluated], "a": [override expiry, µs]}. Markers: `"@<n>v<i>@"` a feature's value
 # (a JSON value), `@<n>s<i>@` the same inside a string (a summary),
 # `"@<n>a<i>@"` an override's `active`.
 Slots = dict[str, Any]
-
-
-def _instant(us: int | None) -> datetime | None:
-    return None if us is None else from_micros(us)
 
 
 def _dumps(value: Any) -> bytes:
@@ -117,7 +113,7 @@ def render(
             dim: {
                 "dimension": dim,
                 "class": c["class"],
-                "since": _instant(c["since"]),
+                "since": instant(c["since"]),
                 "scheme_version": c["scheme_version"],
                 "rule": c["rule"],
                 "explanation": _explanation(c["explanation"], motion, marks),
@@ -132,8 +128,8 @@ def render(
             dim: {
                 "class": o.get("class"),
                 "reason": o.get("reason"),
-                "expires_at": _instant(o.get("expires_at")),
-                "set_at": _instant(o.get("set_at")),
+                "expires_at": instant(o.get("expires_at")),
+                "set_at": instant(o.get("set_at")),
                 "active": True if o.get("expires_at") is None else marks.expiry(o["expires_at"]),
             }
             for dim, o in overrides.items()
