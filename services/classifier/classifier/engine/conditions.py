@@ -116,11 +116,6 @@ def source_of(ctx: EvalContext, name: str) -> str | None:
     return feature.source_of(ctx.facts) if isinstance(feature, AttributeFeature) else None
 
 
-def _min_flip(flips: list[int | None]) -> int | None:
-    known = [f for f in flips if f is not None]
-    return min(known) if known else None
-
-
 @dataclass(slots=True)
 class Comparison(Condition):
     feature: str
@@ -170,12 +165,21 @@ class AllOf(Condition):
         self.timed = any(p.timed for p in self.parts)
 
     def test(self, ctx: EvalContext) -> bool:
-        return all(p.test(ctx) for p in self.parts)
+        for p in self.parts:  # noqa: SIM110 (a loop, not all(...): a hot path)
+            if not p.test(ctx):
+                return False
+        return True
 
     def next_flip(self, ctx: EvalContext) -> int | None:
         if not self.timed:
             return None
-        return _min_flip([p.next_flip(ctx) for p in self.parts if p.timed])
+        earliest: int | None = None
+        for p in self.parts:
+            if p.timed:
+                flip = p.next_flip(ctx)
+                if flip is not None and (earliest is None or flip < earliest):
+                    earliest = flip
+        return earliest
 
     def checks(self, ctx: EvalContext) -> list[dict[str, Any]]:
         return [c for p in self.parts for c in p.checks(ctx)]
@@ -187,7 +191,10 @@ class AllOf(Condition):
 @dataclass(slots=True)
 class AnyOf(AllOf):
     def test(self, ctx: EvalContext) -> bool:
-        return any(p.test(ctx) for p in self.parts)
+        for p in self.parts:  # noqa: SIM110 (a hot path)
+            if p.test(ctx):
+                return True
+        return False
 
     def describe(self, ctx: EvalContext) -> str:
         return "(" + " or ".join(p.describe(ctx) for p in self.parts) + ")"

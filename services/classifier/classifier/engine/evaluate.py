@@ -115,7 +115,9 @@ def _fallback(dim: CompiledDimension, flip: int | None, why: str) -> _Candidate:
     return _Candidate(cls, "default", f"{why}: {meaning}" if meaning else why, [], flip)
 
 
-def _by_rules(dim: CompiledDimension, ctx: EvalContext, timed: bool = True) -> _Candidate:
+def _by_rules(
+    dim: CompiledDimension, ctx: EvalContext, timed: bool = True, brief: bool = False
+) -> _Candidate:
     flip: int | None = None
     for rule in dim.rules:
         # Any rule before the match, and the match itself, can change the outcome.
@@ -127,7 +129,7 @@ def _by_rules(dim: CompiledDimension, ctx: EvalContext, timed: bool = True) -> _
                 rule.cls,
                 rule.name,
                 partial(when.describe, ctx),
-                when.checks(ctx),
+                [] if brief else when.checks(ctx),
                 flip,
                 rule.allow_backward,
                 rule.label,
@@ -266,9 +268,10 @@ def _candidate(
     prior: PriorClass | None,
     cutoffs: Mapping[str, Mapping[str, float]],
     timed: bool = True,
+    brief: bool = False,
 ) -> _Candidate:
     if dim.kind == "rules":
-        return _by_rules(dim, ctx, timed)
+        return _by_rules(dim, ctx, timed, brief)
     if dim.kind == "score":
         spec = dim.spec.score
         assert spec is not None
@@ -298,6 +301,38 @@ def _rests_on_undone_orders(
     as_placed = replace(facts, orders=restored, _view=None, _order_docs=None, _call_docs=None)
     cand = _candidate(dim, EvalContext(as_placed, ctx.now, ctx.features), prior, cutoffs)
     return cand.cls in dim.classes and dim.rank_of(cand.cls) <= dim.rank_of(prior.cls)
+
+
+def _decide(
+    dim: CompiledDimension,
+    ctx: EvalContext,
+    prior: PriorClass | None,
+    cutoffs: Mapping[str, Mapping[str, float]],
+    period: int | None,
+    timed: bool,
+    brief: bool = False,
+) -> tuple[_Candidate, str, int | None, str | None, bool]:
+    """The class rules pick and the one held (forward-only, dwell): (candidate, class,
+    next flip, what keeps the prior class or None, whether a forward-only hold was
+    released). `brief`: the candidate carries no checks (only the class is wanted)."""
+    cand = _candidate(dim, ctx, prior, cutoffs, timed, brief)
+    flip = cand.flip
+    kept_by = None
+    released = False
+    if (
+        prior is not None
+        and prior.cls in dim.classes
+        and cand.cls in dim.classes
+        and dim.rank_of(cand.cls) > dim.rank_of(prior.cls)
+    ):
+        if dim.spec.forward_only and not cand.allow_backward:
+            released = _rests_on_undone_orders(dim, ctx, prior, cutoffs, period)
+            kept_by = None if released else "forward_only"
+        elif dim.spec.min_dwell_days and ctx.now < prior.since + int(dim.spec.min_dwell_days * DAY):
+            kept_by = "min_dwell"
+            flip = _earliest(flip, prior.since + int(dim.spec.min_dwell_days * DAY))
+    cls = prior.cls if kept_by and prior is not None else cand.cls
+    return cand, cls, flip, kept_by, released
 
 
 def evaluate_dimension(
@@ -330,24 +365,7 @@ def evaluate_dimension(
         }
         result = ClassResult(dim.name, override.cls, "override", [], lambda: explanation)
         return result, override.expires_at
-    cand = _candidate(dim, ctx, prior, cutoffs or {}, timed)
-    flip = cand.flip
-    kept_by = None
-    worse = (
-        prior is not None
-        and prior.cls in dim.classes
-        and cand.cls in dim.classes
-        and dim.rank_of(cand.cls) > dim.rank_of(prior.cls)
-    )
-    released = False
-    if worse and prior is not None:
-        if dim.spec.forward_only and not cand.allow_backward:
-            released = _rests_on_undone_orders(dim, ctx, prior, cutoffs or {}, period)
-            kept_by = None if released else "forward_only"
-        elif dim.spec.min_dwell_days and now < prior.since + int(dim.spec.min_dwell_days * DAY):
-            kept_by = "min_dwell"
-            flip = _earliest(flip, prior.since + int(dim.spec.min_dwell_days * DAY))
-    cls = prior.cls if kept_by and prior is not None else cand.cls
+    cand, cls, flip, kept_by, released = _decide(dim, ctx, prior, cutoffs or {}, period, timed)
 
     def explain() -> dict[str, Any]:
         explanation: dict[str, Any] = {
@@ -432,15 +450,10 @@ def _outlook(
     views = outlooks if outlooks is not None else Outlooks(ctx)
 
     def at(instant: int, move: Move | None = None, timed: bool = True) -> tuple[str, int | None]:
-        result, following = evaluate_dimension(
-            dim,
-            views.context(instant, move),
-            prior=held,
-            cutoffs=cutoffs,
-            period=period,
-            timed=timed,
+        _, cls, following, _, _ = _decide(
+            dim, views.context(instant, move), held, cutoffs, period, timed, brief=True
         )
-        return result.cls, following
+        return cls, following
 
     return (
         next_move(dim, ctx, cls, lambda m, i: at(i, m, timed=False)[0], cutoffs.get(dim.name, {})),

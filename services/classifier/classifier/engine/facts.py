@@ -423,6 +423,12 @@ class CustomerFacts:
         """Fold one event into the facts (see `apply_fact`)."""
         return self.apply_fact(fact_of(event))
 
+    def aspects_of(self, fact: Fact) -> frozenset[str]:
+        """The aspects folding `fact` in may change (what `apply_fact` returns)."""
+        if self.first_seen_at is None or fact.seen < self.first_seen_at:
+            return ASPECTS[fact.kind] | {"first_seen"}
+        return ASPECTS[fact.kind]
+
     def apply_fact(self, fact: Fact) -> frozenset[str]:
         """Fold one fact in; applying the same fact twice is harmless.
 
@@ -430,10 +436,9 @@ class CustomerFacts:
         checks `needs_rebuild` first.
         """
         view, self._view = self._view, None
-        aspects = ASPECTS[fact.kind]
+        aspects = self.aspects_of(fact)
         if self.first_seen_at is None or fact.seen < self.first_seen_at:
             self.first_seen_at = fact.seen
-            aspects = aspects | {"first_seen"}
         body = fact.body
         kind = fact.kind
         if kind == ORDER:

@@ -17,6 +17,7 @@ All instants are integer epoch microseconds, so boundaries are exact.
 
 from __future__ import annotations
 
+import functools
 import math
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
@@ -115,14 +116,25 @@ class AgeFeature(Feature):
 def _age_flip(anchor: int, current: int, truth: Truth, operands: Sequence[Any]) -> int | None:
     """First whole-day age > current at which the truth differs, as an instant."""
     now_truth = truth(current)
+    try:
+        ages = _ages_to_try(tuple(operands))
+    except TypeError:  # an operand that cannot be a cache key (a list in a list)
+        ages = _ages_to_try.__wrapped__(tuple(operands))
+    for k in ages:
+        if k > current and truth(k) != now_truth:
+            return anchor + k * DAY
+    return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _ages_to_try(operands: tuple[Any, ...]) -> tuple[int, ...]:
+    """The whole-day ages at which a comparison with these operands may change, sorted
+    (the operands are a rule's constants: worked out once per comparison)."""
     candidates: set[int] = set()
     for x in operands:
         if isinstance(x, NUMBER) and not isinstance(x, bool) and math.isfinite(x):
             candidates.update({math.floor(x), math.floor(x) + 1, math.ceil(x)})
-    for k in sorted(c for c in candidates if c > current):
-        if truth(k) != now_truth:
-            return anchor + k * DAY
-    return None
+    return tuple(sorted(candidates))
 
 
 # ---- windows -------------------------------------------------------------

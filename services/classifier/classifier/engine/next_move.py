@@ -468,5 +468,9 @@ def basis(
         return values + (
             [[[k, v] for k, v in sorted(cutoffs.items())]] if dim.kind == "rank" else []
         )
-    names = dict.fromkeys(n for r in dim.rules if r.cls in better for n in _reads(r.when))
+    names = dim.basis_names.get(current)
+    if names is None:
+        names = dim.basis_names[current] = tuple(
+            dict.fromkeys(n for r in dim.rules if r.cls in better for n in _reads(r.when))
+        )
     return [ctx.value(n) for n in names]

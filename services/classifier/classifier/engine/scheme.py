@@ -298,6 +298,9 @@ class CompiledDimension:
     # under another scheme version with the same digest is still that
     # dimension's class (see `carries`).
     fingerprint: str = ""
+    # Per current class, the features `next_move` reads (next_move.basis), worked
+    # out on first use.
+    basis_names: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def carries(self) -> bool:

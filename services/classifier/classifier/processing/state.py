@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from classifier.engine import (
+    ClassResult,
     CompiledScheme,
     CustomerFacts,
     Evaluation,
@@ -80,6 +81,9 @@ class CustomerState:
     # (a new customer, a rebuild, a compaction).
     unsaved_facts: int = 0
     doc_due: bool = False
+    # Explanations not built yet, by dimension: the result of the evaluation that
+    # picked the class, and the basis of its `next` (see reclassify, materialize).
+    pending: dict[str, tuple[ClassResult, list[Any]]] = field(default_factory=dict)
 
     def document_due(self) -> bool:
         return self.doc_due or self.unsaved_facts >= FACTS_CHECKPOINT_EVERY
@@ -87,6 +91,7 @@ class CustomerState:
     def settle(self, scheme: CompiledScheme | None = None) -> None:
         """Before saving: take the features of the last evaluation, and fold detail
         older than the scheme's horizon into the summary of the past."""
+        self.materialize()
         if self.evaluation is not None:
             self.features = self.evaluation.features
             self.evaluation = None
@@ -99,6 +104,21 @@ class CustomerState:
             and compact(self.facts, scheme, self.evaluated_at)
         ):
             self.doc_due = True
+
+    def materialize(self, dimensions: Sequence[str] | None = None) -> None:
+        """Build the explanations evaluations left pending (see reclassify), of these
+        dimensions (None: all): before a fact changes what they read, and at settle.
+
+        A pending result's facts may have taken later facts of the batch meanwhile,
+        but only ones its dimension does not read, so it explains what it did when
+        evaluated (a unit test holds deferred explanations equal to immediate ones)."""
+        if dimensions is None:
+            dimensions = list(self.pending)
+        for dim in dimensions:
+            waiting = self.pending.pop(dim, None)
+            stored = self.classes.get(dim)
+            if waiting is not None and stored is not None:
+                stored["explanation"] = waiting[0].explanation
 
     def needs_rebuild(self, scheme: CompiledScheme) -> bool:
         """True when the summary of the past does not fit this scheme (other points,
@@ -251,16 +271,32 @@ def reclassify(
                 )
             )
         since = at if old_cls != res.cls or old is None else old["since"]
+        # The explanation this dimension holds now: one still to be built (`pending`,
+        # with the basis it was evaluated on) or the stored one.
+        waiting = state.pending.pop(dim, None)
+        held_checks = held_basis = None
+        if waiting is not None:
+            held_checks, held_basis = waiting[0].checks, waiting[1]
+        elif old is not None:
+            held_checks = old["explanation"].get("checks")
+            held_basis = old["explanation"].get("basis")  # what `next` was built from
         if (
             old is not None
             and old_cls == res.cls
             and old["rule"] == res.rule != "override"
-            and old["explanation"].get("checks") == res.checks
-            and old["explanation"].get("basis") == res.basis  # what `next` was built from
+            and held_checks == res.checks
+            and held_basis == res.basis
         ):
-            explanation = old["explanation"]
-        else:
+            explanation = old["explanation"]  # it says the same: kept
+            if waiting is not None:
+                state.pending[dim] = waiting
+        elif res.rule == "override":
             explanation = res.explanation
+        else:
+            # Built when the state is settled, once: a later evaluation of the same
+            # batch (a review, another event) usually replaces it before then.
+            explanation = None
+            state.pending[dim] = (res, res.basis)
         state.classes[dim] = {
             "class": res.cls,
             "since": since,
@@ -275,6 +311,7 @@ def reclassify(
         # the classes carried over (same definition) now hold under this version.
         for dim in set(state.classes) - set(scheme.dimensions):
             del state.classes[dim]
+            state.pending.pop(dim, None)
         for c in state.classes.values():
             c["scheme_version"] = scheme.version
     state.evaluation = result  # features are taken from it when the state is saved
@@ -340,6 +377,10 @@ def apply_event(
         at = state.evaluated_at  # a late event is applied now, history never rewinds
     changes = review_until(state, scheme, at, cutoffs=cutoffs)
     fact = event if isinstance(event, Fact) else fact_of(event, envelope.source)
+    # Pending explanations are built on the facts their evaluation saw: those of
+    # the dimensions this fact may change, before it does (see materialize).
+    if state.pending:
+        state.materialize(scheme.dimensions_reading(state.facts.aspects_of(fact)))
     aspects = state.facts.apply_fact(fact)
     state.new_facts.append((fact, envelope.id))
     state.unsaved_facts += 1
