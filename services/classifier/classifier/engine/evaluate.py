@@ -50,6 +50,8 @@ class ClassResult:
     _explain: Callable[[], dict[str, Any]] = field(repr=False, compare=False)
     _explanation: dict[str, Any] | None = field(default=None, repr=False, compare=False)
     _basis: Callable[[], list[Any]] | None = field(default=None, repr=False, compare=False)
+    # The contexts the explanation is built in (see `keep_facts`).
+    _views: Outlooks | None = field(default=None, repr=False, compare=False)
 
     @property
     def explanation(self) -> dict[str, Any]:
@@ -58,6 +60,12 @@ class ClassResult:
         if self._explanation is None:
             self._explanation = self._explain()
         return self._explanation
+
+    def keep_facts(self, live: CustomerFacts, kept: CustomerFacts) -> None:
+        """Build the explanation, when it is built, on `kept` (a snapshot of `live` as
+        this evaluation saw it) rather than on `live`, which is about to change."""
+        if self._views is not None:
+            self._views.keep_facts(live, kept)
 
     @property
     def basis(self) -> list[Any]:
@@ -397,7 +405,7 @@ def evaluate_dimension(
         elif cand.when is not None and not kept_by:
             hold = cand.when.next_flip(ctx)
         explanation["next"], explanation["changes_at"] = _outlook(
-            dim, ctx, cls, hold, prior, cutoffs or {}, period, outlooks
+            dim, views.ctx, cls, hold, prior, cutoffs or {}, period, views
         )
         explanation["basis"] = basis_of()
         return explanation
@@ -406,7 +414,8 @@ def evaluate_dimension(
         return basis(dim, ctx, cls, (cutoffs or {}).get(dim.name, {}))
 
     rule = kept_by if kept_by else cand.rule
-    return ClassResult(dim.name, cls, rule, cand.checks, explain, None, basis_of), flip
+    views = outlooks if outlooks is not None else Outlooks(ctx)
+    return ClassResult(dim.name, cls, rule, cand.checks, explain, None, basis_of, views), flip
 
 
 class Outlooks:
@@ -420,6 +429,12 @@ class Outlooks:
         self.ctx = ctx
         self.enabled = enabled
         self._contexts: dict[tuple[int, Move | None], EvalContext] = {(ctx.now, None): ctx}
+
+    def keep_facts(self, live: CustomerFacts, kept: CustomerFacts) -> None:
+        """Contexts on `live` read `kept` from now on (see ClassResult.keep_facts)."""
+        for ctx in self._contexts.values():
+            if ctx.facts is live:
+                ctx.facts = kept
 
     def context(self, instant: int, move: Move | None) -> EvalContext:
         key = (instant, move)

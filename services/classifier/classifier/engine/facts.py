@@ -20,9 +20,10 @@ customer from the facts log instead.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -422,6 +423,11 @@ class CustomerFacts:
     def apply(self, event: ActivityEvent) -> frozenset[str]:
         """Fold one event into the facts (see `apply_fact`)."""
         return self.apply_fact(fact_of(event))
+
+    def snapshot(self) -> CustomerFacts:
+        """A copy sharing nothing that folding later facts in changes: the facts an
+        evaluation saw, kept for building its explanation later (views rebuilt)."""
+        return copy.deepcopy(replace(self, _view=None, _order_docs=None, _call_docs=None))
 
     def aspects_of(self, fact: Fact) -> frozenset[str]:
         """The aspects folding `fact` in may change (what `apply_fact` returns)."""

@@ -105,20 +105,28 @@ class CustomerState:
         ):
             self.doc_due = True
 
-    def materialize(self, dimensions: Sequence[str] | None = None) -> None:
-        """Build the explanations evaluations left pending (see reclassify), of these
-        dimensions (None: all): before a fact changes what they read, and at settle.
+    def materialize(self) -> None:
+        """Build the explanations evaluations left pending (see reclassify): at settle.
 
-        A pending result's facts may have taken later facts of the batch meanwhile,
-        but only ones its dimension does not read, so it explains what it did when
-        evaluated (a unit test holds deferred explanations equal to immediate ones)."""
-        if dimensions is None:
-            dimensions = list(self.pending)
-        for dim in dimensions:
-            waiting = self.pending.pop(dim, None)
+        Each is built on the facts its evaluation saw: those facts may have taken
+        later facts of the batch meanwhile only where its dimension does not read
+        them (see keep_facts); a unit test holds deferred explanations equal to
+        immediate ones."""
+        for dim, (result, _) in self.pending.items():
             stored = self.classes.get(dim)
-            if waiting is not None and stored is not None:
-                stored["explanation"] = waiting[0].explanation
+            if stored is not None:
+                stored["explanation"] = result.explanation
+        self.pending.clear()
+
+    def keep_facts(self, dimensions: Sequence[str]) -> None:
+        """Before a fact that may change what these dimensions read is folded in: their
+        pending explanations will be built on a snapshot of the facts as they are."""
+        kept: CustomerFacts | None = None
+        for dim in dimensions:
+            waiting = self.pending.get(dim)
+            if waiting is not None:
+                kept = kept or self.facts.snapshot()
+                waiting[0].keep_facts(self.facts, kept)
 
     def needs_rebuild(self, scheme: CompiledScheme) -> bool:
         """True when the summary of the past does not fit this scheme (other points,
@@ -377,10 +385,8 @@ def apply_event(
         at = state.evaluated_at  # a late event is applied now, history never rewinds
     changes = review_until(state, scheme, at, cutoffs=cutoffs)
     fact = event if isinstance(event, Fact) else fact_of(event, envelope.source)
-    # Pending explanations are built on the facts their evaluation saw: those of
-    # the dimensions this fact may change, before it does (see materialize).
     if state.pending:
-        state.materialize(scheme.dimensions_reading(state.facts.aspects_of(fact)))
+        state.keep_facts(scheme.dimensions_reading(state.facts.aspects_of(fact)))
     aspects = state.facts.apply_fact(fact)
     state.new_facts.append((fact, envelope.id))
     state.unsaved_facts += 1
