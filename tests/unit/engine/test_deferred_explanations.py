@@ -5,11 +5,13 @@ every evaluation: wherever the batch boundaries fall, the stored classes, explan
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import patch
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from classifier.engine.facts import CustomerFacts, Fact, from_micros
+from classifier.processing import state as state_module
 from classifier.processing.state import (
     Change,
     CustomerState,
@@ -62,6 +64,20 @@ def test_explanations_built_at_the_end_of_a_batch_equal_those_built_at_once(
     assert deferred == at_once
     assert changes_deferred == changes_at_once
     assert all(c["explanation"] is not None for c in deferred.values())
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(facts(), st.sets(st.integers(0, 40)), st.integers(0, 500))
+def test_the_same_when_a_long_detail_builds_them_before_the_next_fact(
+    delivered: list[Fact], boundaries: set[int], later: int
+) -> None:
+    """Past SNAPSHOT_MAX_DETAIL orders and calls, pending explanations are built before a
+    fact changes what they read instead of keeping a snapshot: the same outcome."""
+    at_once, changes_at_once = worked(delivered, set(range(len(delivered))), later)
+    with patch.object(state_module, "SNAPSHOT_MAX_DETAIL", 0):
+        deferred, changes_deferred = worked(delivered, boundaries, later)
+    assert deferred == at_once
+    assert changes_deferred == changes_at_once
 
 
 def test_the_explanations_of_reviews_a_later_review_replaces_are_never_built() -> None:

@@ -425,9 +425,36 @@ class CustomerFacts:
         return self.apply_fact(fact_of(event))
 
     def snapshot(self) -> CustomerFacts:
-        """A copy sharing nothing that folding later facts in changes: the facts an
-        evaluation saw, kept for building its explanation later (views rebuilt)."""
-        return copy.deepcopy(replace(self, _view=None, _order_docs=None, _call_docs=None))
+        """A copy sharing nothing that folding later facts in changes (apply_fact
+        mutates orders in place and the containers below; calls, links, touches and
+        attribute values are replaced, never mutated): the facts an evaluation saw,
+        kept for building its explanation later. Derived views are rebuilt."""
+        return replace(
+            self,
+            orders={
+                key: OrderFact(
+                    o.order_id, o.placed_at, o.amount, o.status, o.cancelled, dict(o.refunds),
+                    o.revision,
+                )
+                for key, o in self.orders.items()
+            },
+            calls=dict(self.calls),
+            attributes=dict(self.attributes),
+            tags=list(self.tags),
+            deal_stages_seen=list(self.deal_stages_seen),
+            links=dict(self.links),
+            touches=dict(self.touches),
+            loose_refunds=dict(self.loose_refunds),
+            past=copy.copy(self.past),
+            attribute_sources={k: dict(v) for k, v in self.attribute_sources.items()},
+            _view=None,
+            _order_docs=None,
+            _call_docs=None,
+        )  # fmt: skip
+
+    def detail_size(self) -> int:
+        """How many orders and calls are kept in detail (what a snapshot copies)."""
+        return len(self.orders) + len(self.calls)
 
     def aspects_of(self, fact: Fact) -> frozenset[str]:
         """The aspects folding `fact` in may change (what `apply_fact` returns)."""
