@@ -10,7 +10,7 @@ from classifier.engine import (
     parse_scheme,
     to_micros,
 )
-from classifier.engine.features import aggregates
+from classifier.engine.features import _age_flip, aggregates
 from tests.unit.engine.builders import NOW_US, Customer, ago
 
 DAY = 86_400_000_000
@@ -219,3 +219,11 @@ def test_override_wins_until_it_expires() -> None:
     assert during.classes["funnel"].explanation["reason"] == "signed offline"
     assert during.next_review_at == expires
     assert after.classes["funnel"].cls == "lead"
+
+
+def test_age_flips_tell_a_true_operand_from_one() -> None:
+    """The candidate ages are cached per operands: `exists: true` on an age feature (no
+    age to wait for) must not answer for `gte: 1` (one day), though (True,) == (1,)."""
+    anchor = NOW_US - 3_600_000_000  # an hour ago: age 0 days
+    assert _age_flip(anchor, 0, lambda v: v is not None, [True]) is None
+    assert _age_flip(anchor, 0, lambda v: v >= 1, [1]) == anchor + 86_400_000_000

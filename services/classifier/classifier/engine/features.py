@@ -116,10 +116,12 @@ class AgeFeature(Feature):
 def _age_flip(anchor: int, current: int, truth: Truth, operands: Sequence[Any]) -> int | None:
     """First whole-day age > current at which the truth differs, as an instant."""
     now_truth = truth(current)
+    # Keyed with each operand's type: (True,) == (1,) as tuples, but not as operands.
+    key = tuple((x.__class__, x) for x in operands)
     try:
-        ages = _ages_to_try(tuple(operands))
+        ages = _ages_to_try(key)
     except TypeError:  # an operand that cannot be a cache key (a list in a list)
-        ages = _ages_to_try.__wrapped__(tuple(operands))
+        ages = _ages_to_try.__wrapped__(key)
     for k in ages:
         if k > current and truth(k) != now_truth:
             return anchor + k * DAY
@@ -127,11 +129,11 @@ def _age_flip(anchor: int, current: int, truth: Truth, operands: Sequence[Any]) 
 
 
 @functools.lru_cache(maxsize=1024)
-def _ages_to_try(operands: tuple[Any, ...]) -> tuple[int, ...]:
-    """The whole-day ages at which a comparison with these operands may change, sorted
-    (the operands are a rule's constants: worked out once per comparison)."""
+def _ages_to_try(operands: tuple[tuple[type, Any], ...]) -> tuple[int, ...]:
+    """The whole-day ages at which a comparison with these operands (type, value) may
+    change, sorted (a rule's constants: worked out once per comparison)."""
     candidates: set[int] = set()
-    for x in operands:
+    for _, x in operands:
         if isinstance(x, NUMBER) and not isinstance(x, bool) and math.isfinite(x):
             candidates.update({math.floor(x), math.floor(x) + 1, math.ceil(x)})
     return tuple(sorted(candidates))
