@@ -113,10 +113,13 @@ class CustomerState:
         them (see keep_facts); a unit test holds deferred explanations equal to
         immediate ones."""
         for dim, (result, _) in self.pending.items():
-            stored = self.classes.get(dim)
-            if stored is not None:
-                stored["explanation"] = result.explanation
+            self._built(dim, result)
         self.pending.clear()
+
+    def _built(self, dim: str, result: ClassResult) -> None:
+        stored = self.classes.get(dim)
+        if stored is not None:  # (a dimension the scheme dropped meanwhile has none)
+            stored["explanation"] = result.explanation
 
     def keep_facts(self, dimensions: Sequence[str]) -> None:
         """Before a fact that may change what these dimensions read is folded in: their
@@ -127,10 +130,7 @@ class CustomerState:
             return
         if self.facts.detail_size() > SNAPSHOT_MAX_DETAIL:
             for dim in waiting:
-                result, _ = self.pending.pop(dim)
-                stored = self.classes.get(dim)
-                if stored is not None:
-                    stored["explanation"] = result.explanation
+                self._built(dim, self.pending.pop(dim)[0])
             return
         kept = self.facts.snapshot()
         for dim in waiting:
