@@ -89,11 +89,28 @@ class IntakeGate:
         """Charge the quota and record the events; return {position: differing fields}
         of re-sends that conflict with what was accepted under the same id."""
         await self.charge(len(envelopes), pace_up_to=pace_up_to)
+        return await self._record(envelopes)
+
+    async def _record(self, envelopes: list[Envelope]) -> dict[int, list[str]]:
         if self._fingerprints is None or not envelopes:
             return {}
         conflicts, recorded = await self._fingerprints.record(envelopes)
         self._recorded.extend(recorded)
         return conflicts
+
+    async def screen(self, envelopes: list[Envelope]) -> tuple[dict[int, list[str]], set[int]]:
+        """`admit`, and the positions of the envelopes `leave_out_suppressed` would leave
+        out: the two database checks run at once (a request waits for one round trip)."""
+        await self.charge(len(envelopes))
+        if self._suppressions is None:
+            return await self._record(envelopes), set()
+        suppressed = asyncio.ensure_future(self._suppressions.suppressed(envelopes))
+        # Retrieved even when `admit` refuses the request first (then it is not needed).
+        suppressed.add_done_callback(lambda task: task.cancelled() or task.exception())
+        try:
+            return await self._record(envelopes), await suppressed
+        finally:
+            suppressed.cancel()
 
     async def publish(self, publisher: EventPublisher, envelopes: list[Envelope]) -> None:
         """Hand the events to the broker; if it fails, forget their records (nothing

@@ -52,19 +52,17 @@ class Accepted(BaseModel):
 
 async def accept_one(gate: IntakeGate, publisher: EventPublisher, envelope: Envelope) -> Accepted:
     """Publish one event and answer with its id once the broker acknowledged it."""
-    conflicts = await gate.admit([envelope])
+    conflicts, suppressed = await gate.screen([envelope])
     if conflicts:
         raise ConflictingResend(
             f"{envelope.type} {envelope.id} was accepted with another {', '.join(conflicts[0])}",
             errors=conflict_errors(conflicts[0]),
         )
-    kept, suppressed = await gate.leave_out_suppressed([envelope])
-    await gate.publish(publisher, kept)
+    if suppressed:
+        return Accepted(accepted=0, event_ids=[], customer_ids=[], suppressed=[envelope.id])
+    await gate.publish(publisher, [envelope])
     return Accepted(
-        accepted=len(kept),
-        event_ids=[e.id for e in kept],
-        customer_ids=[e.subject for e in kept],
-        suppressed=suppressed,
+        accepted=1, event_ids=[envelope.id], customer_ids=[envelope.subject], suppressed=[]
     )
 
 
