@@ -36,6 +36,7 @@ from classifier.processing.batch import BatchProcessor, IdentityOptions
 from classifier.schemes.router import router as schemes_router
 from classifier.schemes.service import SchemeCache
 from classifier.webhooks.router import router as webhooks_router
+from eventschemas import collector
 from eventschemas.http import document_problems, install_problem_handlers, problem_response
 from eventschemas.metrics import RequestMetrics
 from eventschemas.problems import Problem
@@ -73,6 +74,7 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
             await client.bootstrap()
         app.state.kafka_client = client
         app.state.activity_publisher = ActivityPublisher(settings)
+        collector.settle()  # startup done: its objects are never walked again
         try:
             yield
         finally:

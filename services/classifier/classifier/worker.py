@@ -28,6 +28,7 @@ from classifier.processing.batch import BatchProcessor, IdentityOptions
 from classifier.processing.cache import StateCache
 from classifier.scheduler import ReviewScheduler
 from classifier.schemes.service import SchemeCache, ensure_active_scheme
+from eventschemas import collector
 from eventschemas.logs import configure_logging
 
 log = logging.getLogger("classifier.worker")
@@ -77,6 +78,7 @@ async def run_worker(
         )
         inbox = InboxPruner(settings, sessions, clock)
         relay_stop = asyncio.Event()
+        collector.settle()  # startup done: its objects are never walked again
         producers = [
             asyncio.create_task(consumer.run(), name="consumer"),
             asyncio.create_task(scheduler.run(stopping), name="scheduler"),

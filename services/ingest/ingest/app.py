@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from pydantic import ValidationError
 
+from eventschemas import collector
 from eventschemas.http import document_problems, install_problem_handlers, problem_response
 from eventschemas.metrics import RequestMetrics
 from eventschemas.problems import field_errors, validation_problem
@@ -80,6 +81,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             pruning = asyncio.create_task(
                 app.state.fingerprints.prune_forever(settings.fingerprint_retention_days, 3600)
             )
+        collector.settle()  # startup done: its objects are never walked again
         try:
             yield
         finally:
