@@ -138,3 +138,39 @@ def test_any_values_and_texts_round_trip(recency: int, later: int, text: str) ->
     assert doc["classes"]["purchase_behavior"]["rule"] == text
     summary = doc["classes"]["purchase_behavior"]["explanation"]["summary"]
     assert f"recency_days = {recency + later} " in summary
+
+
+@given(
+    recency=st.integers(min_value=0, max_value=10_000),
+    later=st.integers(min_value=-5, max_value=10_000),
+    expiry=st.integers(min_value=-3, max_value=3),
+    text=st.text(max_size=30),
+    due=st.booleans(),
+)
+def test_the_offsets_kept_at_render_give_what_replacing_the_markers_gives(
+    recency: int, later: int, expiry: int, text: str, due: bool
+) -> None:
+    # A read cuts the document at the markers' offsets; a document stored before the
+    # offsets were kept (slots without "o") is read by replacing its markers: the same bytes.
+    overrides = {
+        "value": {
+            "class": text,
+            "reason": text,
+            "expires_at": EVALUATED + expiry * DAY,
+            "set_at": EVALUATED,
+        },
+    }
+    c = customer(overrides=overrides)
+    c["features"] = {**c["features"], "recency_days": recency, "industry": text}
+    c["classes"]["purchase_behavior"]["explanation"] = explanation(recency)
+    c["classes"]["purchase_behavior"]["explanation"]["summary"] += text
+    body, slots = render(**c)
+    assert slots is not None
+    legacy = {k: v for k, v in slots.items() if k != "o"}
+    now = EVALUATED + later * DAY
+
+    cut = present(body, slots, c["motion"], now, due)
+
+    assert cut == present(body, legacy, c["motion"], now, due)
+    assert b"@" + slots["n"].encode() not in cut
+    assert orjson.loads(cut)["overrides"]["value"]["active"] is (expiry > later)

@@ -83,7 +83,15 @@ async def _keep(conn: asyncpg.Connection) -> None:
 
 def customer_document(row: asyncpg.Record, now: int | None, asked: str | None = None) -> bytes:
     """The `CustomerOut` JSON of one row of `customers`, as of `now` (`asked`: the id
-    asked for, when a merge absorbed it into this customer).
+    asked for, when a merge absorbed it into this customer)."""
+    return b"".join(customer_parts(row, now, asked))
+
+
+def customer_parts(
+    row: asyncpg.Record, now: int | None, asked: str | None = None
+) -> list[bytes | memoryview]:
+    """`customer_document` as pieces to join (a bulk answer joins all its
+    customers' pieces at once, copying each document once).
 
     The rendered document (classes, explanations, features, overrides) is sent
     as stored, with the values that move with time alone (days since, decaying
@@ -128,12 +136,20 @@ def customer_document(row: asyncpg.Record, now: int | None, asked: str | None = 
         }
     )
     # Two JSON objects made one: the head's members, then the document's.
-    return head[:-1] + b"," + documents.present(body, slots, motion, now, due)[1:]
+    parts = documents.present_parts(body, slots, motion, now, due, 1)
+    parts.insert(0, head[:-1] + b",")
+    return parts
 
 
-def lookup_body(documents_: Sequence[bytes], unknown: Sequence[str]) -> bytes:
-    """`LookupOut` from rendered customers."""
-    return b'{"customers":[' + b",".join(documents_) + b'],"unknown":' + dumps(list(unknown)) + b"}"
+def lookup_body(found: Sequence[Sequence[bytes | memoryview]], unknown: Sequence[str]) -> bytes:
+    """`LookupOut` from customers' pieces (`customer_parts`)."""
+    pieces: list[bytes | memoryview] = [b'{"customers":[']
+    for index, parts in enumerate(found):
+        if index:
+            pieces.append(b",")
+        pieces += parts
+    pieces.append(b'],"unknown":' + dumps(list(unknown)) + b"}")
+    return b"".join(pieces)
 
 
 def dumps(document: Any) -> bytes:

@@ -41,7 +41,7 @@ async def lookup(reader: reads.Reader, ids: Sequence[str], limit: int, now: int)
         raise BadRequest(f"at most {limit} ids per lookup, got {len(ids)}")
     rows = await reader.many(ids)
     seen: set[str] = set()
-    found: list[bytes] = []
+    found: list[list[bytes | memoryview]] = []
     unknown: list[str] = []
     for cid in ids:
         if cid in seen:
@@ -51,7 +51,7 @@ async def lookup(reader: reads.Reader, ids: Sequence[str], limit: int, now: int)
         if row is None:
             unknown.append(cid)
         else:
-            found.append(reads.customer_document(row, now, cid))
+            found.append(reads.customer_parts(row, now, cid))
     return reads.lookup_body(found, unknown)
 
 

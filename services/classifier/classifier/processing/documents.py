@@ -13,7 +13,11 @@ a marker where each such value goes (a string made with a random nonce of the
 document's own, so no text of the customer's can look like one) and keeps what
 fills them (`slots`: the nonce, each moving feature's name and value as
 evaluated, each override's expiry); a read replaces the markers with the
-values as of its instant (`present`): a few `bytes.replace` per customer.
+values as of its instant (`present`). Where the markers sit is found once, when
+the document is rendered (`slots["o"]`), so a read cuts the stored bytes at
+those offsets and puts the values between the pieces: no search through the
+document per read. (Documents rendered before the offsets were kept are filled
+by replacing their markers.)
 
 `document_rev` is bumped by every write that renders; a trigger empties the
 document when any other write changes what it shows (a merge, a cut-off
@@ -22,8 +26,9 @@ flagging), and a read of a customer without one renders from its columns.
 
 from __future__ import annotations
 
+import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -33,10 +38,14 @@ from classifier.engine.features import moved
 from classifier.processing.state import instant
 
 # What fills a document's markers: {"n": nonce, "f": [feature], "v": [value as
-# evaluated], "a": [override expiry, µs]}. Markers: `"@<n>v<i>@"` a feature's value
-# (a JSON value), `@<n>s<i>@` the same inside a string (a summary),
-# `"@<n>a<i>@"` an override's `active`.
+# evaluated], "a": [override expiry, µs], "o": [start, end, kind, index, ...]}.
+# Markers: `"@<n>v<i>@"` a feature's value (a JSON value), `@<n>s<i>@` the same
+# inside a string (a summary), `"@<n>a<i>@"` an override's `active`; "o" lists
+# every marker's byte offsets in the document, in order, with its kind (_VALUE,
+# _TEXT, _ACTIVE) and index.
 Slots = dict[str, Any]
+_VALUE, _TEXT, _ACTIVE = 0, 1, 2
+_KINDS = {b"v": _VALUE, b"s": _TEXT, b"a": _ACTIVE}
 
 
 def _dumps(value: Any) -> bytes:
@@ -63,10 +72,21 @@ class _Marks:
         self.expiries.append(expires_at)
         return f"@{self.nonce}a{len(self.expiries) - 1}@"
 
-    def slots(self) -> Slots | None:
+    def slots(self, body: bytes) -> Slots | None:
         if not self.values and not self.expiries:
             return None
-        return {"n": self.nonce, "f": list(self.features), "v": self.values, "a": self.expiries}
+        nonce = re.escape(self.nonce.encode())
+        found = re.finditer(rb'"@' + nonce + rb'([va])(\d+)@"|@' + nonce + rb"(s)(\d+)@", body)
+        offsets: list[int] = []
+        for m in found:
+            offsets += (m.start(), m.end(), _KINDS[m[1] or m[3]], int(m[2] or m[4]))
+        return {
+            "n": self.nonce,
+            "f": list(self.features),
+            "v": self.values,
+            "a": self.expiries,
+            "o": offsets,
+        }
 
 
 def _explanation(explanation: Mapping[str, Any], moving: Mapping[str, Any], marks: _Marks) -> Any:
@@ -136,7 +156,8 @@ def render(
         },
         "evaluated_at": evaluated_at,
     }
-    return _dumps(document), marks.slots()
+    body = _dumps(document)
+    return body, marks.slots(body)
 
 
 def present(
@@ -144,8 +165,53 @@ def present(
 ) -> bytes:
     """The document as of `now`: moving values moved (unless the review is `due`:
     then they stay as evaluated, as the classes do), overrides active or not."""
+    return b"".join(present_parts(body, slots, motion, now, due, 0))
+
+
+def present_parts(
+    body: bytes,
+    slots: Slots | None,
+    motion: Mapping[str, Any],
+    now: int | None,
+    due: bool,
+    start: int,
+) -> list[bytes | memoryview]:
+    """`present`'s answer from byte `start` on, as pieces to join (the caller joins
+    the pieces of many documents at once)."""
     if not slots:
-        return body
+        return [memoryview(body)[start:]]
+    offsets: Sequence[int] | None = slots.get("o")
+    if offsets is None:  # rendered before the offsets were kept
+        return [memoryview(_replaced(body, slots, motion, now, due))[start:]]
+    current = [
+        moved(motion[name], now) if now is not None and not due and name in motion else value
+        for name, value in zip(slots["f"], slots["v"], strict=True)
+    ]
+    encoded: dict[tuple[int, int], bytes] = {}
+    view = memoryview(body)
+    parts: list[bytes | memoryview] = []
+    at = start
+    for i in range(0, len(offsets), 4):
+        begin, end, kind, index = offsets[i : i + 4]
+        parts.append(view[at:begin])
+        piece = encoded.get((kind, index))
+        if piece is None:
+            if kind == _VALUE:
+                piece = _dumps(current[index])
+            elif kind == _TEXT:
+                piece = repr(current[index]).encode()
+            else:
+                piece = b"true" if now is None or slots["a"][index] > now else b"false"
+            encoded[kind, index] = piece
+        parts.append(piece)
+        at = end
+    parts.append(view[at:])
+    return parts
+
+
+def _replaced(
+    body: bytes, slots: Slots, motion: Mapping[str, Any], now: int | None, due: bool
+) -> bytes:
     nonce = slots["n"].encode()
     for index, (name, value) in enumerate(zip(slots["f"], slots["v"], strict=True)):
         if now is not None and not due and name in motion:
