@@ -20,6 +20,7 @@ from classifier.auth import create_key, hash_key, revoke_key
 from classifier.changes.relay import OutboxRelay
 from classifier.clock import system_clock
 from classifier.config import ClassifierSettings
+from classifier.customers.schemas import ClassesAsOfOut, HistoryOut
 from classifier.engine import default_scheme_text
 from classifier.jobs.runner import JobRunner
 from classifier.metrics import API_REGISTRY as REGISTRY
@@ -175,6 +176,33 @@ async def test_overrides_history_and_as_of_across_several_changes(
     periods = [(p["class"], p["reason"]) for p in history["periods"]]
     assert periods == [(original, "event"), ("A", "override"), (original, "override")]
     assert history["periods"][0]["valid_to"] == history["periods"][1]["valid_from"]
+
+    # The answers are built as bytes on the read pool: they are what the documented
+    # response models would give.
+    whole = await api.get("/v1/customers/c-1/history")
+    assert whole.json() == HistoryOut.model_validate(whole.json()).model_dump(
+        mode="json", by_alias=True
+    )
+    assert {p["dimension"] for p in whole.json()["periods"]} >= {"abc_tier", "value"}
+    assert (
+        len((await api.get("/v1/customers/c-1/history", params={"limit": 2})).json()["periods"])
+        == 2
+    )
+    for as_of in (t1.isoformat(), "now", None):
+        at = await api.get("/v1/customers/c-1/classes", params={"as_of": as_of} if as_of else {})
+        assert at.json() == ClassesAsOfOut.model_validate(at.json()).model_dump(
+            mode="json", by_alias=True
+        )
+    # Before the first event: a customer, with no class yet.
+    before = await api.get("/v1/customers/c-1/classes", params={"as_of": "2001-01-01T00:00:00Z"})
+    assert before.status_code == 200
+    assert before.json()["classes"] == {}
+    for path in ("/v1/customers/nobody/history", "/v1/customers/nobody/classes"):
+        missing = await api.get(path)
+        assert missing.status_code == 404
+        assert "nobody" in missing.json()["detail"]
+    nul = await api.get("/v1/customers/c%001/history")
+    assert nul.status_code == 400, nul.text
 
     bad_class = await api.put(
         "/v1/customers/c-1/overrides/abc_tier", json={"class": "Z", "reason": "x"}
@@ -488,8 +516,8 @@ async def test_database_down_is_a_503_with_retry_after(
             answers = [
                 await client.get("/v1/customers/cust-1"),  # the asyncpg read path
                 await client.post("/v1/customers:lookup", json={"ids": ["cust-1"]}),
-                await client.get("/v1/customers/cust-1/history"),  # through SQLAlchemy
-                await client.get("/v1/classes/counts"),
+                await client.get("/v1/customers/cust-1/history"),  # the read pool too
+                await client.get("/v1/classes/counts"),  # through SQLAlchemy
             ]
     for response in answers:
         assert response.status_code == 503, response.text

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -225,3 +226,79 @@ class Reader:
                 for future in futures:
                     if not future.done():
                         future.set_result(row)
+
+
+# A customer's periods (`HistoryOut`) and its classes at an instant (`ClassesAsOfOut`),
+# in one statement each: a first row for the id asked (`known`: is it a customer),
+# joined to the periods asked for (none: one row of NULLs).
+_PERIODS = """
+SELECT c.id IS NOT NULL AS known, h.dimension, h.class, h.valid_from, h.valid_to,
+       h.reason, h.change_id, h.scheme_version
+FROM (SELECT $1::text AS asked) a
+LEFT JOIN customers c ON c.id = a.asked
+LEFT JOIN LATERAL (
+    SELECT * FROM class_history h
+    WHERE h.customer_id = c.id AND {where}
+    ORDER BY {order}
+    LIMIT $2
+) h ON true
+"""
+HISTORY = _PERIODS.format(
+    where="($3::text IS NULL OR h.dimension = $3)", order="h.dimension, h.valid_from, h.id"
+)
+CURRENT = _PERIODS.format(where="h.valid_to IS NULL", order="h.dimension")
+AS_OF = _PERIODS.format(
+    where="h.valid_from <= $3 AND (h.valid_to IS NULL OR h.valid_to > $3)", order="h.dimension"
+)
+
+
+async def history(
+    pool: asyncpg.Pool, customer_id: str, dimension: str | None, limit: int
+) -> bytes | None:
+    """`HistoryOut` as JSON bytes: every period the customer held a class, per
+    dimension, oldest first; None when there is no such customer."""
+    rows = await pool.fetch(HISTORY, customer_id, limit, dimension)
+    if not rows or not rows[0]["known"]:
+        return None
+    periods = [
+        {
+            "dimension": r["dimension"],
+            "class": r["class"],
+            "valid_from": r["valid_from"],
+            "valid_to": r["valid_to"],
+            "reason": r["reason"],
+            "change_id": r["change_id"],
+            "scheme_version": r["scheme_version"],
+        }
+        for r in rows
+        if r["dimension"] is not None
+    ]
+    return dumps({"customer_id": customer_id, "periods": periods})
+
+
+async def classes_as_of(
+    pool: asyncpg.Pool, customer_id: str, at: datetime | None, as_of: datetime
+) -> bytes | None:
+    """`ClassesAsOfOut` as JSON bytes: the classes held at `at` (None: the open
+    periods, the current classes), answered as of `as_of`; None when there is no
+    such customer."""
+    if at is None:
+        rows = await pool.fetch(CURRENT, customer_id, _ALL)
+    else:
+        rows = await pool.fetch(AS_OF, customer_id, _ALL, at)
+    if not rows or not rows[0]["known"]:
+        return None
+    classes = {
+        r["dimension"]: {
+            "class": r["class"],
+            "since": r["valid_from"],
+            "reason": r["reason"],
+            "scheme_version": r["scheme_version"],
+        }
+        for r in rows
+        if r["dimension"] is not None
+    }
+    return dumps({"customer_id": customer_id, "as_of": as_of, "classes": classes})
+
+
+_ALL = 2**31 - 1  # no limit: a customer holds one period per dimension at an instant

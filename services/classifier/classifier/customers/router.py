@@ -69,21 +69,20 @@ async def get_customer(customer_id: CustomerId, request: Request) -> Response:
     return _json(await service.get_customer(_reader(request), customer_id, _now(request)))
 
 
-@router.get("/{customer_id}/history", responses=NOT_FOUND)
+@router.get("/{customer_id}/history", response_model=HistoryOut, responses=NOT_FOUND)
 async def get_history(
     customer_id: CustomerId,
-    session: SessionDep,
+    request: Request,
     dimension: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-) -> HistoryOut:
+) -> Response:
     """Every period the customer held a class, per dimension, oldest first."""
-    return await service.history(session, customer_id, dimension, limit)
+    return _json(await service.history(_reader(request), customer_id, dimension, limit))
 
 
-@router.get("/{customer_id}/classes", responses=NOT_FOUND)
+@router.get("/{customer_id}/classes", response_model=ClassesAsOfOut, responses=NOT_FOUND)
 async def get_classes_as_of(
     customer_id: CustomerId,
-    session: SessionDep,
     request: Request,
     as_of: Annotated[
         Instant | Literal["now"] | None,
@@ -93,7 +92,7 @@ async def get_classes_as_of(
             "server's clock: the current classes."
         ),
     ] = None,
-) -> ClassesAsOfOut:
+) -> Response:
     """The classes the customer held at an instant, from the class history.
 
     The history is kept in event time: a period starts when the event that caused
@@ -105,7 +104,7 @@ async def get_classes_as_of(
     whatever their stamps.
     """
     at = None if as_of == "now" else as_of
-    return await service.classes_as_of(session, customer_id, at, now=_now(request))
+    return _json(await service.classes_as_of(_reader(request), customer_id, at, now=_now(request)))
 
 
 @router.put(

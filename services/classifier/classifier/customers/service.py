@@ -12,10 +12,6 @@ from classifier import audit
 from classifier.clock import Clock
 from classifier.customers import reads, repository
 from classifier.customers.schemas import (
-    ClassAsOf,
-    ClassesAsOfOut,
-    HistoryOut,
-    HistoryPeriod,
     OverrideIn,
 )
 from classifier.engine import from_micros, to_micros
@@ -56,51 +52,29 @@ async def lookup(reader: reads.Reader, ids: Sequence[str], limit: int, now: int)
 
 
 async def history(
-    session: AsyncSession, customer_id: str, dimension: str | None, limit: int
-) -> HistoryOut:
-    if not await repository.exists(session, customer_id):
+    reader: reads.Reader, customer_id: str, dimension: str | None, limit: int
+) -> bytes:
+    """`HistoryOut` as JSON bytes."""
+    document = await reads.history(reader.pool, customer_id, dimension, limit)
+    if document is None:
         raise CustomerNotFound(f"no customer with id {customer_id!r}")
-    rows = await repository.history(session, customer_id, dimension, limit)
-    return HistoryOut(
-        customer_id=customer_id,
-        periods=[
-            HistoryPeriod(
-                dimension=r.dimension,
-                cls=r.cls,
-                valid_from=r.valid_from,
-                valid_to=r.valid_to,
-                reason=r.reason,
-                change_id=r.change_id,
-                scheme_version=r.scheme_version,
-            )
-            for r in rows
-        ],
-    )
+    return document
 
 
 async def classes_as_of(
-    session: AsyncSession, customer_id: str, at: datetime | None, *, now: int
-) -> ClassesAsOfOut:
-    """The classes held at `at` in event time; at or after `now` (or None), the current
-    ones: events stamped up to 300 s ahead must not hide them."""
-    if not await repository.exists(session, customer_id):
-        raise CustomerNotFound(f"no customer with id {customer_id!r}")
+    reader: reads.Reader, customer_id: str, at: datetime | None, *, now: int
+) -> bytes:
+    """`ClassesAsOfOut` as JSON bytes: the classes held at `at` in event time; at or
+    after `now` (or None), the current ones: events stamped up to 300 s ahead must not
+    hide them."""
     current = from_micros(now)
     if at is None or at >= current:
-        at = at or current
-        rows = await repository.current_periods(session, customer_id)
+        document = await reads.classes_as_of(reader.pool, customer_id, None, at or current)
     else:
-        rows = await repository.classes_as_of(session, customer_id, at)
-    return ClassesAsOfOut(
-        customer_id=customer_id,
-        as_of=at,
-        classes={
-            r.dimension: ClassAsOf(
-                cls=r.cls, since=r.valid_from, reason=r.reason, scheme_version=r.scheme_version
-            )
-            for r in rows
-        },
-    )
+        document = await reads.classes_as_of(reader.pool, customer_id, at, at)
+    if document is None:
+        raise CustomerNotFound(f"no customer with id {customer_id!r}")
+    return document
 
 
 async def set_override(
