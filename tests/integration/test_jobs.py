@@ -335,10 +335,9 @@ async def test_two_runners_claiming_at_once_take_a_job_once(
     # The first worker, if it was only slow, is fenced off: its progress is refused.
     async with unit_of_work(sessions) as session:
         assert not await repository.heartbeat(session, job.id, owner.name)
-        stale = await repository.advance(
-            session, job.id, owner.name, cursor="c-9", done=1, changes=0
-        )
+        stale = await repository.advance(session, job.id, owner.name, cursor="c-9", done=1)
         assert stale is None
+        assert not await repository.count_changes(session, job.id, owner.name, 1)
 
 
 async def test_a_stopping_worker_hands_its_job_back_and_another_finishes_it(

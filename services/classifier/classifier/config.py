@@ -110,6 +110,12 @@ class ClassifierSettings(BaseSettings):
     job_chunk_size: int = Field(
         default=1000, ge=1, description="Customers a job re-evaluates per transaction."
     )
+    job_chunks_in_flight: int = Field(
+        default=2,
+        ge=1,
+        description="Chunks a job runs at once (each its own transaction): while one "
+        "waits for the database, the next is evaluated.",
+    )
     job_stale_seconds: float = Field(
         default=30.0,
         gt=0,

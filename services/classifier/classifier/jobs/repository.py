@@ -109,21 +109,30 @@ async def heartbeat(session: AsyncSession, job_id: int, worker: str) -> bool:
 
 
 async def advance(
-    session: AsyncSession, job_id: int, worker: str, *, cursor: str, done: int, changes: int
+    session: AsyncSession, job_id: int, worker: str, *, cursor: str, done: int
 ) -> Job | None:
-    """Record a finished chunk (cursor, counts, heartbeat); None when the claim was lost."""
+    """Record a finished chunk (cursor, customers done, heartbeat); None when the claim
+    was lost."""
     return await session.scalar(
         update(Job)
         .where(Job.id == job_id, Job.claimed_by == worker, Job.status == "running")
-        .values(
-            cursor=cursor,
-            done=Job.done + done,
-            changes=Job.changes + changes,
-            heartbeat_at=func.now(),
-        )
+        .values(cursor=cursor, done=Job.done + done, heartbeat_at=func.now())
         .returning(Job)
         .execution_options(**_RETURNED)
     )
+
+
+async def count_changes(session: AsyncSession, job_id: int, worker: str, changes: int) -> bool:
+    """Add a chunk's changes to the job, in the chunk's own transaction (so the count
+    is exactly what was committed, whatever chunks a crash makes run again); False
+    when the claim was lost."""
+    result = await session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.claimed_by == worker, Job.status == "running")
+        .values(changes=Job.changes + changes)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 async def finish(

@@ -10,12 +10,13 @@ classes of that instant. Idle, the runner waits for NOTIFY (fallback poll).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -27,6 +28,7 @@ from classifier.jobs import repository
 from classifier.models import Job
 from classifier.models.job import JOBS_CHANNEL
 from classifier.processing.batch import BatchProcessor
+from classifier.processing.state import Change
 from eventschemas.changes import ChangeReason
 
 log = logging.getLogger(__name__)
@@ -136,38 +138,77 @@ class JobRunner:
             self._on_done(job)
 
     async def _chunks(self, job: Job, stopping: asyncio.Event, lost: asyncio.Event) -> str | None:
-        """Re-evaluate chunk after chunk; the final status, or None when stopping."""
+        """Re-evaluate chunk after chunk; the final status, or None when stopping.
+
+        Up to `job_chunks_in_flight` chunks run at once, each in its own transaction
+        on customers of its own: while one waits for the database, the next is
+        evaluated. The cursor (and `done`) advances in order, past a chunk only once
+        it and every chunk before it committed; a crash re-applies the chunks after
+        the cursor, which changes nothing for those that had committed. `changes` is
+        counted in each chunk's own transaction.
+        """
         assert job.as_of is not None  # fixed by the claim
-        cursor = job.cursor
-        while True:
-            if stopping.is_set():
-                return None
-            if lost.is_set():
-                raise ClaimLost
-            async with self._sessions() as session:
-                ids = await repository.customer_ids_after(
-                    session, cursor, self._settings.job_chunk_size
-                )
-            if not ids:
-                return "succeeded"
-            changes = await self._processor.reevaluate(
+        as_of = job.as_of
+        depth = self._settings.job_chunks_in_flight
+        running: collections.deque[tuple[str, int, asyncio.Task[list[Change]]]] = (
+            collections.deque()
+        )
+        fetched = job.cursor
+        exhausted = cancelled = False
+
+        async def counted(session: AsyncSession, changes: Sequence[Change]) -> None:
+            if not await repository.count_changes(session, job.id, self.name, len(changes)):
+                raise ClaimLost  # the chunk rolls back: the job is another worker's
+
+        def start(ids: list[str]) -> None:
+            work = self._processor.reevaluate(
                 ids,
-                job.as_of,
+                as_of,
                 ChangeReason.SCHEME_CHANGE,
                 announce=not job.silent,
                 # An activation evaluates what the new version changed; a recompute all.
                 only=() if job.kind == "activate" else None,
+                also=counted,
             )
-            cursor = ids[-1]
-            async with unit_of_work(self._sessions) as session:
-                row = await repository.advance(
-                    session, job.id, self.name, cursor=cursor, done=len(ids), changes=len(changes)
-                )
-            if row is None:
-                raise ClaimLost
-            job.cursor = cursor
-            if row.cancel_requested_at is not None:
-                return "cancelled"
+            running.append((ids[-1], len(ids), asyncio.ensure_future(work)))
+
+        try:
+            while True:
+                while not exhausted and len(running) < depth:
+                    if cancelled or stopping.is_set() or lost.is_set():
+                        break
+                    async with self._sessions() as session:
+                        ids = await repository.customer_ids_after(
+                            session, fetched, self._settings.job_chunk_size
+                        )
+                    if not ids:
+                        exhausted = True
+                    else:
+                        start(ids)
+                        fetched = ids[-1]
+                if not running:
+                    if lost.is_set():
+                        raise ClaimLost
+                    if cancelled:
+                        return "cancelled"
+                    return "succeeded" if exhausted else None
+                cursor, done, task = running[0]
+                await task
+                running.popleft()
+                async with unit_of_work(self._sessions) as session:
+                    row = await repository.advance(
+                        session, job.id, self.name, cursor=cursor, done=done
+                    )
+                if row is None:
+                    raise ClaimLost
+                job.cursor = cursor
+                # Asked to stop: no chunk is started; those running still count.
+                cancelled = cancelled or row.cancel_requested_at is not None
+        finally:
+            # Chunks already started end as they would (commit or roll back); the
+            # cursor stays before any that did not advance it.
+            if running:
+                await asyncio.gather(*(task for _, _, task in running), return_exceptions=True)
 
     async def _finish(self, job_id: int, status: str, *, error: str | None = None) -> None:
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -261,6 +261,7 @@ class BatchProcessor:
         prepare: Callable[[dict[str, CustomerState]], None] | None = None,
         only: Sequence[str] | None = None,
         entry: audit.Entry | None = None,
+        also: Callable[[AsyncSession, Sequence[Change]], Awaitable[None]] | None = None,
     ) -> list[Change]:
         """Bring customers up to `now`, then re-evaluate them under the active scheme:
         every dimension, or (`only`) these and those whose class does not hold under it
@@ -268,7 +269,8 @@ class BatchProcessor:
 
         `prepare` may edit the locked states first (e.g. set an override);
         `announce=False` records no outbox rows (a silent re-baseline); `entry` is
-        recorded in the audit trail in the same transaction when a customer was found.
+        recorded in the audit trail in the same transaction when a customer was found;
+        `also` runs last in the transaction, with the changes (e.g. a job counting them).
         """
         async with unit_of_work(self._sessions) as session:
             states = await repository.load_states(session, customer_ids)
@@ -286,6 +288,8 @@ class BatchProcessor:
             await repository.record_changes(session, changes, announce=announce)
             if states:
                 await audit.write(session, entry)
+            if also is not None:
+                await also(session, changes)
             return changes
 
     async def merge_by_hand(
