@@ -131,6 +131,7 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
         TimeoutError,  # asyncpg's command timeout on the read pool
         asyncpg.PostgresError,
         asyncpg.InterfaceError,
+        asyncpg.InternalClientError,  # a connection the server closed mid-statement
         asyncpg.DataError,
         sqlalchemy.exc.DBAPIError,  # the same through SQLAlchemy
         sqlalchemy.exc.TimeoutError,  # no pooled connection in time

@@ -84,7 +84,10 @@ def is_unavailable(exc: BaseException) -> bool:
         | ConnectionError
         | TimeoutError
         | asyncpg.PostgresConnectionError
-        | asyncpg.InterfaceError,
+        | asyncpg.InterfaceError
+        # A connection closed by the server mid-statement (a restart) can leave
+        # asyncpg's protocol out of step: "cannot switch to state ...".
+        | asyncpg.InternalClientError,
     ):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:

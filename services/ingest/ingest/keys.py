@@ -42,8 +42,18 @@ class DatabaseUnavailable(IngestError):
     title = "The key store is unavailable; nothing was accepted, retry later"
 
 
-# What a failed or hung database call raises: refused, reset, timed out, gone.
-DATABASE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# What a failed or hung database call raises: refused, reset, timed out, gone. A
+# connection the server closes in the middle of a statement (a PostgreSQL restart)
+# can also leave asyncpg's protocol out of step for the next statement on it:
+# InternalClientError "cannot switch to state ...", seen under load; the pool drops
+# that connection and the next call succeeds.
+DATABASE_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 
 @dataclass(frozen=True)
