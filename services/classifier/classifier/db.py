@@ -130,10 +130,10 @@ def unnest(
     columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]
 ) -> tuple[str, dict[str, Any]]:
     """`unnest(<one array per column>) AS t(<names>)` and its parameters, so one
-    statement takes any number of rows. A jsonb column travels as text: cast it
-    where it is used (`select_list` does)."""
+    statement takes any number of rows. A jsonb or json column travels as text:
+    cast it where it is used (`select_list` does)."""
     arrays = ", ".join(
-        f"CAST(:p{i} AS {'text' if kind == 'jsonb' else kind}[])"
+        f"CAST(:p{i} AS {'text' if kind in _JSON else kind}[])"
         for i, (_, kind) in enumerate(columns)
     )
     names = ", ".join(name for name, _ in columns)
@@ -142,5 +142,8 @@ def unnest(
 
 
 def select_list(columns: Sequence[tuple[str, str]]) -> str:
-    """The unnested columns in order, jsonb ones cast back from text."""
-    return ", ".join(f"{name}::jsonb" if kind == "jsonb" else name for name, kind in columns)
+    """The unnested columns in order, jsonb and json ones cast back from text."""
+    return ", ".join(f"{name}::{kind}" if kind in _JSON else name for name, kind in columns)
+
+
+_JSON = ("jsonb", "json")

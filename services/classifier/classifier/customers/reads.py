@@ -52,9 +52,10 @@ MANY = f"SELECT {_COLUMNS} FROM customers WHERE id = ANY($1::text[])"
 
 
 async def _init(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec(
-        "jsonb", schema="pg_catalog", encoder=_jsonb_text, decoder=orjson.loads, format="text"
-    )
+    for kind in ("jsonb", "json"):  # customers.classes is json (migration 0016)
+        await conn.set_type_codec(
+            kind, schema="pg_catalog", encoder=_jsonb_text, decoder=orjson.loads, format="text"
+        )
 
 
 def _jsonb_text(value: Any) -> str:

@@ -19,7 +19,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSON, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from classifier.models.base import Base
@@ -51,7 +51,9 @@ class Customer(Base):
     last_call_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     features: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
     # {dimension: {"class", "since", "rule", "scheme_version", "explanation"}}
-    classes: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    # json, not jsonb: read and rewritten whole by every batch, looked into by no
+    # query but the cut-off flagging (which casts); see migration 0016.
+    classes: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
     # Manual classes per dimension: {"class", "reason", "expires_at" (µs|None), "set_at" (µs)}.
     overrides: Mapped[dict[str, Any]] = mapped_column(
         JSONB, nullable=False, default=dict, server_default=text("'{}'::jsonb")

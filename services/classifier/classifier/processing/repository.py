@@ -207,7 +207,7 @@ STATE_WRITE = [
     ("id", "text"),
     ("features", "jsonb"),
     ("motion", "jsonb"),
-    ("classes", "jsonb"),
+    ("classes", "json"),
     ("scheme_version", "int"),
     ("evaluated_at", "timestamptz"),
     ("next_review_at", "timestamptz"),
@@ -316,7 +316,8 @@ async def save_states(
             continue  # rows loaded from the table, so they exist
         source, params = unnest(columns, rows)
         sets = ", ".join(
-            f"{n} = t.{n}::jsonb" if k == "jsonb" else f"{n} = t.{n}" for n, k in columns[1:]
+            f"{n} = t.{n}::{k}" if k in ("jsonb", "json") else f"{n} = t.{n}"
+            for n, k in columns[1:]
         )
         written = await session.execute(
             text(

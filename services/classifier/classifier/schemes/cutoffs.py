@@ -123,9 +123,9 @@ async def _flag_flips(
         )
         UPDATE customers c
         SET next_review_at = LEAST(COALESCE(c.next_review_at, :now), :now),
-            classes = CASE WHEN c.classes ? :dim
-                THEN jsonb_set(c.classes, ARRAY[:dim, 'review_at'],
-                               to_jsonb(CAST(:now_us AS bigint)))
+            classes = CASE WHEN c.classes::jsonb ? :dim
+                THEN jsonb_set(c.classes::jsonb, ARRAY[:dim, 'review_at'],
+                               to_jsonb(CAST(:now_us AS bigint)))::json
                 ELSE c.classes END
         FROM locked l
         WHERE c.id = l.id AND c.merged_into IS NULL
