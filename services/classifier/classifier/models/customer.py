@@ -35,8 +35,9 @@ class Customer(Base):
     facts: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     # How the time-moving feature values move after `evaluated_at` (see
     # engine/features.py Feature.motion): reads show them as of the read.
+    # json, as document_slots and classes: read whole, never looked into (0016, 0017).
     motion: Mapped[dict[str, Any]] = mapped_column(
-        JSONB, nullable=False, default=dict, server_default=text("'{}'::jsonb")
+        JSON, nullable=False, default=dict, server_default=text("'{}'::json")
     )
     facts_through: Mapped[int] = mapped_column(
         BigInteger, nullable=False, default=0, server_default="0"
@@ -63,7 +64,7 @@ class Customer(Base):
     # its read-time values sit, and how many rendering writes made it (a trigger
     # empties it when another write changes what it shows).
     document: Mapped[bytes | None] = mapped_column(LargeBinary)
-    document_slots: Mapped[list[Any] | None] = mapped_column(JSONB)
+    document_slots: Mapped[list[Any] | None] = mapped_column(JSON)
     document_rev: Mapped[int] = mapped_column(
         BigInteger, nullable=False, default=0, server_default="0"
     )

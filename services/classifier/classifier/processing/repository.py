@@ -206,7 +206,7 @@ async def _unnest(
 STATE_WRITE = [
     ("id", "text"),
     ("features", "jsonb"),
-    ("motion", "jsonb"),
+    ("motion", "json"),
     ("classes", "json"),
     ("scheme_version", "int"),
     ("evaluated_at", "timestamptz"),
@@ -216,7 +216,7 @@ STATE_WRITE = [
     ("overrides", "jsonb"),
     # The public document as the API sends it (processing/documents.py).
     ("document", "bytea"),
-    ("document_slots", "jsonb"),
+    ("document_slots", "json"),
 ]
 # A write that renders the document says so; any other that changes what the
 # document shows empties it (the customers_document_stale trigger).
