@@ -258,7 +258,7 @@ async def history(
 ) -> bytes | None:
     """`HistoryOut` as JSON bytes: every period the customer held a class, per
     dimension, oldest first; None when there is no such customer."""
-    rows = await pool.fetch(HISTORY, customer_id, limit, dimension)
+    rows = await pool.fetch(HISTORY, customer_id, limit, dimension or None)  # "": every one
     if not rows or not rows[0]["known"]:
         return None
     periods = [
