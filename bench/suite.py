@@ -21,9 +21,11 @@ gets its own throw-away database and topics, and real service processes
 4. intake: accepted events/s through the single and batch ingest endpoints.
 5. freshness + time-driven: orders posted to the ingest API at a fixed rate
    while a worker runs; delay from the HTTP 202 to the class change on the
-   change topic. Under that load, customers whose `purchase_behavior` turns
-   `churned` at a known instant (`next_review_at`, read from the database)
-   are watched: lag from that instant to the change on the topic.
+   change topic, and the CPU each component (ingest, worker, PostgreSQL,
+   Kafka, this load generator) spent per accepted event meanwhile. Under that
+   load, customers whose `purchase_behavior` turns `churned` at a known
+   instant (`next_review_at`, read from the database) are watched: lag from
+   that instant to the change on the topic.
 6. engine: evaluations/s of the default scheme on one core (`taskset -c 1`),
    with its floor (bench/engine.py).
 7. history growth: ms to apply one new order to customers who already have
@@ -56,6 +58,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from bench import cpu as bench_cpu
 from bench import erasures as bench_erasures
 from bench import history as bench_history
 from bench import http as bench_http
@@ -366,8 +369,20 @@ async def freshness_and_time(
     log: Path | None = None,
     merges: bench_merges.MergeBench | None = None,
     erasures: bench_erasures.ErasureBench | None = None,
+    ingest: asyncio.subprocess.Process | None = None,
 ) -> dict[str, Any]:
     worker = await bench_worker.start_worker(settings, log)
+    # Where the CPU goes while the load is offered and worked off, per accepted event.
+    components = {
+        "worker": bench_cpu.family(worker.pid),
+        "postgres": bench_cpu.postgres,
+        "kafka": bench_cpu.kafka,
+        "load_generator": bench_cpu.this_process,
+    }
+    if ingest is not None:
+        components["ingest"] = bench_cpu.family(ingest.pid)
+    meter = bench_cpu.CpuMeter(components)
+    cpu: dict[str, float] = {}
     consumer = AIOKafkaConsumer(
         settings.class_changes_topic,
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -408,6 +423,7 @@ async def freshness_and_time(
         due.update(await _timed_customers(settings, p["timed_customers"], lead))
         await _wait_for_customers(settings.database_url, list(due))  # the worker is consuming
         run = uuid.uuid4().hex[:6]
+        meter.start()
         started = time.perf_counter()
         merging = asyncio.create_task(merges.under_load(p["fresh_seconds"])) if merges else None
         erasing = asyncio.create_task(erasures.under_load(p["fresh_seconds"])) if erasures else None
@@ -424,6 +440,7 @@ async def freshness_and_time(
             any(e not in arrivals for e in acked) or len(time_changes) < len(due)
         ):
             await asyncio.sleep(0.2)
+        cpu = meter.stop()
     finally:
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -451,7 +468,8 @@ async def freshness_and_time(
             "p50_ms": round(bench_http.pct(delays, 0.5), 1),
             "p95_ms": round(bench_http.pct(delays, 0.95), 1),
             "p99_ms": round(bench_http.pct(delays, 0.99), 1),
-        },
+        }
+        | bench_cpu.per_event(cpu, len(acked), p["fresh_rate"]),
         "time_driven": {
             "customers": len(due),
             "changes_seen": len(lags),
@@ -612,7 +630,14 @@ async def run(scale: str, overrides: dict[str, Any], seed: int, log_dir: Path) -
             p["merge_large_orders"],
         )
         results |= await freshness_and_time(
-            fresh, fresh_url, intake_key, p, log_dir / "worker-fresh.log", merges, erasures
+            fresh,
+            fresh_url,
+            intake_key,
+            p,
+            log_dir / "worker-fresh.log",
+            merges,
+            erasures,
+            ingest=fresh_ingest,
         )
         say(f"webhooks: {p['webhook_changes']:,} changes at {p['webhook_rate']:,}/s")
         hooks = settings.model_copy(
@@ -656,6 +681,9 @@ def table(r: dict[str, Any]) -> str:
          + ("" if idle.get("settled", True) else " (NOT settled: reviews or outbox pending)")),
         ("freshness", f"p50 {fr['p50_ms']} ms", f"p95 {fr['p95_ms']} ms, p99 {fr['p99_ms']} ms at"
          f" {fr['achieved_rate_per_s']:,}/s (target {fr['target_rate_per_s']:,}/s)"),
+        ("freshness CPU", f"{fr['cpu_ms_per_event_total']} ms/event", ", ".join(
+            f"{k} {v}" for k, v in fr["cpu_ms_per_event"].items()) + f": "
+         f"{fr['cores_needed_at_target']} of {fr['cores']} cores at the target rate"),
         ("time-driven lag", f"p50 {td['p50_ms']} ms", f"p99 {td['p99_ms']} ms, "
          f"{td['changes_seen']}/{td['customers']} seen, under the freshness load"),
         ("intake single", f"{it['single_events_per_s']:,} events/s", "concurrency 32, "

@@ -65,6 +65,16 @@ async def test_every_benchmark_scenario_reports_its_figures(
     fresh = r["freshness"]
     assert fresh["accepted"] == fresh["changes_seen"] == 40  # 20/s for 2 s, each one seen
     assert 0 < fresh["p50_ms"] <= fresh["p95_ms"] <= fresh["p99_ms"]
+    # Where the CPU went meanwhile: the worker and ingest processes it started did work.
+    cpu = fresh["cpu_ms_per_event"]
+    assert cpu["worker"] > 0
+    assert cpu["ingest"] > 0
+    assert cpu["load_generator"] > 0
+    assert fresh["cpu_ms_per_event_total"] == pytest.approx(sum(cpu.values()), abs=0.02)
+    assert fresh["cores_needed_at_target"] == pytest.approx(
+        fresh["cpu_ms_per_event_total"] * fresh["target_rate_per_s"] / 1000, abs=0.02
+    )
+    assert "freshness CPU" in table(r)
     timed = r["time_driven"]
     assert timed["changes_seen"] == timed["customers"] == 5
     assert timed["p50_ms"] >= 0  # never before the instant it was due
