@@ -69,6 +69,9 @@ def create_app(settings: ClassifierSettings | None = None) -> FastAPI:
             dsn(settings.database_url), settings.db_pool_size, settings.api_db_timeout_seconds
         )
         app.state.reader = reads.Reader(app.state.read_pool, settings.lookup_queries_in_flight)
+        # Before the first request (a database that is away delays the start by at most
+        # one connect's bound, and the requests answer 503 until it is back).
+        await reads.open_connections(app.state.read_pool)
         client = AIOKafkaClient(bootstrap_servers=settings.kafka_bootstrap_servers)
         with contextlib.suppress(Exception):  # readyz reports a broker that is down
             await client.bootstrap()

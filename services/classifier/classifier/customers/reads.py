@@ -13,6 +13,7 @@ two together.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,8 @@ import orjson
 from classifier.db import connect_args
 from classifier.engine import from_micros
 from classifier.processing import documents
+
+log = logging.getLogger(__name__)
 
 _AGGREGATES = (
     "order_count",
@@ -56,6 +59,38 @@ async def _init(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(
             kind, schema="pg_catalog", encoder=_jsonb_text, decoder=orjson.loads, format="text"
         )
+    await _prepare(conn)
+
+
+async def _prepare(conn: asyncpg.Connection) -> None:
+    """Prepare the read path's statements on a connection as it opens. Each is run
+    once for an id no customer has; asyncpg keeps the prepared statement, so no
+    request waits for one to be planned."""
+    await conn.fetch(MANY, [])
+    await conn.fetch(HISTORY, "", 1, None)
+    await conn.fetch(CURRENT, "", 1)
+    await conn.fetch(AS_OF, "", 1, from_micros(0))
+
+
+async def open_connections(pool: asyncpg.Pool) -> int:
+    """Open every connection of the pool now (each prepared by `_init`), rather than
+    during the first burst of requests; returns how many are open. A database that
+    is away is left to the requests: they answer 503 until it is back."""
+    got = await asyncio.gather(
+        *(pool.acquire() for _ in range(pool.get_max_size())), return_exceptions=True
+    )
+    held = [conn for conn in got if not isinstance(conn, BaseException)]
+    for conn in held:
+        await pool.release(conn)
+    if len(held) < len(got):  # the pool opens the others lazily, as requests come
+        failed = next(c for c in got if isinstance(c, BaseException))
+        log.warning(
+            "read pool: %d of %d connections not opened ahead (%s)",
+            len(got) - len(held),
+            len(got),
+            type(failed).__name__,
+        )
+    return len(held)
 
 
 def _jsonb_text(value: Any) -> str:
@@ -63,7 +98,8 @@ def _jsonb_text(value: Any) -> str:
 
 
 async def create_pool(dsn: str, size: int, bound_seconds: float) -> asyncpg.Pool:
-    """A small pool for the read path; connections are opened lazily.
+    """A small pool for the read path; connections are opened lazily (the API opens
+    them ahead at startup: `open_connections`).
 
     Connects and statements give up after `bound_seconds` (the API answers 503).
     """
