@@ -193,6 +193,18 @@ async def test_overrides_history_and_as_of_across_several_changes(
         assert at.json() == ClassesAsOfOut.model_validate(at.json()).model_dump(
             mode="json", by_alias=True
         )
+    # Plain history and as-of reads are answered without the framework's routing
+    # (customers/fast.py); any other parameter (even one the route ignores, or the
+    # default limit given) goes to the route. The two answer alike.
+    routed = await api.get("/v1/customers/c-1/history", params={"limit": 1000})
+    assert whole.json() == routed.json()
+    for at in (t0, t1, t2):
+        plain = await api.get("/v1/customers/c-1/classes", params={"as_of": at.isoformat()})
+        extra = {"as_of": at.isoformat(), "unused": "1"}
+        assert plain.json() == (await api.get("/v1/customers/c-1/classes", params=extra)).json()
+    for wrong in ("yesterday", "", "1700000000"):  # the route's own 422, whichever path
+        refused = await api.get("/v1/customers/c-1/classes", params={"as_of": wrong})
+        assert refused.status_code == 422, (wrong, refused.text)
     # Before the first event: a customer, with no class yet.
     before = await api.get("/v1/customers/c-1/classes", params={"as_of": "2001-01-01T00:00:00Z"})
     assert before.status_code == 200

@@ -6,29 +6,45 @@ ASGI middleware inside the app's others (CORS, body timeouts, request metrics
 still apply): the key checked through the same cached verifier, one indexed
 read of the rendered document (customers/reads.py), the bytes sent. Routing,
 dependency solving and request objects, which cost more than the read itself,
-are skipped. Everything else, and every request this path does not fully
-understand (a console session cookie, a query string, an id the route would
-refuse, a key without the read scope), goes on to the app unchanged, so its
-answers (401, 403, 422) stay the app's own. Errors become the app's answers
-through its own exception handlers (404 problem, 503 with Retry-After).
+are skipped. A customer's history (`/history`, without parameters: every
+dimension, the route's default limit) and classes at an instant (`/classes`,
+with `as_of` alone, validated by the route's own type) are answered the same
+way, from their one statement each. Everything else, and every request this
+path does not fully understand (a console session cookie, another query
+string, an id the route would refuse, a key without the read scope), goes on
+to the app unchanged, so its answers (401, 403, 422) stay the app's own.
+Errors become the app's answers through its own exception handlers (404
+problem, 503 with Retry-After).
 """
 
 from __future__ import annotations
 
-from typing import cast
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Literal, cast
+from urllib.parse import parse_qsl
 
+from pydantic import TypeAdapter, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from classifier.auth import KeyVerifier, Principal
 from classifier.clock import Clock
 from classifier.config import ClassifierSettings
-from classifier.customers import service
+from classifier.customers import reads, service
+from classifier.params import Instant
 from eventschemas.http import RouteLabel, handled
 
 PREFIX = "/v1/customers/"
 ROUTE = PREFIX + "{customer_id}"
 MAX_ID = 128  # the route's Path(max_length=...)
+HISTORY_LIMIT = 1000  # the history route's default `limit`
 _HEADERS = [(b"content-type", b"application/json")]
+# The as-of route's `as_of` parameter, validated as the route validates it.
+_AS_OF: TypeAdapter[datetime | Literal["now"]] = TypeAdapter(Instant | Literal["now"])
+
+# A read this path answers: its route (the metrics' label) and how, given the reader,
+# the customer id and the clock's now.
+Read = tuple[str, Callable[[reads.Reader, str, int], Awaitable[bytes]], str]
 
 
 class FastLookups:
@@ -36,16 +52,17 @@ class FastLookups:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        customer_id = _customer_id(scope)
-        principal = None if customer_id is None else await self._principal(scope)
-        if customer_id is None or principal is None:
+        read = _read(scope)
+        principal = None if read is None else await self._principal(scope)
+        if read is None or principal is None:
             await self.app(scope, receive, send)
             return
+        route, answer, customer_id = read
         app = scope["app"]
-        scope["route"] = RouteLabel(ROUTE)  # the request metrics' label
+        scope["route"] = RouteLabel(route)  # the request metrics' label
         clock = cast(Clock, app.state.clock)
         try:
-            body = await service.get_customer(app.state.reader, customer_id, clock())
+            body = await answer(app.state.reader, customer_id, clock())
         except Exception as exc:
             response = await handled(app, scope, exc)
             await response(scope, receive, send)
@@ -81,14 +98,47 @@ class FastLookups:
         return principal
 
 
-def _customer_id(scope: Scope) -> str | None:
-    """The id of a plain `GET /v1/customers/{id}` the route would take, else None."""
-    if scope["type"] != "http" or scope["method"] != "GET" or scope["query_string"]:
+def _read(scope: Scope) -> Read | None:
+    """The read of a `GET` this path answers as its route would, else None."""
+    if scope["type"] != "http" or scope["method"] != "GET":
         return None
     path: str = scope["path"]
     if not path.startswith(PREFIX):
         return None
-    customer_id = path[len(PREFIX) :]
-    if not customer_id or len(customer_id) > MAX_ID or "/" in customer_id or "\x00" in customer_id:
+    customer_id, slash, tail = path[len(PREFIX) :].partition("/")
+    if not customer_id or len(customer_id) > MAX_ID or "\x00" in customer_id:
         return None
-    return customer_id
+    query: bytes = scope["query_string"]
+    if not slash:
+        return None if query else (ROUTE, service.get_customer, customer_id)
+    if tail == "history" and not query:
+        return ROUTE + "/history", _history, customer_id
+    if tail == "classes":
+        at = _as_of(query)
+        if at is not None:
+            return ROUTE + "/classes", at, customer_id
+    return None
+
+
+async def _history(reader: reads.Reader, customer_id: str, now: int) -> bytes:
+    return await service.history(reader, customer_id, None, HISTORY_LIMIT)
+
+
+def _as_of(query: bytes) -> Callable[[reads.Reader, str, int], Awaitable[bytes]] | None:
+    """The as-of read of a query string holding `as_of` alone (or nothing), else None
+    (another parameter, a repeated or invalid one: the route answers)."""
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True) if query else []
+    if len(pairs) > 1 or (pairs and pairs[0][0] != "as_of"):
+        return None
+    given: datetime | Literal["now"] | None = None
+    if pairs:
+        try:
+            given = _AS_OF.validate_python(pairs[0][1])
+        except ValidationError:
+            return None
+    at = None if given == "now" else given
+
+    async def classes(reader: reads.Reader, customer_id: str, now: int) -> bytes:
+        return await service.classes_as_of(reader, customer_id, at, now=now)
+
+    return classes
